@@ -1,0 +1,258 @@
+"""Multi-modal containers and the batch path used for training and inference."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+import torch
+from sklearn.utils import _safe_indexing
+
+__all__ = ["ModalityDict"]
+
+
+def _n_rows(value):
+    shape = getattr(value, "shape", None)
+    if shape is None or len(shape) == 0:
+        return None
+    return int(shape[0])
+
+
+def _describe(value):
+    kind = type(value).__name__
+    shape = tuple(getattr(value, "shape", ()))
+    dtype = getattr(value, "dtype", None)
+    if hasattr(value, "iloc"):
+        return f"{kind}{shape}"
+    return f"{kind}{shape} {dtype}" if dtype is not None else f"{kind}{shape}"
+
+
+class ModalityDict(dict):
+    """A dict of modalities that scikit-learn can index by rows.
+
+    scikit-learn counts the keys of a plain ``dict`` as samples, so a plain
+    dict cannot go through ``cross_val_score``, ``GridSearchCV`` or
+    ``train_test_split``. ``ModalityDict`` behaves like the dict it wraps
+    for string keys and is indexed by *rows* for anything else: integer
+    arrays, boolean masks and slices select the same samples from every
+    modality (numpy arrays, torch tensors and pandas DataFrames alike; a
+    DataFrame is sliced with ``iloc``).
+
+    Parameters
+    ----------
+    *args, **kwargs
+        As for ``dict``: modality name -> array-like with samples on the
+        first axis. All modalities must have the same number of samples.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        ``(n_samples,)``, so that ``sklearn.utils._num_samples`` and
+        ``len`` count samples, not modalities.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_i2m2 import ModalityDict
+    >>> X = ModalityDict(image=np.zeros((4, 1, 8, 8)), tabular=np.ones((4, 3)))
+    >>> len(X), X.shape
+    (4, (4,))
+    >>> X[[0, 2]]["tabular"].shape
+    (2, 3)
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._n_samples = None
+        for name, value in dict.items(self):
+            self._check_entry(name, value)
+
+    def _check_entry(self, name, value):
+        if not isinstance(name, str):
+            raise TypeError(
+                f"Modality names must be strings; got {name!r} of type "
+                f"{type(name).__name__}."
+            )
+        n = _n_rows(value)
+        if n is None:
+            raise TypeError(
+                f"Modality {name!r} must be an array-like with samples on the first "
+                f"axis (numpy array, torch tensor or pandas DataFrame); got "
+                f"{type(value).__name__}."
+            )
+        if self._n_samples is None:
+            self._n_samples = n
+        elif n != self._n_samples:
+            first = next(iter(dict.keys(self)))
+            raise ValueError(
+                f"Modality {name!r} has {n} samples but modality {first!r} has "
+                f"{self._n_samples}; all modalities must have the same number of "
+                "samples."
+            )
+
+    def __setitem__(self, name, value):
+        if dict.__len__(self) == 1 and name in self:
+            self._n_samples = None
+        self._check_entry(name, value)
+        super().__setitem__(name, value)
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            return super().__getitem__(key)
+        # sklearn's _safe_indexing indexes array-likes as ``X[key, ...]``.
+        if isinstance(key, tuple) and len(key) == 2 and key[1] is Ellipsis:
+            key = key[0]
+        if isinstance(key, numbers.Integral):
+            return {name: _index_rows(v, key) for name, v in self.items()}
+        return ModalityDict({name: _index_rows(v, key) for name, v in self.items()})
+
+    def __len__(self):
+        return 0 if self._n_samples is None else self._n_samples
+
+    @property
+    def shape(self):
+        return (len(self),)
+
+    @property
+    def n_modalities(self):
+        """Number of modalities (``len`` counts samples)."""
+        return dict.__len__(self)
+
+    def copy(self):
+        return ModalityDict(dict(self))
+
+    def __reduce__(self):
+        return (type(self), (dict(self),))
+
+    def __repr__(self):
+        parts = ", ".join(f"{name}: {_describe(v)}" for name, v in self.items())
+        return f"ModalityDict({parts})"
+
+
+def _index_rows(value, key):
+    if isinstance(value, torch.Tensor):
+        if isinstance(key, slice) or isinstance(key, numbers.Integral):
+            return value[key]
+        index = torch.as_tensor(np.asarray(key))
+        if index.dtype == torch.bool:
+            return value[index.to(value.device)]
+        return value.index_select(0, index.to(value.device, torch.long))
+    return _safe_indexing(value, key, axis=0)
+
+
+class ModalityTensorDataset(torch.utils.data.Dataset):
+    """Modalities and targets held as tensors, sliced a whole batch at a time.
+
+    ``__getitem__`` exists so that any torch ``DataLoader`` still works, but
+    :class:`BatchSlicer` never calls it: per-sample indexing plus collation
+    costs several times the forward/backward pass of small experts.
+    """
+
+    def __init__(self, X, y=None):
+        self.X = X
+        self.y = y
+        self._n = len(next(iter(X.values())))
+
+    def __len__(self):
+        return self._n
+
+    def __getitem__(self, i):
+        Xi = {name: t[i] for name, t in self.X.items()}
+        return Xi, (self.y[i] if self.y is not None else torch.zeros(()))
+
+    def take(self, index):
+        """Rows ``index`` (a slice or a 1-D long tensor) of every modality."""
+        if isinstance(index, slice):
+            Xb = {name: t[index] for name, t in self.X.items()}
+            yb = self.y[index] if self.y is not None else None
+        else:
+            Xb = {name: t.index_select(0, index) for name, t in self.X.items()}
+            yb = self.y.index_select(0, index) if self.y is not None else None
+        return Xb, yb
+
+
+class BatchSlicer:
+    """Iterate over a :class:`ModalityTensorDataset` in whole-tensor batches.
+
+    Drop-in for skorch's ``iterator_train``/``iterator_valid`` (it takes the
+    same ``batch_size``/``shuffle`` arguments as a ``DataLoader``). It accepts
+    the dataset itself or a ``torch.utils.data.Subset`` of it, as produced by
+    skorch's ``ValidSplit``.
+
+    Data already on ``device`` is sliced in place (no host-device traffic);
+    data on the host is copied one batch at a time to ``device`` through
+    pinned memory with a non-blocking copy.
+
+    Parameters
+    ----------
+    dataset : ModalityTensorDataset or torch.utils.data.Subset
+    batch_size : int
+    shuffle : bool, default=False
+        Draw a new permutation of the rows every epoch.
+    generator : torch.Generator, optional
+        Source of the permutations (for reproducible shuffling).
+    device : str or torch.device, optional
+        Where batches are delivered; defaults to where the data lives.
+    drop_singleton : bool, default=None
+        Drop a final batch of a single row (BatchNorm cannot train on one
+        sample). Defaults to ``shuffle``, i.e. only while training.
+    """
+
+    def __init__(self, dataset, batch_size, shuffle=False, generator=None,
+                 device=None, drop_singleton=None):
+        if isinstance(dataset, torch.utils.data.Subset):
+            self.dataset = dataset.dataset
+            self.rows = torch.as_tensor(np.asarray(dataset.indices), dtype=torch.long)
+        else:
+            self.dataset = dataset
+            self.rows = None
+        if not isinstance(self.dataset, ModalityTensorDataset):
+            raise TypeError(
+                "BatchSlicer needs a ModalityTensorDataset; got "
+                f"{type(self.dataset).__name__}."
+            )
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.generator = generator
+        data_device = next(iter(self.dataset.X.values())).device
+        self.device = torch.device(device) if device is not None else data_device
+        self.stream = self.device != data_device
+        self.drop_singleton = shuffle if drop_singleton is None else drop_singleton
+
+    def __len__(self):
+        n = len(self.rows) if self.rows is not None else len(self.dataset)
+        n_batches = math.ceil(n / self.batch_size)
+        if self.drop_singleton and n > 1 and n % self.batch_size == 1:
+            n_batches -= 1
+        return n_batches
+
+    def _order(self):
+        n = len(self.rows) if self.rows is not None else len(self.dataset)
+        if self.shuffle:
+            perm = torch.randperm(n, generator=self.generator)
+            order = self.rows[perm] if self.rows is not None else perm
+        elif self.rows is not None:
+            order = self.rows
+        else:
+            return None, n
+        data_device = next(iter(self.dataset.X.values())).device
+        return order.to(data_device), n
+
+    def __iter__(self):
+        order, n = self._order()
+        for b in range(len(self)):
+            start = b * self.batch_size
+            stop = min(start + self.batch_size, n)
+            index = slice(start, stop) if order is None else order[start:stop]
+            Xb, yb = self.dataset.take(index)
+            if self.stream:
+                Xb = {k: _to_device(v, self.device) for k, v in Xb.items()}
+                yb = _to_device(yb, self.device) if yb is not None else None
+            yield Xb, yb
+
+
+def _to_device(tensor, device):
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)

@@ -1,0 +1,54 @@
+"""Command line: ``sk-i2m2 demo`` (also ``python -m sk_i2m2 demo``)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def demo(views=("fou", "zer", "mor"), random_state=0):
+    """Train intra, inter and I2M2 on bundled mfeat views; print test accuracies."""
+    from sklearn.model_selection import train_test_split
+
+    from . import I2M2Classifier
+    from .datasets import load_mfeat
+
+    X, y = load_mfeat(list(views))
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.3, stratify=y, random_state=random_state
+    )
+    print(f"UCI Multiple Features digits, views {', '.join(views)}: "
+          f"{len(X_train)} training and {len(X_test)} test samples, 10 classes.")
+    rows = []
+    for dependencies, label in [("intra", "intra (product of per-view experts)"),
+                                ("inter", "inter (late-fusion expert)"),
+                                ("both", "I2M2 (intra x inter)")]:
+        print(f"\nTraining {label} ...", flush=True)
+        start = time.perf_counter()
+        clf = I2M2Classifier(dependencies=dependencies, random_state=random_state, verbose=1)
+        clf.fit(X_train, y_train)
+        rows.append((label, clf.score(X_test, y_test), time.perf_counter() - start))
+        if dependencies == "both":
+            experts = {name: (p.argmax(1) == y_test).mean()
+                       for name, p in clf.expert_proba(X_test).items()}
+    expert_rows = [(f"  expert {name} of the fitted I2M2", acc, None)
+                   for name, acc in experts.items()]
+    rows = expert_rows + rows
+    width = max(len(r[0]) for r in rows) + 2
+    print("\nTest accuracy")
+    for label, acc, seconds in rows:
+        timing = f"  ({seconds:.1f}s)" if seconds is not None else ""
+        print(f"  {label:<{width}}{acc:.3f}{timing}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="sk-i2m2", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo_parser = commands.add_parser("demo", help="train intra, inter and I2M2 on bundled data")
+    demo_parser.add_argument("--views", nargs="+", default=["fou", "zer", "mor"],
+                             help="mfeat views to use as modalities")
+    demo_parser.add_argument("--random-state", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        demo(tuple(args.views), args.random_state)
+    return 0

@@ -1,0 +1,394 @@
+"""Encoder specifications: small objects with hyperparameters that build torch modules.
+
+An encoder maps a batch of one modality, shape ``(batch, *sample_shape)``, to
+features of shape ``(batch, out_features)``. Specs are scikit-learn style
+objects (``get_params``/``set_params``), so an :class:`~sk_i2m2.I2M2Classifier`
+exposes them as ``encoders__<modality>__<param>`` for ``GridSearchCV``.
+"""
+
+from __future__ import annotations
+
+import abc
+import copy
+import inspect
+import math
+
+import torch
+from sklearn.base import BaseEstimator
+from torch import nn
+
+__all__ = [
+    "EncoderSpec",
+    "MLPEncoder",
+    "Conv2dEncoder",
+    "Conv3dEncoder",
+    "GRUEncoder",
+    "ModuleEncoder",
+    "infer_encoder_kind",
+]
+
+
+class EncoderSpec(BaseEstimator, metaclass=abc.ABCMeta):
+    """Base class of encoder specifications.
+
+    Subclasses store hyperparameters in ``__init__`` and implement
+    :meth:`build`. ``sample_ndims`` lists the per-sample numbers of
+    dimensions the encoder accepts.
+    """
+
+    sample_ndims: tuple = ()
+    #: Whether the estimator standardises this modality's input in front of
+    #: the encoder (when ``standardize=True``).
+    standardizes_input = True
+
+    def feature_axes(self, sample_shape):
+        """Per-sample axes whose entries get their own input statistics.
+
+        Standardisation averages over samples and every other axis; by
+        default each entry of a sample is scaled on its own.
+        """
+        return tuple(range(len(sample_shape)))
+
+    @abc.abstractmethod
+    def build(self, sample_shape):
+        """Return a fresh ``torch.nn.Module`` for samples of ``sample_shape``."""
+
+    def check_sample_shape(self, modality, sample_shape):
+        """Raise ``ValueError`` if this encoder cannot take ``sample_shape``."""
+        if self.sample_ndims and len(sample_shape) not in self.sample_ndims:
+            shapes = " or ".join(f"{d + 1}-D (n_samples, ...) arrays" for d in self.sample_ndims)
+            raise ValueError(
+                f"Modality {modality!r} has samples of shape {tuple(sample_shape)} "
+                f"({len(sample_shape) + 1}-D input) but {type(self).__name__} takes "
+                f"{shapes}."
+            )
+
+
+class _MLP(nn.Module):
+    def __init__(self, in_features, hidden_sizes, dropout):
+        super().__init__()
+        layers, width = [], in_features
+        for size in hidden_sizes:
+            layers += [nn.Linear(width, size), nn.ReLU()]
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            width = size
+        self.net = nn.Sequential(*layers)
+        self.out_features = width
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class MLPEncoder(EncoderSpec):
+    """Multi-layer perceptron for vector modalities ``(n_samples, n_features)``.
+
+    Parameters
+    ----------
+    hidden_sizes : tuple of int, default=(128, 64)
+        Width of each hidden layer; the last one is the feature size.
+    dropout : float, default=0.1
+        Dropout after every hidden layer.
+    """
+
+    sample_ndims = (1,)
+
+    def __init__(self, hidden_sizes=(128, 64), dropout=0.1):
+        self.hidden_sizes = hidden_sizes
+        self.dropout = dropout
+
+    def feature_axes(self, sample_shape):
+        return (0,)
+
+    def build(self, sample_shape):
+        return _MLP(int(sample_shape[0]), tuple(self.hidden_sizes), self.dropout)
+
+
+class _ConvNet(nn.Module):
+    """LeNet-style stack: a 5x5 conv block, then 3x3 conv blocks.
+
+    Each block is conv -> BatchNorm -> ReLU -> max-pool(2); pooling stops
+    once the smallest spatial side would drop below 2, so inputs from 8x8
+    (or 8x8x8) up work. Features are an adaptive average pool to
+    ``pool_size`` per spatial axis, flattened.
+    """
+
+    def __init__(self, ndim, in_channels, spatial, channels, pool_size, dropout):
+        super().__init__()
+        conv = nn.Conv2d if ndim == 2 else nn.Conv3d
+        norm = nn.BatchNorm2d if ndim == 2 else nn.BatchNorm3d
+        pool = nn.MaxPool2d if ndim == 2 else nn.MaxPool3d
+        adaptive = nn.AdaptiveAvgPool2d if ndim == 2 else nn.AdaptiveAvgPool3d
+        layers, width, side = [], in_channels, min(spatial)
+        for i, out in enumerate(channels):
+            kernel = 5 if i == 0 else 3
+            layers += [conv(width, out, kernel, padding=kernel // 2, bias=False),
+                       norm(out), nn.ReLU(inplace=True)]
+            if side >= 4:
+                layers.append(pool(2))
+                side //= 2
+            width = out
+        layers.append(adaptive(pool_size))
+        layers.append(nn.Flatten())
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        self.net = nn.Sequential(*layers)
+        self.ndim = ndim
+        self.add_channel_axis = False
+        self.out_features = width * pool_size ** ndim
+
+    def forward(self, x):
+        if self.add_channel_axis:
+            x = x.unsqueeze(1)
+        return self.net(x)
+
+
+def _default_channels(spatial):
+    # One block per halving of the smallest side down to about 4, 1 to 4 blocks,
+    # 16 channels doubling per block up to 64.
+    n_blocks = min(4, max(1, int(math.log2(max(min(spatial), 2) / 4)) + 1))
+    return tuple(min(16 * 2 ** i, 64) for i in range(n_blocks))
+
+
+class _ConvSpec(EncoderSpec):
+    ndim = 2
+
+    def __init__(self, channels=None, pool_size=2, dropout=0.0):
+        self.channels = channels
+        self.pool_size = pool_size
+        self.dropout = dropout
+
+    def feature_axes(self, sample_shape):
+        # Per channel; an image without a channel axis has one statistic.
+        return (0,) if len(sample_shape) == self.ndim + 1 else ()
+
+    def build(self, sample_shape):
+        has_channels = len(sample_shape) == self.ndim + 1
+        spatial = tuple(sample_shape[-self.ndim:])
+        in_channels = int(sample_shape[0]) if has_channels else 1
+        channels = self.channels if self.channels is not None else _default_channels(spatial)
+        net = _ConvNet(self.ndim, in_channels, spatial, tuple(channels),
+                       self.pool_size, self.dropout)
+        net.add_channel_axis = not has_channels
+        return net
+
+
+class Conv2dEncoder(_ConvSpec):
+    """LeNet-style 2-D conv net for images ``(n, C, H, W)`` or ``(n, H, W)``.
+
+    A 5x5 conv block then 3x3 conv blocks (conv, BatchNorm, ReLU,
+    max-pool), as in the experts of the I2M2 paper, followed by an adaptive
+    average pool.
+
+    Parameters
+    ----------
+    channels : tuple of int or None, default=None
+        Output channels of each block. ``None`` picks one block per halving
+        of the smallest image side down to about 4 (1 to 4 blocks), with
+        16, 32, 64, 64 channels.
+    pool_size : int, default=2
+        Side of the final adaptive average pool; features are
+        ``channels[-1] * pool_size**2``.
+    dropout : float, default=0.0
+        Dropout on the features.
+    """
+
+    ndim = 2
+    sample_ndims = (2, 3)
+
+
+class Conv3dEncoder(_ConvSpec):
+    """3-D conv net for volumes ``(n, C, D, H, W)``.
+
+    Same structure and parameters as :class:`Conv2dEncoder` with 3-D
+    convolutions; features are ``channels[-1] * pool_size**3``.
+
+    Parameters
+    ----------
+    channels : tuple of int or None, default=None
+        Output channels of each block; ``None`` chooses from the volume size.
+    pool_size : int, default=2
+        Side of the final adaptive average pool.
+    dropout : float, default=0.0
+        Dropout on the features.
+    """
+
+    ndim = 3
+    sample_ndims = (3, 4)
+
+
+class _GRU(nn.Module):
+    def __init__(self, in_features, hidden_size, num_layers, bidirectional, dropout):
+        super().__init__()
+        self.gru = nn.GRU(in_features, hidden_size, num_layers=num_layers,
+                          batch_first=True, bidirectional=bidirectional,
+                          dropout=dropout if num_layers > 1 else 0.0)
+        self.out_features = hidden_size * (2 if bidirectional else 1)
+
+    def forward(self, x):
+        _, h = self.gru(x)
+        # Last layer's final state of each direction.
+        n_dirs = 2 if self.gru.bidirectional else 1
+        return torch.cat(list(h[-n_dirs:]), dim=1)
+
+
+class GRUEncoder(EncoderSpec):
+    """GRU for sequences ``(n_samples, n_steps, n_features)``.
+
+    Features are the last layer's final hidden state (both directions
+    concatenated when bidirectional).
+
+    Parameters
+    ----------
+    hidden_size : int, default=64
+    num_layers : int, default=1
+    bidirectional : bool, default=True
+    dropout : float, default=0.0
+        Dropout between GRU layers (only with ``num_layers > 1``).
+    """
+
+    sample_ndims = (2,)
+
+    def __init__(self, hidden_size=64, num_layers=1, bidirectional=True, dropout=0.0):
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bidirectional = bidirectional
+        self.dropout = dropout
+
+    def feature_axes(self, sample_shape):
+        return (len(sample_shape) - 1,)
+
+    def build(self, sample_shape):
+        return _GRU(int(sample_shape[-1]), self.hidden_size, self.num_layers,
+                    self.bidirectional, self.dropout)
+
+
+class ModuleEncoder(EncoderSpec):
+    """Any user ``torch.nn.Module`` as an encoder.
+
+    The module must map a batch of the modality, ``(batch, *sample_shape)``,
+    to features ``(batch, n_features)`` (or anything that flattens to
+    that). The feature size is found by a forward pass on two samples.
+
+    Parameters
+    ----------
+    module : torch.nn.Module class, callable or instance
+        A class or factory is called as ``module(**module_kwargs)`` for
+        each expert that reads this modality; an instance is deep-copied
+        for each expert.
+    module_kwargs : dict or None, default=None
+        Keyword arguments for a module class or factory.
+    trainable : bool, default=True
+        ``False`` freezes the module's parameters (e.g. a pretrained
+        backbone used as a fixed feature extractor).
+    standardize : bool, default=False
+        Whether the estimator standardises this modality in front of the
+        module when ``standardize=True``. Off by default because
+        pretrained backbones expect their own input normalisation.
+    """
+
+    def __init__(self, module, module_kwargs=None, trainable=True, standardize=False):
+        self.module = module
+        self.module_kwargs = module_kwargs
+        self.trainable = trainable
+        self.standardize = standardize
+
+    @property
+    def standardizes_input(self):
+        return self.standardize
+
+    def build(self, sample_shape):
+        if isinstance(self.module, nn.Module):
+            net = copy.deepcopy(self.module)
+        elif callable(self.module):
+            net = self.module(**(self.module_kwargs or {}))
+            if not isinstance(net, nn.Module):
+                raise TypeError(
+                    f"ModuleEncoder factory {self.module!r} returned "
+                    f"{type(net).__name__}, not a torch.nn.Module."
+                )
+        else:
+            raise TypeError(
+                "ModuleEncoder.module must be a torch.nn.Module class, factory or "
+                f"instance; got {type(self.module).__name__}."
+            )
+        if not self.trainable:
+            for p in net.parameters():
+                p.requires_grad_(False)
+        return _Flatten(net)
+
+
+class _Flatten(nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x).flatten(1)
+
+
+_KINDS = {
+    "mlp": MLPEncoder,
+    "conv2d": Conv2dEncoder,
+    "conv3d": Conv3dEncoder,
+    "gru": GRUEncoder,
+}
+
+
+def infer_encoder_kind(sample_shape):
+    """Name of the default encoder for samples of ``sample_shape``.
+
+    ``(d,)`` -> ``"mlp"``; ``(C, H, W)`` -> ``"conv2d"``;
+    ``(C, D, H, W)`` -> ``"conv3d"``. A 3-D array ``(n, A, B)`` is either a
+    grayscale image or a sequence ``(n, T, F)``: it is taken as an image
+    when both sides are at least 8 and neither is more than twice the other,
+    otherwise as a sequence. Pass ``encoders={name: "gru"}`` (or
+    ``"conv2d"``) to override.
+    """
+    ndim = len(sample_shape)
+    if ndim == 1:
+        return "mlp"
+    if ndim == 2:
+        a, b = sample_shape
+        is_image = min(a, b) >= 8 and max(a, b) <= 2 * min(a, b)
+        return "conv2d" if is_image else "gru"
+    if ndim == 3:
+        return "conv2d"
+    if ndim == 4:
+        return "conv3d"
+    return None
+
+
+def resolve_encoder(modality, spec, sample_shape):
+    """Turn a user's encoder entry (or ``None``) into an :class:`EncoderSpec`."""
+    if spec is None:
+        kind = infer_encoder_kind(sample_shape)
+        if kind is None:
+            raise ValueError(
+                f"Modality {modality!r} has samples of shape {tuple(sample_shape)} "
+                f"({len(sample_shape) + 1}-D input); no default encoder takes it. "
+                "Supported: vectors (n, d), images (n, H, W) or (n, C, H, W), "
+                "volumes (n, C, D, H, W), sequences (n, T, F); or pass a "
+                "torch.nn.Module via encoders."
+            )
+        spec = _KINDS[kind]()
+    elif isinstance(spec, str):
+        if spec not in _KINDS:
+            raise ValueError(
+                f"Unknown encoder {spec!r} for modality {modality!r}; "
+                f"expected one of {sorted(_KINDS)} or an encoder object."
+            )
+        spec = _KINDS[spec]()
+    elif isinstance(spec, EncoderSpec):
+        spec = copy.deepcopy(spec)
+    elif isinstance(spec, nn.Module) or (inspect.isclass(spec) and issubclass(spec, nn.Module)) \
+            or callable(spec):
+        spec = ModuleEncoder(spec)
+    else:
+        raise TypeError(
+            f"encoders[{modality!r}] must be an encoder spec (e.g. MLPEncoder()), one "
+            f"of {sorted(_KINDS)}, or a torch.nn.Module class, factory or instance; "
+            f"got {type(spec).__name__}."
+        )
+    spec.check_sample_shape(modality, sample_shape)
+    return spec

@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+import torch
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+# Small, fast settings shared by the tests that train.
+FAST = dict(max_epochs=30, n_iter_no_change=5, random_state=0)
+
+
+def make_xor(n, seed=0, n_features=4):
+    """y = XOR of the signs of one feature per modality: pure inter-modality signal."""
+    rng = np.random.RandomState(seed)
+    a = rng.randn(n, n_features).astype(np.float32)
+    b = rng.randn(n, n_features).astype(np.float32)
+    y = ((a[:, 0] > 0) ^ (b[:, 0] > 0)).astype(int)
+    return {"a": a, "b": b}, y
+
+
+def make_independent(n, seed=0, n_modalities=3, n_features=5, shift=0.45):
+    """Each modality carries a weak, independent (given y) signal about y."""
+    rng = np.random.RandomState(seed)
+    y = rng.randint(0, 2, n)
+    sign = (2 * y - 1)[:, None]
+    X = {f"m{k}": (rng.randn(n, n_features) + shift * sign * (np.arange(n_features) < 2))
+         .astype(np.float32) for k in range(n_modalities)}
+    return X, y
+
+
+@pytest.fixture
+def xor_data():
+    return make_xor(1000)
+
+
+@pytest.fixture
+def small_data():
+    rng = np.random.RandomState(0)
+    n = 120
+    y = rng.randint(0, 3, n)
+    X = {
+        "tab": (rng.randn(n, 6) + y[:, None] * 0.8).astype(np.float32),
+        "img": (rng.randn(n, 1, 8, 8) + y[:, None, None, None] * 0.5).astype(np.float32),
+    }
+    return X, y
