@@ -4,24 +4,35 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 from sklearn.utils import _safe_indexing
+from sklearn.utils.validation import _num_samples
 
 __all__ = ["ModalityDict"]
 
 
 def _n_rows(value):
-    shape = getattr(value, "shape", None)
-    if shape is None or len(shape) == 0:
+    """Number of samples of one modality, or ``None`` if it is not array-like."""
+    # A dict is not a modality, but scipy's dok_matrix (a dict with a shape) is.
+    if isinstance(value, (str, bytes)) or (
+            isinstance(value, Mapping) and not hasattr(value, "shape")):
         return None
-    return int(shape[0])
+    try:
+        # Arrays, tensors, DataFrames, and lists (e.g. the texts of a
+        # text modality, turned into features by a PerModality transformer).
+        return int(_num_samples(value))
+    except TypeError:
+        return None
 
 
 def _describe(value):
     kind = type(value).__name__
-    shape = tuple(getattr(value, "shape", ()))
+    if not hasattr(value, "shape"):
+        return f"{kind}[{len(value)}]" if hasattr(value, "__len__") else kind
+    shape = tuple(value.shape)
     dtype = getattr(value, "dtype", None)
     if hasattr(value, "iloc"):
         return f"{kind}{shape}"
@@ -43,7 +54,9 @@ class ModalityDict(dict):
     ----------
     *args, **kwargs
         As for ``dict``: modality name -> array-like with samples on the
-        first axis. All modalities must have the same number of samples.
+        first axis (a list works too, e.g. the texts of a modality that a
+        :class:`~sk_i2m2.PerModality` transformer turns into features). All
+        modalities must have the same number of samples.
 
     Attributes
     ----------
@@ -78,7 +91,7 @@ class ModalityDict(dict):
         if n is None:
             raise TypeError(
                 f"Modality {name!r} must be an array-like with samples on the first "
-                f"axis (numpy array, torch tensor or pandas DataFrame); got "
+                f"axis (numpy array, torch tensor, pandas DataFrame or list); got "
                 f"{type(value).__name__}."
             )
         if self._n_samples is None:
