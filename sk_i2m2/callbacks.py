@@ -6,7 +6,7 @@ import math
 
 from skorch.callbacks import Callback
 
-__all__ = ["ExpertCheckpoint"]
+__all__ = ["ExpertCheckpoint", "FiniteLossCheck"]
 
 
 class ExpertCheckpoint(Callback):
@@ -93,3 +93,37 @@ class ExpertCheckpoint(Callback):
     def on_train_end(self, net, **kwargs):
         for name, state in self._best_state.items():
             net.module_.experts[name].load_state_dict(state)
+
+
+class FiniteLossCheck(Callback):
+    """Stop training with an error once a loss is NaN or infinite.
+
+    A diverged network keeps producing NaN: continuing wastes the rest of
+    the run and leaves a model that predicts nothing useful. The check runs
+    once per epoch on the epoch losses skorch has already recorded, so it
+    adds no device synchronisation.
+
+    Parameters
+    ----------
+    stage : str, default="training"
+        Name of the training stage, used in the error message.
+
+    Raises
+    ------
+    FloatingPointError
+        At the end of the first epoch whose training or validation loss is
+        not finite.
+    """
+
+    def __init__(self, stage="training"):
+        self.stage = stage
+
+    def on_epoch_end(self, net, **kwargs):
+        row = net.history[-1]
+        for key in ("train_loss", "valid_loss"):
+            if key in row and not math.isfinite(row[key]):
+                raise FloatingPointError(
+                    f"The {self.stage} stage diverged: {key} is {row[key]} in epoch "
+                    f"{len(net.history)}. Lower the learning rate (lr={net.lr:g}), "
+                    "keep standardize=True, or check the inputs for extreme values."
+                )

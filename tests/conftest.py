@@ -2,6 +2,10 @@ import numpy as np
 import pytest
 import torch
 
+# The test models are tiny: a second intra-op thread costs more than it saves,
+# and on a busy machine the threads contend and each fit gets several times slower.
+torch.set_num_threads(1)
+
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 # Small, fast settings shared by the tests that train.

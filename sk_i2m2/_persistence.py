@@ -1,0 +1,269 @@
+"""Saving a fitted I2M2Classifier as JSON plus safetensors, and loading it back.
+
+Loading reads only JSON and raw tensors: nothing is unpickled, so a model
+file cannot run code. The torch module is rebuilt from the stored
+configuration (encoder and fusion specs by class name and parameters)
+and the weights are loaded into it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import warnings
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from sklearn.utils.validation import check_is_fitted
+
+from .encoders import _KINDS, EncoderSpec, ModuleEncoder
+from .fusion import _FUSIONS, FusionSpec
+
+FORMAT = "sk-i2m2"
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+# Fitted attributes that are not stored as configuration: the module is
+# rebuilt and gets the stored weights; the training nets are not kept.
+_NOT_CONFIG = ("module_", "pretrain_net_", "finetune_net_")
+_SPECS = {cls.__name__: cls for cls in [*_KINDS.values(), *_FUSIONS.values()]}
+
+
+class _Unstorable(TypeError):
+    pass
+
+
+class _CustomModule:
+    """Stands in for a ModuleEncoder until the user passes the module again."""
+
+    def __init__(self, description, options):
+        self.description = description
+        self.options = options
+
+
+def save(estimator, path):
+    """Write ``estimator`` to the directory ``path``; see ``I2M2Classifier.save``."""
+    check_is_fitted(estimator, "module_")
+    fitted = {}
+    for name, value in vars(estimator).items():
+        if not name.endswith("_") or name.startswith("_") or name in _NOT_CONFIG:
+            continue
+        try:
+            fitted[name] = _encode(value)
+        except _Unstorable as exc:
+            raise TypeError(f"Cannot save the fitted attribute {name}: {exc}") from None
+    params, not_saved = {}, []
+    for name, value in estimator.get_params(deep=False).items():
+        if name == "encoders" and isinstance(value, dict):
+            # A torch module given directly is stored like a ModuleEncoder.
+            value = {m: spec if isinstance(spec, (EncoderSpec, str)) else ModuleEncoder(spec)
+                     for m, spec in value.items()}
+        try:
+            params[name] = _encode(value)
+        except _Unstorable:
+            not_saved.append(name)
+    if not_saved:
+        warnings.warn(
+            f"Parameters {not_saved} cannot be stored as JSON and are not saved; "
+            "the loaded estimator has their defaults (set them again with "
+            "set_params before refitting it).",
+            UserWarning, stacklevel=3,
+        )
+    from . import __version__  # here: the package imports this module first
+
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "sk_i2m2_version": __version__,
+        "estimator": type(estimator).__name__,
+        "params": params,
+        "params_not_saved": not_saved,
+        "fitted": fitted,
+    }
+    # Copies on the CPU: tensors must not share memory (the intra and inter
+    # experts of a modality start from the same scaler tensors), and a model
+    # trained on CUDA must load on a machine without one.
+    state = {key: value.detach().to("cpu", copy=True).contiguous()
+             for key, value in estimator.module_.state_dict().items()}
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, CONFIG_NAME), "w", encoding="utf-8") as f:
+        json.dump(config, f, indent=2)
+    save_file(state, os.path.join(path, WEIGHTS_NAME), metadata={"format": "pt"})
+
+
+def load(cls, path, encoders=None, device=None):
+    """Rebuild an estimator saved by :func:`save`; see ``I2M2Classifier.load``."""
+    config_path = os.path.join(path, CONFIG_NAME)
+    weights_path = os.path.join(path, WEIGHTS_NAME)
+    for file in (config_path, weights_path):
+        if not os.path.isfile(file):
+            raise FileNotFoundError(
+                f"{file} does not exist; pass the directory written by "
+                "I2M2Classifier.save."
+            )
+    with open(config_path, encoding="utf-8") as f:
+        config = json.load(f)
+    if config.get("format") != FORMAT or config.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{config_path} is not an sk-i2m2 model of format version "
+            f"{FORMAT_VERSION} (format {config.get('format')!r}, version "
+            f"{config.get('format_version')!r})."
+        )
+    accepted = inspect.signature(cls).parameters
+    unknown = [name for name in config["params"] if name not in accepted]
+    if unknown:
+        warnings.warn(
+            f"Ignoring saved parameters {unknown}, which this version of "
+            f"{cls.__name__} does not have.", UserWarning, stacklevel=3,
+        )
+    params = {name: _decode(value) for name, value in config["params"].items()
+              if name in accepted}
+    fitted = {name: _decode(value) for name, value in config["fitted"].items()}
+
+    encoders = dict(encoders or {})
+    custom = [m for m, spec in fitted["encoders_"].items() if isinstance(spec, _CustomModule)]
+    missing = [m for m in custom if m not in encoders]
+    if missing:
+        spec = fitted["encoders_"][missing[0]]
+        raise ValueError(
+            f"Modality {missing[0]!r} used a custom torch module encoder "
+            f"({spec.description}), whose code is not stored in the file. Pass it "
+            f"again: I2M2Classifier.load(path, encoders={{{missing[0]!r}: "
+            "<the same module class, factory or ModuleEncoder>})."
+        )
+    extra = [m for m in encoders if m not in custom]
+    if extra:
+        raise ValueError(
+            f"encoders names modality {extra[0]!r}, which did not use a custom "
+            f"module encoder (modalities with one: {custom}); only those are passed "
+            "to load."
+        )
+    for name in custom:
+        given = encoders[name]
+        if not isinstance(given, EncoderSpec):
+            given = ModuleEncoder(given, **fitted["encoders_"][name].options)
+        fitted["encoders_"][name] = given
+        if isinstance(params.get("encoders"), dict) and name in params["encoders"]:
+            params["encoders"][name] = given
+
+    estimator = cls(**params)
+    if device is not None:
+        estimator.device = device
+        target = estimator._resolve_device()
+    else:
+        try:
+            target = estimator._resolve_device()
+        except ValueError:  # saved for CUDA, loaded where there is none
+            target = torch.device("cpu")
+    for name, value in fitted.items():
+        setattr(estimator, name, value)
+
+    shapes = estimator.input_shapes_
+    example = {m: torch.zeros((2, *shapes[m])) for m in estimator.modalities_}
+    # Building draws initial weights; keep the caller's random stream as it was.
+    with torch.random.fork_rng(devices=[]):
+        module = estimator._build_module(example, len(estimator.classes_))
+    if module.expert_names != list(estimator.expert_names_):
+        raise ValueError(
+            f"The rebuilt model has experts {module.expert_names}, but the saved one "
+            f"has {estimator.expert_names_}."
+        )
+    try:
+        module.load_state_dict(load_file(weights_path, device="cpu"))
+    except RuntimeError as exc:
+        raise ValueError(
+            f"The weights in {weights_path} do not fit the model rebuilt from "
+            f"{CONFIG_NAME} (a custom module encoder must be the same architecture "
+            f"as when saved): {exc}"
+        ) from None
+    estimator.module_ = module.to(target).eval()
+    estimator.device_ = target
+    estimator.pretrain_net_ = None
+    estimator.finetune_net_ = None
+    return estimator
+
+
+def _encode(value):
+    """JSON-compatible form of ``value``; tagged objects for non-JSON types."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, float, np.integer, np.floating, np.bool_)):
+        return value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode(v) for v in value]}
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    if isinstance(value, dict):
+        if all(isinstance(k, str) and not k.startswith("__") for k in value):
+            return {k: _encode(v) for k, v in value.items()}
+        return {"__items__": [[_encode(k), _encode(v)] for k, v in value.items()]}
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biufUO":
+            raise _Unstorable(f"arrays of dtype {value.dtype} are not stored")
+        return {"__array__": [_encode(v) for v in value.tolist()], "dtype": value.dtype.str}
+    if isinstance(value, torch.device):
+        return {"__device__": str(value)}
+    if isinstance(value, ModuleEncoder):
+        module = value.module
+        kind = type(module) if isinstance(module, torch.nn.Module) else module
+        description = f"{getattr(kind, '__module__', '?')}.{getattr(kind, '__qualname__', kind)}"
+        options = {"trainable": value.trainable, "standardize": value.standardize}
+        try:
+            options["module_kwargs"] = _encode(value.module_kwargs)
+        except _Unstorable:
+            pass
+        return {"__module_encoder__": {"description": description, "options": options}}
+    if isinstance(value, (EncoderSpec, FusionSpec)):
+        name = type(value).__name__
+        if _SPECS.get(name) is not type(value):
+            raise _Unstorable(
+                f"{name} is not a built-in encoder or fusion spec, so it cannot be "
+                "rebuilt from JSON"
+            )
+        return {"__spec__": name, "params": _encode(value.get_params(deep=False))}
+    if inspect.isclass(value) and issubclass(value, torch.optim.Optimizer) \
+            and getattr(torch.optim, value.__name__, None) is value:
+        return {"__torch_optim__": value.__name__}
+    if isinstance(value, torch.nn.Module) or callable(value):
+        raise _Unstorable(f"{value!r} is code, not data")
+    raise _Unstorable(f"values of type {type(value).__name__} are not stored")
+
+
+def _decode(value):
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if not any(k.startswith("__") for k in value):
+        return {k: _decode(v) for k, v in value.items()}
+    if "__tuple__" in value:
+        return tuple(_decode(v) for v in value["__tuple__"])
+    if "__items__" in value:
+        return {_decode(k): _decode(v) for k, v in value["__items__"]}
+    if "__array__" in value:
+        dtype, items = np.dtype(value["dtype"]), _decode(value["__array__"])
+        if dtype.kind != "O":
+            return np.array(items, dtype=dtype)
+        # Element by element: tuples (e.g. MultiIndex column names) stay elements.
+        array = np.empty(len(items), dtype=object)
+        for i, item in enumerate(items):
+            array[i] = item
+        return array
+    if "__device__" in value:
+        return torch.device(value["__device__"])
+    if "__module_encoder__" in value:
+        entry = value["__module_encoder__"]
+        return _CustomModule(entry["description"], _decode(entry["options"]))
+    if "__spec__" in value:
+        if value["__spec__"] not in _SPECS:
+            raise ValueError(f"Unknown encoder or fusion spec {value['__spec__']!r}.")
+        return _SPECS[value["__spec__"]](**_decode(value["params"]))
+    if "__torch_optim__" in value:
+        optimizer = getattr(torch.optim, value["__torch_optim__"], None)
+        if not (inspect.isclass(optimizer) and issubclass(optimizer, torch.optim.Optimizer)):
+            raise ValueError(f"Unknown torch optimizer {value['__torch_optim__']!r}.")
+        return optimizer
+    raise ValueError(f"Unknown entry in the model configuration: {sorted(value)}.")
