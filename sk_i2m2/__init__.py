@@ -7,7 +7,8 @@ all modalities fused (inter-modality dependencies).
 
 from ._data import ModalityDict
 from ._estimator import I2M2Classifier
+from .preprocessing import PerModality
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["I2M2Classifier", "ModalityDict", "__version__"]
+__all__ = ["I2M2Classifier", "ModalityDict", "PerModality", "__version__"]

@@ -1,0 +1,426 @@
+"""Per-modality preprocessing for pipelines in front of :class:`~sk_i2m2.I2M2Classifier`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from sklearn.base import TransformerMixin, _fit_context, clone
+from sklearn.utils import get_tags
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils._set_output import _safe_set_output
+from sklearn.utils.metadata_routing import (
+    MetadataRouter,
+    MethodMapping,
+    _raise_for_params,
+    process_routing,
+)
+from sklearn.utils.metaestimators import _BaseComposition
+from sklearn.utils.validation import _get_feature_names, check_is_fitted
+
+from ._data import ModalityDict
+
+__all__ = ["PerModality"]
+
+_SPECIAL = ("passthrough", "drop")
+
+
+def _is_special(transformer, value):
+    return isinstance(transformer, str) and transformer == value
+
+
+class PerModality(TransformerMixin, _BaseComposition, auto_wrap_output_keys=None):
+    """Apply a scikit-learn transformer to each modality of a dict of modalities.
+
+    The multi-modal counterpart of ``ColumnTransformer``: scikit-learn
+    transformers take one 2-D array, so a scaler cannot sit in front of
+    :class:`~sk_i2m2.I2M2Classifier` in a ``Pipeline`` on its own.
+    ``PerModality`` fits a clone of each listed transformer on its modality
+    and returns the transformed modalities as a
+    :class:`~sk_i2m2.ModalityDict`, ready for the classifier (and for
+    ``GridSearchCV``, which splits the ``ModalityDict`` by rows).
+
+    Image, volume and sequence modalities usually need no transformer here
+    (:class:`~sk_i2m2.I2M2Classifier` standardises them itself); leave them
+    out and they pass through untouched. To encode a mixed
+    numeric/categorical table, give that modality a ``ColumnTransformer``.
+
+    Parameters
+    ----------
+    transformers : dict
+        Modality name -> a scikit-learn transformer (cloned at ``fit``),
+        ``"passthrough"`` (keep the modality as it is) or ``"drop"`` (remove
+        it from the output). Parameters of a transformer are reachable as
+        ``<modality>__<param>`` (e.g. ``tabular__with_mean``) and a whole
+        entry as ``<modality>``, for ``set_params`` and ``GridSearchCV``.
+    remainder : {"passthrough", "drop"}, default="passthrough"
+        What to do with modalities not listed in ``transformers``.
+
+    Attributes
+    ----------
+    transformers_ : dict
+        Modality name -> fitted transformer, ``"passthrough"`` or ``"drop"``,
+        for every modality seen in ``fit``, in the order of ``X``.
+    modalities_ : list of str
+        Modality names seen in ``fit``, in order.
+    input_shapes_ : dict
+        Modality name -> per-sample shape seen in ``fit`` (``None`` for a
+        list of samples of different lengths).
+    feature_names_in_ : dict
+        Modality name -> column names, for modalities passed as pandas
+        DataFrames.
+
+    See Also
+    --------
+    sklearn.compose.ColumnTransformer : The same idea for the columns of one
+        table.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from sk_i2m2 import PerModality
+    >>> rng = np.random.RandomState(0)
+    >>> X = {"tabular": 50 + 10 * rng.randn(6, 3), "image": rng.rand(6, 1, 8, 8)}
+    >>> pm = PerModality({"tabular": StandardScaler()})
+    >>> Xt = pm.fit_transform(X)
+    >>> Xt
+    ModalityDict(tabular: ndarray(6, 3) float64, image: ndarray(6, 1, 8, 8) float64)
+    >>> bool(abs(Xt["tabular"].mean()) < 1e-12), Xt["image"] is X["image"]
+    (True, True)
+    >>> pm.set_params(tabular__with_mean=False).transformers["tabular"]
+    StandardScaler(with_mean=False)
+    >>> names = pm.get_feature_names_out()
+    >>> list(names["tabular"]), names["image"]
+    (['x0', 'x1', 'x2'], None)
+    """
+
+    _parameter_constraints = {
+        "transformers": [dict],
+        "remainder": [StrOptions(set(_SPECIAL))],
+    }
+
+    def __init__(self, transformers, *, remainder="passthrough"):
+        self.transformers = transformers
+        self.remainder = remainder
+
+    # ------------------------------------------------------------------
+    # Nested parameters, through _BaseComposition's list of (name, estimator).
+
+    @property
+    def _transformers(self):
+        # Anything but a dict is left for fit's parameter validation to report.
+        if isinstance(self.transformers, Mapping):
+            return list(self.transformers.items())
+        return self.transformers
+
+    @_transformers.setter
+    def _transformers(self, value):
+        self.transformers = dict(value)
+
+    def get_params(self, deep=True):
+        """Get parameters of this transformer and, with ``deep``, of its transformers.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Also return each transformer as ``<modality>`` and its
+            parameters as ``<modality>__<param>``.
+
+        Returns
+        -------
+        params : dict
+            Parameter names mapped to their values.
+        """
+        return self._get_params("_transformers", deep=deep)
+
+    def set_params(self, **params):
+        """Set parameters, including those of the per-modality transformers.
+
+        Parameters
+        ----------
+        **params : dict
+            ``transformers``, ``remainder``, ``<modality>`` (replace one
+            transformer) or ``<modality>__<param>``.
+
+        Returns
+        -------
+        self : PerModality
+        """
+        # A new ``transformers`` first, so that per-modality entries apply to it.
+        if "transformers" in params:
+            self.transformers = params.pop("transformers")
+        return self._set_params("_transformers", **params)
+
+    def set_output(self, *, transform=None):
+        """Set the output container of every transformer.
+
+        The modalities are always returned in a :class:`~sk_i2m2.ModalityDict`;
+        this sets the container of each transformed modality, e.g.
+        ``"pandas"`` to keep DataFrames (and their column names).
+
+        Parameters
+        ----------
+        transform : {"default", "pandas", "polars"} or None, default=None
+            As in scikit-learn's ``set_output``; ``None`` leaves it unchanged.
+
+        Returns
+        -------
+        self : PerModality
+        """
+        fitted = getattr(self, "transformers_", {})
+        for transformer in [*self.transformers.values(), *fitted.values()]:
+            if not isinstance(transformer, str):
+                _safe_set_output(transformer, transform=transform)
+        return self
+
+    # ------------------------------------------------------------------
+    # Fit and transform
+
+    def _check_X(self, X):
+        if not isinstance(X, Mapping):
+            raise TypeError(
+                "X must be a mapping of modality name to array (a dict or "
+                f"ModalityDict); got {type(X).__name__}."
+            )
+        return X if isinstance(X, ModalityDict) else ModalityDict(X)
+
+    def _validate_transformers(self, X):
+        names = list(self.transformers)
+        self._validate_names(names)
+        missing = [name for name in names if name not in X]
+        if missing:
+            raise ValueError(
+                f"transformers names modality {missing[0]!r}, which is not in X "
+                f"(X has {list(X)})."
+            )
+        for name, transformer in self.transformers.items():
+            if isinstance(transformer, str):
+                if transformer not in _SPECIAL:
+                    raise ValueError(
+                        f"Transformer for modality {name!r} is {transformer!r}; a "
+                        "string must be 'passthrough' or 'drop'."
+                    )
+            elif isinstance(transformer, type) or not (
+                    hasattr(transformer, "fit") and hasattr(transformer, "transform")):
+                raise TypeError(
+                    f"Transformer for modality {name!r} must be a scikit-learn "
+                    "transformer instance (with fit and transform), 'passthrough' or "
+                    f"'drop'; got {transformer!r}."
+                )
+
+    def _record_inputs(self, X):
+        self.modalities_ = list(X)
+        self.input_shapes_ = {name: _sample_shape(value) for name, value in X.items()}
+        columns = {name: _get_feature_names(value) for name, value in X.items()}
+        self.feature_names_in_ = {
+            name: names for name, names in columns.items() if names is not None
+        }
+
+    def _fit(self, X, y, params, method):
+        X = self._check_X(X)
+        self._validate_transformers(X)
+        routed = process_routing(self, method, **params)
+        fitted, outputs = {}, {}
+        for name in X:
+            transformer = self.transformers.get(name, self.remainder)
+            if isinstance(transformer, str):
+                fitted[name] = transformer
+                if transformer == "passthrough":
+                    outputs[name] = X[name]
+                continue
+            transformer = clone(transformer)
+            step_params = routed[name]
+            if method == "fit":
+                transformer.fit(X[name], y, **step_params.fit)
+            elif hasattr(transformer, "fit_transform"):
+                outputs[name] = transformer.fit_transform(
+                    X[name], y, **step_params.fit_transform
+                )
+            else:
+                outputs[name] = transformer.fit(X[name], y, **step_params.fit).transform(
+                    X[name], **step_params.transform
+                )
+            fitted[name] = transformer
+        self.transformers_ = fitted
+        self._record_inputs(X)
+        return outputs
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y=None, **params):
+        """Fit a clone of each modality's transformer on that modality.
+
+        Parameters
+        ----------
+        X : dict or ModalityDict
+            Modality name -> array-like with samples on the first axis. Every
+            modality named in ``transformers`` must be present.
+        y : array-like of shape (n_samples,), default=None
+            Passed on to every transformer's ``fit`` (e.g. for
+            ``TargetEncoder``).
+        **params : dict
+            Metadata for the transformers' ``fit``; only with metadata
+            routing enabled (``sklearn.set_config(enable_metadata_routing=True)``).
+
+        Returns
+        -------
+        self : PerModality
+        """
+        _raise_for_params(params, self, "fit")
+        self._fit(X, y, params, "fit")
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit_transform(self, X, y=None, **params):
+        """Fit each modality's transformer and return the transformed modalities.
+
+        Parameters
+        ----------
+        X : dict or ModalityDict
+            Modality name -> array-like with samples on the first axis.
+        y : array-like of shape (n_samples,), default=None
+            Passed on to every transformer.
+        **params : dict
+            Metadata for the transformers; only with metadata routing enabled.
+
+        Returns
+        -------
+        Xt : ModalityDict
+            Transformed modalities, passed-through modalities unchanged,
+            dropped ones removed; in the order of ``X``.
+        """
+        _raise_for_params(params, self, "fit_transform")
+        return ModalityDict(self._fit(X, y, params, "fit_transform"))
+
+    def transform(self, X, **params):
+        """Transform each modality with its fitted transformer.
+
+        Parameters
+        ----------
+        X : dict or ModalityDict
+            The modalities seen in ``fit`` (dropped ones may be left out).
+        **params : dict
+            Metadata for the transformers' ``transform``; only with metadata
+            routing enabled.
+
+        Returns
+        -------
+        Xt : ModalityDict
+            Transformed modalities in the order seen in ``fit``.
+        """
+        _raise_for_params(params, self, "transform")
+        check_is_fitted(self)
+        X = self._check_X(X)
+        missing = [name for name, t in self.transformers_.items()
+                   if name not in X and not _is_special(t, "drop")]
+        if missing:
+            raise ValueError(
+                f"Modality {missing[0]!r} was seen in fit but is missing from X "
+                f"(X has {list(X)})."
+            )
+        extra = [name for name in X if name not in self.transformers_]
+        if extra:
+            raise ValueError(
+                f"Modality {extra[0]!r} was not seen in fit (fitted modalities: "
+                f"{self.modalities_})."
+            )
+        routed = process_routing(self, "transform", **params)
+        outputs = {}
+        for name, transformer in self.transformers_.items():
+            if _is_special(transformer, "drop"):
+                continue
+            if _is_special(transformer, "passthrough"):
+                outputs[name] = X[name]
+            else:
+                outputs[name] = transformer.transform(X[name], **routed[name].transform)
+        return ModalityDict(outputs)
+
+    def get_feature_names_out(self, input_features=None):
+        """Output feature names of each modality.
+
+        Parameters
+        ----------
+        input_features : dict or None, default=None
+            Modality name -> input feature names, passed to that modality's
+            transformer (or returned as they are for a passed-through
+            modality). By default the names seen in ``fit`` are used.
+
+        Returns
+        -------
+        feature_names_out : dict
+            Modality name -> ndarray of str for every modality in the output.
+            A passed-through 2-D array without column names gets
+            ``x0, x1, ...``; a passed-through modality that is not a table
+            (image, volume, sequence) gets ``None``.
+        """
+        check_is_fitted(self)
+        input_features = dict(input_features or {})
+        names = {}
+        for name, transformer in self.transformers_.items():
+            if _is_special(transformer, "drop"):
+                continue
+            given = input_features.get(name)
+            if not isinstance(transformer, str):
+                if not hasattr(transformer, "get_feature_names_out"):
+                    raise AttributeError(
+                        f"Transformer {type(transformer).__name__} of modality {name!r} "
+                        "does not provide get_feature_names_out."
+                    )
+                names[name] = transformer.get_feature_names_out(given)
+            elif given is not None:
+                names[name] = np.asarray(given, dtype=object)
+            elif name in self.feature_names_in_:
+                names[name] = self.feature_names_in_[name].copy()
+            elif self.input_shapes_[name] is not None and len(self.input_shapes_[name]) == 1:
+                n_features = self.input_shapes_[name][0]
+                names[name] = np.asarray([f"x{i}" for i in range(n_features)], dtype=object)
+            else:
+                names[name] = None
+        return names
+
+    # ------------------------------------------------------------------
+    # scikit-learn integration
+
+    def get_metadata_routing(self):
+        """Metadata routing of this transformer to the per-modality transformers.
+
+        Returns
+        -------
+        routing : sklearn.utils.metadata_routing.MetadataRouter
+        """
+        router = MetadataRouter(owner=self)
+        for name, transformer in self.transformers.items():
+            if isinstance(transformer, str):
+                continue
+            mapping = MethodMapping().add(caller="fit", callee="fit")
+            if hasattr(transformer, "fit_transform"):
+                mapping.add(caller="fit_transform", callee="fit_transform")
+            else:
+                mapping.add(caller="fit_transform", callee="fit")
+                mapping.add(caller="fit_transform", callee="transform")
+            mapping.add(caller="transform", callee="transform")
+            router.add(method_mapping=mapping, **{name: transformer})
+        return router
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.dict = True
+        # Whatever the transformers allow; PerModality itself checks nothing.
+        transformers = self.transformers.values() if isinstance(self.transformers, Mapping) else []
+        tags.input_tags.allow_nan = all(
+            get_tags(t).input_tags.allow_nan for t in transformers if not isinstance(t, str)
+        )
+        tags.transformer_tags.preserves_dtype = []
+        return tags
+
+
+def _sample_shape(value):
+    """Per-sample shape of one modality; ``None`` for ragged lists."""
+    shape = getattr(value, "shape", None)
+    if shape is None:
+        try:
+            shape = np.asarray(value).shape
+        except ValueError:
+            return None
+    return tuple(int(s) for s in shape[1:])
