@@ -1,9 +1,12 @@
-"""Command line: ``sk-i2m2 demo`` (also ``python -m sk_i2m2 demo``)."""
+"""Command line: ``sk-i2m2 demo`` and ``sk-i2m2 benchmark`` (also ``python -m sk_i2m2 ...``)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+
+from . import _benchmark
 
 
 def demo(views=("fou", "zer", "mor"), random_state=0):
@@ -48,7 +51,14 @@ def main(argv=None):
     demo_parser.add_argument("--views", nargs="+", default=["fou", "zer", "mor"],
                              help="mfeat views to use as modalities")
     demo_parser.add_argument("--random-state", type=int, default=0)
+    _benchmark.add_arguments(commands.add_parser(
+        "benchmark",
+        help="compare single-modality experts, intra, inter and I2M2; write RESULTS.md",
+    ))
     args = parser.parse_args(argv)
     if args.command == "demo":
         demo(tuple(args.views), args.random_state)
+    elif args.command == "benchmark":
+        command = " ".join(["sk-i2m2", *(sys.argv[1:] if argv is None else argv)])
+        _benchmark.run_from_args(args, command)
     return 0
