@@ -1,0 +1,169 @@
+"""Training speed of I2M2Classifier against a minimal hand-written torch loop.
+
+Both train the *same* modules (the fitted classifier's, deep-copied) with the
+same batch size, epochs, optimizer and losses: stage 1 (every expert on its
+own loss) then stage 2 (the product of experts). The classifier runs with
+``early_stopping=False`` so both do exactly the same number of steps; its
+time includes everything ``fit`` does (validation, input statistics, model
+construction). The last line printed is ``ratio <classifier time / hand loop
+time>``.
+
+Usage::
+
+    python benchmarks/speed.py --quick        # CPU case, under 2 minutes
+    python benchmarks/speed.py                # CPU case, and the AV-MNIST case on CUDA
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import platform
+import resource
+import time
+
+import numpy as np
+import torch
+
+from sk_i2m2 import I2M2Classifier, ModalityDict
+from sk_i2m2._module import ExpertsNLLLoss, ProductOfExpertsNLLLoss
+from sk_i2m2.encoders import Conv2dEncoder, MLPEncoder
+
+
+def cpu_case(n_samples):
+    """Three small vector modalities (MLP experts)."""
+    rng = np.random.RandomState(0)
+    y = rng.randint(0, 4, n_samples)
+    X = {f"m{k}": (rng.randn(n_samples, 32) + 0.3 * y[:, None]).astype(np.float32)
+         for k in range(3)}
+    encoders = {name: MLPEncoder(hidden_sizes=(64, 32)) for name in X}
+    return X, y, encoders
+
+
+def avmnist_case(n_samples):
+    """AV-MNIST shapes: 28x28 image + 112x112 spectrogram, LeNet-style experts."""
+    rng = np.random.RandomState(0)
+    y = rng.randint(0, 10, n_samples)
+    image = rng.rand(n_samples, 1, 28, 28).astype(np.float32)
+    audio = rng.rand(n_samples, 1, 112, 112).astype(np.float32)
+    # A weak class signal (a brighter row or column), so accuracy is not saturated.
+    image[np.arange(n_samples), 0, y * 2, :] += 0.06
+    audio[np.arange(n_samples), 0, :, y * 8] += 0.03
+    encoders = {
+        "image": Conv2dEncoder(channels=(6, 12, 24, 48)),          # 5x5 + 3 blocks
+        "audio": Conv2dEncoder(channels=(6, 12, 24, 48, 96, 192)),  # 5x5 + 5 blocks
+    }
+    return {"image": image, "audio": audio}, y, encoders
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def hand_loop(module, X, y, batch_size, epochs, lr, weight_decay, device):
+    """The reference: slice batches from device tensors, no framework."""
+    X = {k: torch.as_tensor(v, device=device) for k, v in X.items()}
+    y = torch.as_tensor(y, device=device)
+    n = len(y)
+    module.train()
+    for loss_fn, stage_lr in [(ExpertsNLLLoss(), lr), (ProductOfExpertsNLLLoss(), lr / 10)]:
+        loss_fn = loss_fn.to(device)
+        optimizer = torch.optim.AdamW(module.parameters(), lr=stage_lr,
+                                      weight_decay=weight_decay)
+        for _ in range(epochs):
+            perm = torch.randperm(n, device=device)
+            for start in range(0, n, batch_size):
+                idx = perm[start:start + batch_size]
+                if len(idx) < 2:
+                    continue
+                optimizer.zero_grad()
+                loss = loss_fn(module(**{k: v[idx] for k, v in X.items()}), y[idx])
+                loss.backward()
+                optimizer.step()
+    _sync(device)
+
+
+def run_case(name, X, y, encoders, batch_size, epochs, device):
+    n = len(y)
+    dataset_mb = sum(v.nbytes for v in X.values()) / 2**20
+    clf = I2M2Classifier(encoders=encoders, batch_size=batch_size, max_epochs=epochs,
+                         early_stopping=False, device=device, random_state=0)
+    # Warm-up (kernel selection, allocator) on a slice, not timed.
+    clf.set_params(max_epochs=1).fit({k: v[:512] for k, v in X.items()}, y[:512])
+    clf.set_params(max_epochs=epochs)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    _sync(device)
+    start = time.perf_counter()
+    clf.fit(X, y)
+    _sync(device)
+    fit_time = time.perf_counter() - start
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    module = copy.deepcopy(clf.module_)
+    start = time.perf_counter()
+    hand_loop(module, X, y, clf.batch_size_, epochs, clf.lr, clf.weight_decay, device)
+    hand_time = time.perf_counter() - start
+
+    start = time.perf_counter()
+    clf.predict_proba(X)
+    predict_time = time.perf_counter() - start
+
+    samples = 2 * epochs * n  # two stages
+    finetune_dur = sum(clf.finetune_net_.history[:, "dur"])
+    print(f"\n== {name}: {n} samples, {dataset_mb:.0f} MB of inputs, batch {clf.batch_size_}, "
+          f"{epochs} epochs per stage, device {device}")
+    print(f"I2M2Classifier.fit   {fit_time:7.2f} s   {samples / fit_time:10.0f} samples/s")
+    print(f"hand-written loop    {hand_time:7.2f} s   {samples / hand_time:10.0f} samples/s")
+    print(f"  joint fine-tune stage alone {epochs * n / finetune_dur:10.0f} samples/s")
+    print(f"predict_proba        {predict_time:7.2f} s   {n / predict_time:10.0f} samples/s")
+    print(f"peak process RSS     {peak_rss_mb:7.0f} MB (inputs {dataset_mb:.0f} MB)")
+    if device.type == "cuda":
+        print(f"peak CUDA memory     {torch.cuda.max_memory_allocated(device) / 2**20:7.0f} MB")
+    return fit_time / hand_time
+
+
+def accuracy_check(X, y, encoders, device, epochs):
+    """Test accuracy at the default batch size against the paper's batch-40 recipe."""
+    from sklearn.model_selection import train_test_split
+
+    X_tr, X_te, y_tr, y_te = train_test_split(
+        ModalityDict(X), y, test_size=0.25, stratify=y, random_state=0)
+    print("\n== accuracy, AV-MNIST shapes (fixed epochs, early stopping on)")
+    for batch_size in [40, "auto"]:
+        clf = I2M2Classifier(encoders=encoders, batch_size=batch_size, max_epochs=epochs,
+                             device=device, random_state=0)
+        start = time.perf_counter()
+        score = clf.fit(X_tr, y_tr).score(X_te, y_te)
+        print(f"batch {clf.batch_size_:>5}: test accuracy {score:.4f} "
+              f"({time.perf_counter() - start:.0f} s)")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="CPU case only, fewer epochs")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--gpu-batch-size", type=int, default=2048,
+                        help="batch size of the CUDA case (the documented GPU setting)")
+    args = parser.parse_args(argv)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                          else ("cpu" if args.device == "auto" else args.device))
+    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} threads, device {device}"
+          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
+
+    X, y, encoders = cpu_case(20_000)
+    ratio = run_case("CPU case: 3 MLP experts + inter", X, y, encoders, batch_size=128,
+                     epochs=2 if args.quick else 5, device=torch.device("cpu"))
+    if device.type == "cuda":
+        X, y, encoders = avmnist_case(20_000)
+        ratio = run_case("AV-MNIST shapes", X, y, encoders, batch_size=args.gpu_batch_size,
+                         epochs=2 if args.quick else 5, device=device)
+        if not args.quick:
+            accuracy_check(X, y, encoders, device, epochs=10)
+    print(f"ratio {ratio:.3f}")
+
+
+if __name__ == "__main__":
+    main()
