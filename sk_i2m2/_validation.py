@@ -21,6 +21,22 @@ _TORCH_INTEGER_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch
                          torch.int64)
 
 
+
+def check_same_modalities(names, required, fitted):
+    """Raise ``ValueError`` if ``names`` lacks a ``required`` modality or has one not ``fitted``."""
+    missing = [m for m in required if m not in names]
+    if missing:
+        raise ValueError(
+            f"Modality {missing[0]!r} was seen in fit but is missing from X "
+            f"(X has {sorted(map(str, names))})."
+        )
+    extra = [m for m in names if m not in fitted]
+    if extra:
+        raise ValueError(
+            f"Modality {extra[0]!r} was not seen in fit (fitted modalities: "
+            f"{list(fitted)})."
+        )
+
 def check_modalities(X, fitted=None):
     """Validate ``X`` and return ``({modality: float32 CPU tensor}, {modality: columns})``.
 
@@ -52,18 +68,8 @@ def check_modalities(X, fitted=None):
     if fitted is None:
         check_modality_names(names)
     else:
-        missing = [m for m in fitted.modalities_ if m not in names]
-        if missing:
-            raise ValueError(
-                f"Modality {missing[0]!r} was seen in fit but is missing from X "
-                f"(X has {sorted(map(str, names))})."
-            )
-        extra = [m for m in names if m not in fitted.modalities_]
-        if extra:
-            raise ValueError(
-                f"Modality {extra[0]!r} was not seen in fit (fitted modalities: "
-                f"{fitted.modalities_})."
-            )
+        check_same_modalities(names, required=fitted.modalities_,
+                              fitted=fitted.modalities_)
         names = list(fitted.modalities_)
     tensors, columns = {}, {}
     for name in names:

@@ -19,6 +19,7 @@ from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import _get_feature_names, check_is_fitted
 
 from ._data import ModalityDict
+from ._validation import check_same_modalities
 
 __all__ = ["PerModality"]
 
@@ -311,19 +312,12 @@ class PerModality(TransformerMixin, _BaseComposition, auto_wrap_output_keys=None
         _raise_for_params(params, self, "transform")
         check_is_fitted(self)
         X = self._check_X(X)
-        missing = [name for name, t in self.transformers_.items()
-                   if name not in X and not _is_special(t, "drop")]
-        if missing:
-            raise ValueError(
-                f"Modality {missing[0]!r} was seen in fit but is missing from X "
-                f"(X has {list(X)})."
-            )
-        extra = [name for name in X if name not in self.transformers_]
-        if extra:
-            raise ValueError(
-                f"Modality {extra[0]!r} was not seen in fit (fitted modalities: "
-                f"{self.modalities_})."
-            )
+        check_same_modalities(
+            list(X),
+            required=[name for name, t in self.transformers_.items()
+                      if not _is_special(t, "drop")],
+            fitted=list(self.transformers_),
+        )
         routed = process_routing(self, "transform", **params)
         outputs = {}
         for name, transformer in self.transformers_.items():
