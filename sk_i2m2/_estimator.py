@@ -636,9 +636,14 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------
     # Prediction
 
-    def _expert_logits(self, X):
-        """Stacked expert logits ``(n_experts, n_samples, n_classes)`` on the CPU."""
+    def _expert_logits(self, X, module=None):
+        """Stacked expert logits ``(n_experts, n_samples, n_classes)`` on the CPU.
+
+        ``module`` defaults to the fitted model; pass ``pretrain_net_.module_``
+        for the experts as trained independently in stage 1.
+        """
         check_is_fitted(self, "module_")
+        module = self.module_ if module is None else module
         tensors, _ = self._check_modalities(X, fitting=False)
         # The module alone, not a skorch net: a model restored by ``load``
         # has no nets.
@@ -646,9 +651,9 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
                               device=self.device_)
         autocast = torch.autocast(self.device_.type, dtype=torch.bfloat16,
                                   enabled=bool(self.mixed_precision))
-        self.module_.eval()
+        module.eval()
         with torch.no_grad(), autocast:
-            return torch.cat([self.module_(**Xb).float().cpu() for Xb, _ in batches], dim=1)
+            return torch.cat([module(**Xb).float().cpu() for Xb, _ in batches], dim=1)
 
     def predict_proba(self, X):
         """Class probabilities of the product of experts.
@@ -697,7 +702,11 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
             Expert name (a modality name for an intra expert, ``"inter"``
             for the inter expert) -> ndarray of shape (n_samples, n_classes).
         """
-        logits = self._expert_logits(X)
+        return self._expert_proba(X)
+
+    def _expert_proba(self, X, module=None):
+        """:meth:`expert_proba` of ``module`` (see :meth:`_expert_logits`)."""
+        logits = self._expert_logits(X, module)
         return {
             name: torch.softmax(logits[i], dim=-1).numpy()
             for i, name in enumerate(self.expert_names_)
