@@ -6,11 +6,14 @@ import contextlib
 import copy
 import math
 import numbers
+import os
+import sys
 import time
 import warnings
 from collections.abc import Mapping
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
@@ -25,6 +28,7 @@ from . import _persistence
 from ._data import BatchSlicer, ModalityTensorDataset
 from ._module import (
     INTER,
+    PRESENT,
     Encoder,
     ExpertsNLLLoss,
     I2M2Module,
@@ -116,6 +120,17 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
         Patience, in epochs, of early stopping.
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes in the loss, as in ``LogisticRegression``.
+    inter_missing : {"null", "drop"}, default="null"
+        How the inter expert handles a sample that misses a modality (see
+        *Missing modalities* below): ``"null"`` puts a learned null
+        embedding in place of the missing modality's features; ``"drop"``
+        leaves the inter expert out of that sample's product.
+    modality_dropout : float in [0, 1), default=0.0
+        Probability with which each modality of each training sample is
+        hidden from the inter expert (never all of a sample's modalities),
+        which trains its null embeddings so that it degrades gracefully
+        when modalities go missing. Only with ``inter_missing="null"``;
+        no effect without an inter expert. 0 leaves complete data untouched.
     standardize : bool, default=True
         Standardise inputs inside the model with statistics of the training
         rows: per feature for vectors and sequences, per channel for images
@@ -160,6 +175,8 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
     expert_names_ : list of str
         Experts of the model: modality names (intra experts) and/or
         ``"inter"``.
+    missing_rate_ : dict
+        Modality -> fraction of the training samples that missed it.
     pretrain_net_ : skorch.NeuralNet or None
         Stage-1 net, holding the experts as pretrained (and its history);
         ``None`` in a model restored by :meth:`load`.
@@ -175,6 +192,20 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
         The fitted torch module used for prediction.
     device_ : torch.device
         Device the model was trained on.
+
+    Notes
+    -----
+    **Missing modalities.** A sample misses a modality when all its values
+    in that modality are NaN (a row of NaN in a table, an image of NaN), or,
+    at prediction time, when the modality is left out of ``X`` altogether.
+    Every sample needs at least one modality. The product then runs over
+    the experts that can see the sample: an intra expert whose modality is
+    missing contributes nothing (``expert_proba`` gives NaN for it), and the
+    inter expert follows ``inter_missing``. In ``fit``, samples that miss a
+    modality still train every expert that sees them. The null embeddings
+    of the inter expert learn from training samples that miss a modality
+    and from ``modality_dropout``; predicting with one that never learned
+    warns.
 
     Examples
     --------
@@ -205,6 +236,8 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
         "class_weight": [dict, StrOptions({"balanced"}), None],
+        "inter_missing": [StrOptions({"null", "drop"})],
+        "modality_dropout": [Interval(numbers.Real, 0, 1, closed="left")],
         "standardize": ["boolean"],
         "callbacks": [list, None],
         "device": [str, torch.device],
@@ -232,6 +265,8 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
         validation_fraction=0.15,
         n_iter_no_change=10,
         class_weight=None,
+        inter_missing="null",
+        modality_dropout=0.0,
         standardize=True,
         callbacks=None,
         device="auto",
@@ -255,6 +290,8 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.class_weight = class_weight
+        self.inter_missing = inter_missing
+        self.modality_dropout = modality_dropout
         self.standardize = standardize
         self.callbacks = callbacks
         self.device = device
@@ -312,7 +349,7 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
     # Input handling
 
     def _check_modalities(self, X, *, fitting):
-        """Validate X and return ``({modality: float32 CPU tensor}, columns)``."""
+        """Validate X: ``({modality: float32 CPU tensor}, columns, presence mask)``."""
         return check_modalities(X, fitted=None if fitting else self)
 
     def _resolve_device(self):
@@ -361,9 +398,16 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
         returns with a warning and the best weights so far (see
         ``interrupted_stage_``).
         """
-        tensors, columns = self._check_modalities(X, fitting=True)
+        tensors, columns, present = self._check_modalities(X, fitting=True)
         n_samples = next(iter(tensors.values())).shape[0]
         classes, y_encoded = check_target(y, n_samples)
+        if self.modality_dropout > 0 and self.inter_missing == "drop":
+            raise ValueError(
+                f"modality_dropout={self.modality_dropout} trains the inter expert's "
+                "null embeddings, which inter_missing='drop' does not have; use "
+                "inter_missing='null' or modality_dropout=0."
+            )
+        self._check_samples_have_an_expert(present)
         specs = self._resolve_encoders(tensors)
         fusion = resolve_fusion(self.fusion)
         device = self._resolve_device()
@@ -376,6 +420,10 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
             self.classes_ = classes
             self.modalities_ = list(tensors)
             self.input_shapes_ = {m: tuple(t.shape[1:]) for m, t in tensors.items()}
+            self.missing_rate_ = {
+                m: 0.0 if present is None else float(1 - present[:, i].float().mean())
+                for i, m in enumerate(tensors)
+            }
             self.feature_names_in_ = {m: c for m, c in columns.items() if c is not None}
             self.encoders_ = specs
             self.fusion_ = fusion
@@ -387,7 +435,7 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
             with torch.random.fork_rng(devices=fork_devices):
                 torch.manual_seed(seed)
                 with _cudnn_benchmark(device.type == "cuda"):
-                    self._fit_stages(tensors, y_encoded, seed, device)
+                    self._fit_stages(tensors, present, y_encoded, seed, device)
         except BaseException:
             _restore_fitted_state(self, previous)
             raise
@@ -414,12 +462,20 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
         inter = [INTER] if self.dependencies in ("both", "inter") else []
         return intra + inter
 
-    def _build_module(self, X_train, n_classes):
+    def _build_module(self, X_train, n_classes, present=None):
+        """The untrained experts; ``present`` marks the rows of ``X_train`` to learn
+        the input scaling from (default all)."""
+        def observed(name):
+            x = X_train[name]
+            if present is None:
+                return x
+            return x[present[:, self.modalities_.index(name)]]
+
         scalers = {}
         if self.standardize:
             for name, spec in self.encoders_.items():
                 if spec.standardizes_input:
-                    mean, scale = _moments(X_train[name], spec, self.input_shapes_[name])
+                    mean, scale = _moments(observed(name), spec, self.input_shapes_[name])
                     scalers[name] = (mean, scale)
 
         def make_encoder(name):
@@ -427,7 +483,7 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
             body = spec.build(self.input_shapes_[name])
             scaler = Standardize(*scalers[name]) if name in scalers else None
             encoder = Encoder(body, scaler)
-            example = X_train[name][:2]
+            example = observed(name)[:2]
             try:
                 return encoder, feature_size(encoder, example)
             except (RuntimeError, ValueError, TypeError, IndexError) as exc:
@@ -445,10 +501,12 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
                 experts[INTER] = InterExpert(
                     encoders, sizes, self.fusion_.build(sizes), n_classes,
                     self.fusion_.hidden_size, self.fusion_.dropout,
+                    missing=self.inter_missing, modality_dropout=self.modality_dropout,
                 )
             else:
                 encoder, size = make_encoder(name)
-                experts[name] = IntraExpert(name, encoder, size, n_classes)
+                experts[name] = IntraExpert(name, self.modalities_.index(name), encoder,
+                                            size, n_classes)
         return I2M2Module(experts)
 
     def _validation_split(self, y, seed):
@@ -494,7 +552,7 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
             return int(min(256, max(16, n_train // 16)))
         return int(self.batch_size)
 
-    def _fit_stages(self, tensors, y, seed, device):
+    def _fit_stages(self, tensors, present, y, seed, device):
         n = len(y)
         if self.early_stopping:
             train_idx, valid_idx = self._validation_split(y, seed)
@@ -502,9 +560,13 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
             train_idx, valid_idx = np.arange(n), None
         train_rows = torch.as_tensor(np.sort(train_idx))
         X_train = {m: t.index_select(0, train_rows) for m, t in tensors.items()}
+        present_train = None if present is None else present.index_select(0, train_rows)
+        if present is not None:
+            # The presence mask travels with the batches, like a modality.
+            tensors = {**tensors, PRESENT: present}
 
         self.module_ = None
-        module = self._build_module(X_train, len(self.classes_)).to(device)
+        module = self._build_module(X_train, len(self.classes_), present_train).to(device)
         self.expert_names_ = module.expert_names
         data_device = self._data_device(tensors, device)
         if device.type == "cuda":
@@ -637,14 +699,24 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
     # Prediction
 
     def _expert_logits(self, X, module=None):
-        """Stacked expert logits ``(n_experts, n_samples, n_classes)`` on the CPU.
+        """Expert logits of ``X`` and which experts see which sample, on the CPU.
 
-        ``module`` defaults to the fitted model; pass ``pretrain_net_.module_``
-        for the experts as trained independently in stage 1.
+        Returns ``(logits, available)``: stacked logits of shape ``(n_experts,
+        n_samples, n_classes)``, 0 where an expert cannot see a sample, and
+        a bool mask of shape ``(n_experts, n_samples)`` or ``None`` when
+        every expert sees every sample. ``module`` defaults to the fitted
+        model; pass ``pretrain_net_.module_`` for the experts as trained
+        independently in stage 1.
         """
         check_is_fitted(self, "module_")
         module = self.module_ if module is None else module
-        tensors, _ = self._check_modalities(X, fitting=False)
+        tensors, _, present = self._check_modalities(X, fitting=False)
+        available = None
+        if present is not None:
+            self._check_samples_have_an_expert(present)
+            self._warn_untrained_null(present)
+            tensors[PRESENT] = present
+            available = module.availability({PRESENT: present})
         # The module alone, not a skorch net: a model restored by ``load``
         # has no nets.
         batches = BatchSlicer(ModalityTensorDataset(tensors), max(4 * self.batch_size_, 1024),
@@ -653,7 +725,38 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
                                   enabled=bool(self.mixed_precision))
         module.eval()
         with torch.no_grad(), autocast:
-            return torch.cat([module(**Xb).float().cpu() for Xb, _ in batches], dim=1)
+            logits = torch.cat([module(**Xb).float().cpu() for Xb, _ in batches], dim=1)
+        return logits, available
+
+    def _check_samples_have_an_expert(self, present):
+        """Refuse samples that no expert can see (inter expert alone, ``"drop"``)."""
+        if (present is None or self.dependencies != "inter" or self.inter_missing != "drop"
+                or present.shape[1] == 1):
+            return
+        unseen = torch.nonzero(~present.all(1)).flatten()
+        if len(unseen):
+            raise ValueError(
+                f"{len(unseen)} sample(s) miss a modality (first sample {int(unseen[0])}), "
+                "but with dependencies='inter' and inter_missing='drop' no expert can "
+                "see them; use inter_missing='null' or dependencies='both'."
+            )
+
+    def _warn_untrained_null(self, present):
+        if INTER not in self.expert_names_ or self.inter_missing != "null":
+            return
+        if self.modality_dropout > 0:
+            return
+        untrained = [m for i, m in enumerate(self.modalities_)
+                     if self.missing_rate_[m] == 0 and not bool(present[:, i].all())]
+        if untrained:
+            warnings.warn(
+                f"Some samples miss modality {untrained[0]!r}, but the inter expert "
+                "never learned a null embedding for it: no training sample missed it "
+                "and modality_dropout=0. Its predictions on those samples are "
+                "unreliable; refit with modality_dropout > 0 (e.g. 0.3) or "
+                "inter_missing='drop'.",
+                UserWarning, stacklevel=_caller_stacklevel(),
+            )
 
     def predict_proba(self, X):
         """Class probabilities of the product of experts.
@@ -661,18 +764,19 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : dict or ModalityDict
-            The modalities seen in ``fit``.
+            The modalities seen in ``fit``; any may be left out or missing
+            in some samples (all-NaN rows), as long as each sample has one.
 
         Returns
         -------
         proba : ndarray of shape (n_samples, n_classes)
             Columns in the order of ``classes_``; rows sum to 1.
         """
-        return combine(self._expert_logits(X)).exp().numpy()
+        return combine(self._expert_logits(X)[0]).exp().numpy()
 
     def predict_log_proba(self, X):
         """Log of :meth:`predict_proba`, computed stably."""
-        return combine(self._expert_logits(X)).numpy()
+        return combine(self._expert_logits(X)[0]).numpy()
 
     def predict(self, X):
         """Predicted class labels, taken from ``classes_``.
@@ -701,16 +805,52 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
         proba : dict
             Expert name (a modality name for an intra expert, ``"inter"``
             for the inter expert) -> ndarray of shape (n_samples, n_classes).
+            Rows of samples an expert cannot see (its modality is missing;
+            for the inter expert with ``inter_missing="drop"``, any
+            modality is missing) are NaN.
         """
         return self._expert_proba(X)
 
     def _expert_proba(self, X, module=None):
         """:meth:`expert_proba` of ``module`` (see :meth:`_expert_logits`)."""
-        logits = self._expert_logits(X, module)
-        return {
-            name: torch.softmax(logits[i], dim=-1).numpy()
-            for i, name in enumerate(self.expert_names_)
-        }
+        logits, available = self._expert_logits(X, module)
+        proba = torch.softmax(logits, dim=-1)
+        if available is not None:
+            proba = proba.masked_fill(~available.unsqueeze(-1), float("nan"))
+        return {name: proba[i].numpy() for i, name in enumerate(self.expert_names_)}
+
+    def modality_contributions(self, X):
+        """Each expert's contribution to the log-probability of the predicted class.
+
+        The product of experts adds the experts' log-probabilities, so a
+        prediction decomposes exactly into one term per expert. For sample
+        ``i`` with predicted class ``c``, expert ``k`` contributes
+        ``log q_k(c | x_i)`` minus the mean of ``log q_k(. | x_i)`` over the
+        classes: positive when the expert favours ``c`` over the average
+        class, negative when it argues against ``c``, 0 when it abstains
+        (its modality is missing). The terms of a sample sum to
+        ``log p(c | x_i)`` minus the mean of ``log p(. | x_i)`` over the
+        classes, ``p`` being the model's :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : dict or ModalityDict
+            As for :meth:`predict_proba`.
+
+        Returns
+        -------
+        contributions : pandas.DataFrame of shape (n_samples, n_experts)
+            One column per expert, in the order of ``expert_names_``; the
+            predicted classes are in ``contributions.attrs["predicted"]``.
+        """
+        logits, _ = self._expert_logits(X)
+        predicted = combine(logits).argmax(-1)
+        # Centring removes each expert's normaliser, so raw logits will do.
+        centred = logits - logits.mean(-1, keepdim=True)
+        chosen = centred.gather(2, predicted.view(1, -1, 1).expand(len(logits), -1, 1))
+        frame = pd.DataFrame(chosen.squeeze(2).T.numpy(), columns=list(self.expert_names_))
+        frame.attrs["predicted"] = self.classes_[predicted.numpy()]
+        return frame
 
     # ------------------------------------------------------------------
     # Persistence
@@ -764,6 +904,15 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
             Fitted; ``pretrain_net_`` and ``finetune_net_`` are ``None``.
         """
         return _persistence.load(cls, path, encoders=encoders, device=device)
+
+
+def _caller_stacklevel():
+    """``stacklevel`` that makes a warning point at the first caller outside this package."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _interrupted_by_user(net):

@@ -10,7 +10,11 @@ from skorch.dataset import get_len
 
 
 class StageNet(NeuralNet):
-    """skorch ``NeuralNet`` with two changes for speed.
+    """skorch ``NeuralNet`` for I2M2's experts, with two changes for speed.
+
+    The criterion receives, besides the stacked expert logits and the
+    targets, which experts see each sample (``I2M2Module.availability``),
+    so that an expert is scored only on samples that have its modality.
 
     - Batch losses stay on the device until the epoch ends and are then
       written to ``history`` in one transfer: skorch's default loop calls
@@ -32,6 +36,10 @@ class StageNet(NeuralNet):
     def __init__(self, *args, mixed_precision=False, **kwargs):
         super().__init__(*args, **kwargs)
         self.mixed_precision = mixed_precision
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        available = self.module_.availability(X) if isinstance(X, dict) else None
+        return self.criterion_(y_pred, y_true, available)
 
     def infer(self, x, **fit_params):
         if not self.mixed_precision:

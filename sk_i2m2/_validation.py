@@ -15,21 +15,14 @@ import torch
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import type_of_target
 
-from ._module import INTER
+from ._module import INTER, PRESENT
 
 _TORCH_INTEGER_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32,
                          torch.int64)
 
 
-
-def check_same_modalities(names, required, fitted):
-    """Raise ``ValueError`` if ``names`` lacks a ``required`` modality or has one not ``fitted``."""
-    missing = [m for m in required if m not in names]
-    if missing:
-        raise ValueError(
-            f"Modality {missing[0]!r} was seen in fit but is missing from X "
-            f"(X has {sorted(map(str, names))})."
-        )
+def check_known_modalities(names, fitted):
+    """Raise ``ValueError`` if ``names`` has a modality that is not in ``fitted``."""
     extra = [m for m in names if m not in fitted]
     if extra:
         raise ValueError(
@@ -37,8 +30,13 @@ def check_same_modalities(names, required, fitted):
             f"{list(fitted)})."
         )
 
+
 def check_modalities(X, fitted=None):
-    """Validate ``X`` and return ``({modality: float32 CPU tensor}, {modality: columns})``.
+    """Validate ``X``; return its tensors, DataFrame columns and presence mask.
+
+    A sample misses a modality when all its values in that modality are NaN
+    or, at prediction time, when the modality is left out of ``X``; every
+    sample needs at least one modality.
 
     Parameters
     ----------
@@ -46,15 +44,19 @@ def check_modalities(X, fitted=None):
         What the user passed as ``X``.
     fitted : I2M2Classifier or None, default=None
         ``None`` while fitting; at prediction time the fitted estimator, whose
-        modalities, per-sample shapes and DataFrame columns ``X`` must match.
+        modalities, per-sample shapes and DataFrame columns ``X`` must match
+        (modalities may be left out).
 
     Returns
     -------
     tensors : dict
         Modality -> float32 CPU tensor, in ``fitted.modalities_`` order at
-        prediction time.
+        prediction time; missing samples (and left-out modalities) are zeros.
     columns : dict
         Modality -> DataFrame column names, or ``None`` for other arrays.
+    present : bool tensor of shape (n_samples, n_modalities) or None
+        Which sample has which modality (columns in the order of
+        ``tensors``); ``None`` when every sample has all of them.
     """
     if not isinstance(X, Mapping):
         raise TypeError(
@@ -68,12 +70,10 @@ def check_modalities(X, fitted=None):
     if fitted is None:
         check_modality_names(names)
     else:
-        check_same_modalities(names, required=fitted.modalities_,
-                              fitted=fitted.modalities_)
-        names = list(fitted.modalities_)
-    tensors, columns = {}, {}
+        check_known_modalities(names, fitted.modalities_)
+    tensors, columns, rows_present = {}, {}, {}
     for name in names:
-        tensors[name], columns[name] = as_float_tensor(name, X[name])
+        tensors[name], columns[name], rows_present[name] = as_float_tensor(name, X[name])
     first = names[0]
     n_first = tensors[first].shape[0]
     for name, tensor in tensors.items():
@@ -85,10 +85,36 @@ def check_modalities(X, fitted=None):
                 f"Modality {name!r} has {n} samples but modality {first!r} has "
                 f"{n_first}; all modalities must have the same number of samples."
             )
-    if fitted is not None:
+    if fitted is None:
+        for name, rows in rows_present.items():
+            if rows is not None and not bool(rows.any()):
+                raise ValueError(
+                    f"Modality {name!r} is missing (all NaN) in every sample; drop it "
+                    "from X."
+                )
+    else:
         for name, tensor in tensors.items():
             _check_like_fit(fitted, name, tuple(tensor.shape[1:]), columns[name])
-    return tensors, columns
+        for name in fitted.modalities_:
+            if name not in tensors:  # left out: missing in every sample
+                tensors[name] = torch.zeros((n_first, *fitted.input_shapes_[name]))
+                columns[name] = None
+                rows_present[name] = torch.zeros(n_first, dtype=torch.bool)
+        tensors = {m: tensors[m] for m in fitted.modalities_}
+    if all(rows is None for rows in rows_present.values()):
+        return tensors, columns, None
+    present = torch.stack([
+        torch.ones(n_first, dtype=torch.bool) if rows_present[m] is None else rows_present[m]
+        for m in tensors
+    ], dim=1)
+    empty = torch.nonzero(~present.any(1)).flatten()
+    if len(empty):
+        raise ValueError(
+            f"{len(empty)} sample(s) have no modality (every modality is missing or all "
+            f"NaN), first sample {int(empty[0])}; each sample needs at least one of "
+            f"{list(tensors)}."
+        )
+    return tensors, columns, present
 
 
 def check_modality_names(names):
@@ -104,7 +130,7 @@ def check_modality_names(names):
                 f"Modality name {name!r} is not allowed: names must be non-empty and "
                 "contain no '.'."
             )
-        if name == INTER:
+        if name in (INTER, PRESENT):
             raise ValueError(
                 f"Modality name {name!r} is reserved (it names the inter-modality "
                 "expert); rename the modality."
@@ -152,11 +178,14 @@ def _check_like_fit(fitted, name, shape, columns):
 
 
 def as_float_tensor(name, value):
-    """``(float32 CPU tensor, DataFrame columns or None)`` for one modality.
+    """``(float32 CPU tensor, DataFrame columns or None, present rows or None)``.
 
     Integer, boolean and float64 inputs are cast to float32. Sparse,
     object, string, complex and date/time inputs are rejected, as are
-    NaN and infinite values.
+    infinite values and NaN, except in a sample whose values in this
+    modality are all NaN: that sample misses the modality. Its row is set
+    to zeros and ``present`` (a bool tensor of shape ``(n_samples,)``,
+    ``None`` when no sample misses the modality) marks it False.
     """
     columns = None
     if hasattr(value, "tocsr") or type(value).__module__.startswith("scipy.sparse"):
@@ -214,17 +243,25 @@ def as_float_tensor(name, value):
     else:
         with np.errstate(over="ignore"):  # values past float32 are reported below
             tensor = torch.from_numpy(np.ascontiguousarray(source, dtype=np.float32))
+    present = None
     if not bool(torch.isfinite(tensor).all()):
-        _raise_non_finite(name, source)
-    return tensor, columns
+        rows = tensor.view(len(tensor), -1)
+        missing = rows.isnan().all(1)
+        if not bool(torch.isfinite(rows[~missing]).all()):
+            _raise_non_finite(name, source, missing.numpy())
+        tensor = tensor.masked_fill(missing.view(-1, *([1] * (tensor.dim() - 1))), 0.0)
+        present = ~missing
+    return tensor, columns, present
 
 
-def _raise_non_finite(name, source):
+def _raise_non_finite(name, source, missing):
+    """Report the non-finite values of ``source`` outside the ``missing`` samples."""
     if isinstance(source, torch.Tensor):
         values = source.double().numpy()
     else:
         values = np.asarray(source, dtype=np.float64)
     values = values.reshape(len(values), -1)
+    values[missing] = 0.0
     n_nan, n_inf = int(np.isnan(values).sum()), int(np.isinf(values).sum())
     if n_nan == 0 and n_inf == 0:
         raise ValueError(
@@ -236,7 +273,8 @@ def _raise_non_finite(name, source):
                          if n)
     raise ValueError(
         f"Modality {name!r} contains {found} value(s) (first in sample {first}); "
-        "impute or drop them first (e.g. sklearn.impute.SimpleImputer)."
+        "impute or drop them first (e.g. sklearn.impute.SimpleImputer). A sample "
+        "whose values in a modality are all NaN counts as missing that modality."
     )
 
 

@@ -47,6 +47,7 @@ class ExpertCheckpoint(Callback):
         self.stopped_early_ = False
         self._best_state = {}
         self._loss_sum = None
+        self._weight_sum = None
         self._count = 0
         return self
 
@@ -63,17 +64,21 @@ class ExpertCheckpoint(Callback):
     def on_batch_end(self, net, batch, training, y_pred=None, **kwargs):
         if training:
             return
-        y = batch[1]
+        Xb, y = batch
         # Kept on the device: one host sync per epoch, not per batch.
-        losses = net.criterion_.per_expert(y_pred, y).detach() * len(y)
-        self._loss_sum = losses if self._loss_sum is None else self._loss_sum + losses
+        available = net.module_.availability(Xb)
+        total, weight = (t.detach() for t in net.criterion_.per_expert_sums(y_pred, y, available))
+        if self._loss_sum is None:
+            self._loss_sum, self._weight_sum = total, weight
+        else:
+            self._loss_sum, self._weight_sum = self._loss_sum + total, self._weight_sum + weight
         self._count += len(y)
 
     def on_epoch_end(self, net, **kwargs):
         if not self._count:
             return
         epoch = len(net.history)
-        mean_losses = (self._loss_sum / self._count).tolist()
+        mean_losses = (self._loss_sum / self._weight_sum).tolist()
         for name, loss in zip(net.module_.expert_names, mean_losses):
             improved = loss < self.best_loss_[name] * (1 - self.threshold)
             net.history.record(f"valid_loss_{name}", loss)

@@ -19,7 +19,7 @@ from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import _get_feature_names, check_is_fitted
 
 from ._data import ModalityDict
-from ._validation import check_same_modalities
+from ._validation import check_known_modalities
 
 __all__ = ["PerModality"]
 
@@ -299,7 +299,9 @@ class PerModality(TransformerMixin, _BaseComposition, auto_wrap_output_keys=None
         Parameters
         ----------
         X : dict or ModalityDict
-            The modalities seen in ``fit`` (dropped ones may be left out).
+            The modalities seen in ``fit``; any may be left out (a modality
+            missing at prediction time, see ``I2M2Classifier``), and is then
+            absent from the output too.
         **params : dict
             Metadata for the transformers' ``transform``; only with metadata
             routing enabled.
@@ -312,16 +314,11 @@ class PerModality(TransformerMixin, _BaseComposition, auto_wrap_output_keys=None
         _raise_for_params(params, self, "transform")
         check_is_fitted(self)
         X = self._check_X(X)
-        check_same_modalities(
-            list(X),
-            required=[name for name, t in self.transformers_.items()
-                      if not _is_special(t, "drop")],
-            fitted=list(self.transformers_),
-        )
+        check_known_modalities(list(X), list(self.transformers_))
         routed = process_routing(self, "transform", **params)
         outputs = {}
         for name, transformer in self.transformers_.items():
-            if _is_special(transformer, "drop"):
+            if _is_special(transformer, "drop") or name not in X:
                 continue
             if _is_special(transformer, "passthrough"):
                 outputs[name] = X[name]

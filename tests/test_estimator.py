@@ -258,13 +258,6 @@ def test_mismatched_sample_counts_name_the_modality(small_data):
         I2M2Classifier().fit(X, y[:-1])
 
 
-def test_missing_modality_at_predict_names_it(small_data):
-    X, y = small_data
-    clf = I2M2Classifier(max_epochs=2, random_state=0).fit(X, y)
-    with pytest.raises(ValueError, match="Modality 'img' was seen in fit but is missing"):
-        clf.predict({"tab": X["tab"]})
-
-
 def test_failed_fit_keeps_previous_model(small_data):
     X, y = small_data
     clf = I2M2Classifier(max_epochs=2, random_state=0).fit(X, y)

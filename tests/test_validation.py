@@ -88,6 +88,17 @@ def _strings(df):
     return out
 
 
+def _without_sample(i):
+    """Sample ``i`` misses every modality (all NaN)."""
+    def build(X, y):
+        tab = X["tab"].astype(float)
+        tab.iloc[i] = np.nan
+        img = X["img"].copy()
+        img[i] = np.nan
+        return {}, dict(X, tab=tab, img=img), y
+    return build
+
+
 # (id, build(X, y) -> (params, X, y), exception, message pattern)
 FIT_CASES = [
     ("X-array", lambda X, y: ({}, X["img"], y), TypeError, "X must be a mapping"),
@@ -171,6 +182,18 @@ FIT_CASES = [
      ValueError, "Modality name 'values' clashes with an attribute of torch.nn.Module"),
     ("too-few-for-split", lambda X, y: ({}, {k: v[:3] for k, v in X.items()}, y[:3]),
      ValueError, r"Too few samples \(3\).*early_stopping=False"),
+    ("modality-never-observed", _with("img", np.full((N, 1, 8, 8), np.nan)), ValueError,
+     r"Modality 'img' is missing \(all NaN\) in every sample; drop it from X"),
+    ("sample-without-modality", _without_sample(7), ValueError,
+     r"1 sample\(s\) have no modality .*first sample 7"),
+    ("modality_dropout-1", _params(modality_dropout=1.0), InvalidParameterError,
+     "'modality_dropout' parameter"),
+    ("modality_dropout-with-drop", _params(modality_dropout=0.2, inter_missing="drop"),
+     ValueError, "modality_dropout=0.2 trains the inter expert's null embeddings"),
+    ("inter_missing-unknown", _params(inter_missing="zero"), InvalidParameterError,
+     "'inter_missing' parameter"),
+    ("name-reserved-mask", lambda X, y: ({}, {"__present__": X["img"], "tab": X["tab"]}, y),
+     ValueError, "Modality name '__present__' is reserved"),
 ]
 
 
@@ -193,11 +216,18 @@ def _renamed(df):
     return df.rename(columns={"flag": "smoker"})
 
 
+def _one_nan(images):
+    images = images.copy()
+    images[3, 0, 2, 2] = np.nan
+    return images
+
+
 PREDICT_CASES = [
     ("X-array", lambda X: X["img"], TypeError, "X must be a mapping"),
     ("X-empty", lambda X: {}, ValueError, "empty mapping"),
-    ("missing-modality", lambda X: {"tab": X["tab"]}, ValueError,
-     "Modality 'img' was seen in fit but is missing"),
+    ("no-modality-left", lambda X: {"tab": X["tab"].astype(float) * np.nan}, ValueError,
+     r"30 sample\(s\) have no modality \(every modality is missing or all NaN\), "
+     "first sample 0"),
     ("extra-modality", lambda X: dict(X, ecg=X["img"]), ValueError,
      "Modality 'ecg' was not seen in fit"),
     ("image-shape", lambda X: dict(X, img=np.zeros((N, 1, 9, 9))), ValueError,
@@ -213,8 +243,8 @@ PREDICT_CASES = [
     ("counts-differ", lambda X: dict(X, tab=X["tab"][:5]), ValueError,
      "Modality 'img' has 30 samples but modality 'tab' has 5"),
     ("zero-samples", lambda X: {k: v[:0] for k, v in X.items()}, ValueError, "0 samples"),
-    ("nan", lambda X: dict(X, img=np.full((N, 1, 8, 8), np.nan)), ValueError,
-     "Modality 'img' contains 1920 NaN"),
+    ("nan", lambda X: dict(X, img=_one_nan(X["img"])), ValueError,
+     "Modality 'img' contains 1 NaN value.*sample 3.*all NaN counts as missing"),
     ("sparse", lambda X: dict(X, tab=scipy.sparse.csr_matrix(np.ones((N, 3)))), TypeError,
      "scipy sparse"),
     ("strings", lambda X: dict(X, img=X["img"].astype(str)), TypeError,
