@@ -230,7 +230,10 @@ class BatchSlicer:
         self.generator = generator
         data_device = next(iter(self.dataset.X.values())).device
         self.device = torch.device(device) if device is not None else data_device
-        self.stream = self.device != data_device
+        # "cuda" and "cuda:0" name the same device: compare types and given indices.
+        self.stream = not (self.device.type == data_device.type and (
+            self.device.index is None or data_device.index is None
+            or self.device.index == data_device.index))
         self.drop_singleton = shuffle if drop_singleton is None else drop_singleton
 
     def __len__(self):
@@ -266,6 +269,6 @@ class BatchSlicer:
 
 
 def _to_device(tensor, device):
-    if device.type == "cuda":
+    if device.type == "cuda" and tensor.device.type == "cpu":
         return tensor.pin_memory().to(device, non_blocking=True)
     return tensor.to(device)

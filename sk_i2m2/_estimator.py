@@ -483,7 +483,7 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
             body = spec.build(self.input_shapes_[name])
             scaler = Standardize(*scalers[name]) if name in scalers else None
             encoder = Encoder(body, scaler)
-            example = observed(name)[:2]
+            example = observed(name)[:2].cpu()
             try:
                 return encoder, feature_size(encoder, example)
             except (RuntimeError, ValueError, TypeError, IndexError) as exc:
@@ -558,30 +558,36 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
             train_idx, valid_idx = self._validation_split(y, seed)
         else:
             train_idx, valid_idx = np.arange(n), None
-        train_rows = torch.as_tensor(np.sort(train_idx))
-        X_train = {m: t.index_select(0, train_rows) for m, t in tensors.items()}
-        present_train = None if present is None else present.index_select(0, train_rows)
         if present is not None:
             # The presence mask travels with the batches, like a modality.
             tensors = {**tensors, PRESENT: present}
-
-        self.module_ = None
-        module = self._build_module(X_train, len(self.classes_), present_train).to(device)
-        self.expert_names_ = module.expert_names
         data_device = self._data_device(tensors, device)
-        if device.type == "cuda":
-            _to_channels_last(module)
+        # One copy to where the data lives; the splits are sliced there.
+        tensors = {m: t.to(data_device) for m, t in tensors.items()}
 
         def dataset(rows):
-            index = torch.as_tensor(np.sort(rows))
+            rows = np.sort(rows)
+            if len(rows) == n:
+                split = tensors
+            else:
+                index = torch.as_tensor(rows, device=data_device)
+                split = {m: t.index_select(0, index) for m, t in tensors.items()}
             return ModalityTensorDataset(
-                {m: _place(t.index_select(0, index), data_device) for m, t in tensors.items()},
-                torch.as_tensor(y[np.sort(rows)], dtype=torch.long, device=data_device),
+                {m: _place(t, data_device) for m, t in split.items()},
+                torch.as_tensor(y[rows], dtype=torch.long, device=data_device),
             )
 
         train_ds = dataset(train_idx)
         valid_ds = dataset(valid_idx) if valid_idx is not None else None
-        del X_train
+        del tensors
+        X_train = {m: t for m, t in train_ds.X.items() if m != PRESENT}
+        self.module_ = None
+        # Input statistics are computed where the data is (on the GPU when it fits).
+        module = self._build_module(X_train, len(self.classes_), train_ds.X.get(PRESENT))
+        module = module.to(device)
+        self.expert_names_ = module.expert_names
+        if device.type == "cuda":
+            _to_channels_last(module)
         self.batch_size_ = self._batch_size(len(train_ds))
         weight = self._class_weights(y)
         generator = torch.Generator().manual_seed(seed)
@@ -717,6 +723,9 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
             self._warn_untrained_null(present)
             tensors[PRESENT] = present
             available = module.availability({PRESENT: present})
+        # Like in fit: the whole input on the GPU when it fits the budget.
+        data_device = self._data_device(tensors, self.device_)
+        tensors = {m: _place(t, data_device) for m, t in tensors.items()}
         # The module alone, not a skorch net: a model restored by ``load``
         # has no nets.
         batches = BatchSlicer(ModalityTensorDataset(tensors), max(4 * self.batch_size_, 1024),
@@ -954,7 +963,7 @@ def _moments(x, spec, sample_shape, chunk=4096):
     squares = sum(((c.double() - mean) ** 2).sum(reduce, keepdim=True) for c in x.split(chunk))
     scale = (squares / count).sqrt()
     scale[scale <= 1e-12 * mean.abs().clamp_min(1.0)] = 1.0
-    return mean.squeeze(0).float(), scale.squeeze(0).float()
+    return mean.squeeze(0).float().cpu(), scale.squeeze(0).float().cpu()
 
 
 @contextlib.contextmanager
