@@ -454,12 +454,12 @@ def results_section(summary, checks, *, command, seeds, max_epochs, plot_name=No
     return "\n".join(lines) + "\n"
 
 
-def write_results(section, path):
-    """Put ``section`` between the compare markers of ``path``.
+def write_results(section, path, name="compare"):
+    """Put ``section`` between the ``name`` markers of ``path``.
 
-    Only the text between the markers is replaced; other sections of the
-    file are kept. A file without the markers gets the section appended; a
-    missing file is created.
+    Only the text between ``<!-- name:start -->`` and ``<!-- name:end -->``
+    is replaced; other sections of the file are kept. A file without the
+    markers gets the section appended; a missing file is created.
 
     Parameters
     ----------
@@ -467,16 +467,19 @@ def write_results(section, path):
         Text starting with the start marker and ending with the end marker.
     path : str or Path
         The RESULTS.md file.
+    name : str, default="compare"
+        Name of the section in its markers.
     """
+    start_marker, end_marker = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     path = Path(path)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("# Benchmarks\n\n" + section, encoding="utf-8")
         return
     text = path.read_text(encoding="utf-8")
-    start, end = text.find(START_MARKER), text.find(END_MARKER)
+    start, end = text.find(start_marker), text.find(end_marker)
     if start != -1 and end > start:
-        text = text[:start] + section.rstrip("\n") + text[end + len(END_MARKER):]
+        text = text[:start] + section.rstrip("\n") + text[end + len(end_marker):]
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text, encoding="utf-8")
