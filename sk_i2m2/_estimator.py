@@ -407,7 +407,7 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
                 "null embeddings, which inter_missing='drop' does not have; use "
                 "inter_missing='null' or modality_dropout=0."
             )
-        self._check_samples_have_an_expert(present)
+        self._check_samples_have_an_expert(present, list(tensors))
         specs = self._resolve_encoders(tensors)
         fusion = resolve_fusion(self.fusion)
         device = self._resolve_device()
@@ -719,7 +719,7 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
         tensors, _, present = self._check_modalities(X, fitting=False)
         available = None
         if present is not None:
-            self._check_samples_have_an_expert(present)
+            self._check_samples_have_an_expert(present, self.modalities_)
             self._warn_untrained_null(present)
             tensors[PRESENT] = present
             available = module.availability({PRESENT: present})
@@ -737,18 +737,22 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
             logits = torch.cat([module(**Xb).float().cpu() for Xb, _ in batches], dim=1)
         return logits, available
 
-    def _check_samples_have_an_expert(self, present):
+    def _check_samples_have_an_expert(self, present, modalities):
         """Refuse samples that no expert can see (inter expert alone, ``"drop"``)."""
         if (present is None or self.dependencies != "inter" or self.inter_missing != "drop"
                 or present.shape[1] == 1):
             return
         unseen = torch.nonzero(~present.all(1)).flatten()
         if len(unseen):
+            first = int(unseen[0])
+            modality = modalities[int((~present[first]).nonzero()[0])]
             raise ValueError(
-                f"{len(unseen)} sample(s) miss a modality (first sample {int(unseen[0])}), "
-                "but with dependencies='inter' and inter_missing='drop' no expert can "
-                "see them; use inter_missing='null' or dependencies='both'."
+                f"{len(unseen)} sample(s) miss a modality (first sample {first}, missing "
+                f"modality {modality!r}), but with dependencies='inter' and "
+                "inter_missing='drop' no expert can see them; use inter_missing='null' "
+                "or dependencies='both'."
             )
+
 
     def _warn_untrained_null(self, present):
         if INTER not in self.expert_names_ or self.inter_missing != "null":

@@ -217,12 +217,14 @@ class ExpertsNLLLoss(nn.Module):
         losses = F.cross_entropy(
             expert_logits.reshape(-1, n_classes), y.repeat(n_experts), reduction="none",
         ).view(n_experts, batch)
+        if self.weight is None and available is None:  # the common case: plain means
+            return losses.sum(1), losses.new_full((n_experts,), batch)
         if self.weight is None:
-            weights = torch.ones_like(losses)
+            weights = available.to(losses.dtype)
         else:
             weights = self.weight[y].expand(n_experts, batch)
-        if available is not None:
-            weights = weights * available
+            if available is not None:
+                weights = weights * available
         return (losses * weights).sum(1), weights.sum(1)
 
     def per_expert(self, expert_logits, y, available=None):

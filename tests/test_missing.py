@@ -120,9 +120,12 @@ def test_inter_missing_drop_leaves_the_inter_expert_out():
     np.testing.assert_allclose(clf.predict_proba(X_partial)[[0, 1]], experts["m1"][[0, 1]],
                                rtol=1e-5)
     inter_only = I2M2Classifier(dependencies="inter", inter_missing="drop", **FAST).fit(X, y)
-    with pytest.raises(ValueError, match=r"2 sample\(s\) miss a modality \(first sample 0\), "
-                                         "but with dependencies='inter' and inter_missing="):
+    message = (r"2 sample\(s\) miss a modality \(first sample 0, missing modality 'm0'\), "
+               "but with dependencies='inter' and inter_missing='drop' no expert can see them")
+    with pytest.raises(ValueError, match=message):
         inter_only.predict(X_partial)
+    with pytest.raises(ValueError, match=message):
+        I2M2Classifier(dependencies="inter", inter_missing="drop", **FAST).fit(X_partial, y)
 
 
 def test_complete_data_without_dropout_never_uses_the_null_embeddings():
