@@ -1,6 +1,6 @@
 """Accuracy of single-modality experts, intra, inter and I2M2 on offline data sets.
 
-The script form of ``sk-i2m2 benchmark`` (``sk_i2m2._benchmark``): it writes
+Runs ``comparison.py`` (also reachable as ``sk-i2m2 benchmark`` in a source checkout): it writes
 its section of ``RESULTS.md`` and ``compare.png`` next to this file, whatever
 the working directory.
 
@@ -17,10 +17,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from sk_i2m2 import _benchmark
+import comparison
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    _benchmark.add_arguments(parser, output_dir=Path(__file__).resolve().parent)
+    comparison.add_arguments(parser, output_dir=Path(__file__).resolve().parent)
     args = parser.parse_args()
-    _benchmark.run_from_args(args, " ".join(["python benchmarks/compare.py", *sys.argv[1:]]))
+    comparison.run_from_args(args, " ".join(["python benchmarks/compare.py", *sys.argv[1:]]))

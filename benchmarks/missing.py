@@ -33,9 +33,10 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from sk_i2m2 import I2M2Classifier
-from sk_i2m2._benchmark import machine_description, write_results
 from sk_i2m2.datasets import load_mfeat, make_multimodal_classification
 from sk_i2m2.inspection import dependency_report
+
+from comparison import machine_description, write_results
 
 VIEWS = ["fou", "zer", "mor"]
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from sk_i2m2 import I2M2Classifier, ModalityDict
-from sk_i2m2._module import ExpertsNLLLoss, ProductOfExpertsNLLLoss
+from sk_i2m2.nn.losses import ExpertsNLLLoss, ProductOfExpertsNLLLoss
 from sk_i2m2.encoders import Conv2dEncoder, MLPEncoder
 
 

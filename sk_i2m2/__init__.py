@@ -7,8 +7,7 @@ all modalities fused (inter-modality dependencies).
 
 from ._data import ModalityDict
 from ._estimator import I2M2Classifier
+from ._version import __version__
 from .preprocessing import PerModality
-
-__version__ = "0.1.0.dev0"
 
 __all__ = ["I2M2Classifier", "ModalityDict", "PerModality", "__version__"]

@@ -1,49 +1,41 @@
-"""I2M2Classifier: validation, label encoding, staged fit, prediction."""
+"""I2M2Classifier: fit -> validate -> build -> run the stages -> store; prediction."""
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import math
 import numbers
-import os
-import sys
-import time
-import warnings
-from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
-from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted
-from skorch.callbacks import EarlyStopping
-from skorch.helper import predefined_split
 
 from . import _persistence
-from ._data import BatchSlicer, ModalityTensorDataset
-from ._module import (
-    INTER,
-    PRESENT,
-    Encoder,
-    ExpertsNLLLoss,
-    I2M2Module,
-    InterExpert,
-    IntraExpert,
-    ProductOfExpertsNLLLoss,
-    Standardize,
-    combine,
-    feature_size,
+from ._device import cudnn_autotune, data_device, resolve_device, to_channels_last
+from ._inference import expert_logits
+from ._missing import check_fit_options, check_samples_have_an_expert, warn_untrained_null
+from ._validation import check_modalities, check_target
+from .encoders import (
+    EncoderSpec,
+    nested_encoder_params,
+    resolve_encoder,
+    set_nested_encoder_params,
 )
-from ._net import StageNet, optimizer_speed_kwargs
-from ._validation import as_python, check_modalities, check_target
-from .callbacks import ExpertCheckpoint, FiniteLossCheck
-from .encoders import _KINDS, EncoderSpec, _ConvNet, resolve_encoder
 from .fusion import FusionSpec, resolve_fusion
+from .nn.build import build_module
+from .nn.experts import PRESENT
+from .nn.product import combine
+from .training.callbacks import check_callbacks
+from .training.stages import (
+    TrainingPlan,
+    auto_batch_size,
+    run_stages,
+    split_datasets,
+    validation_split,
+)
 
 __all__ = ["I2M2Classifier"]
 
@@ -137,8 +129,14 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
         and volumes (a constant feature is only centred). Modalities with a
         user ``torch.nn.Module`` encoder are left alone unless its
         :class:`~sk_i2m2.encoders.ModuleEncoder` says otherwise.
-    callbacks : list of skorch callbacks or None, default=None
-        Extra callbacks added to both stages' nets.
+    callbacks : list, dict or None, default=None
+        skorch callbacks (or ``(name, callback)`` pairs) for the stage nets:
+        a list applies to both stages, a dict ``{"pretrain": [...],
+        "finetune": [...]}`` to the stages it names. Each stage gets its own
+        copy of each callback, so stock skorch callbacks (``EpochScoring``,
+        ``ProgressBar``, ``Checkpoint`` with ``LoadInitState``,
+        ``LRScheduler``, ``GradientNormClipping``, loggers) work in either
+        stage; checkpoint files are prefixed with the stage name.
     device : str or torch.device, default="auto"
         ``"auto"`` uses CUDA when available, else the CPU.
     device_memory_budget : float in [0, 1], default=0.5
@@ -157,8 +155,9 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
         Seeds weight initialisation, dropout, shuffling and the validation
         split; with an int, fitting twice on the CPU gives identical models.
     verbose : int, default=0
-        0 is silent, 1 prints one line per stage, 2 also prints skorch's
-        per-epoch table.
+        0 is silent; 1 shows a progress bar per stage (epochs, losses, best
+        epoch) in a terminal or notebook and prints one summary line per
+        stage; 2 also prints skorch's per-epoch table.
 
     Attributes
     ----------
@@ -239,7 +238,7 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
         "inter_missing": [StrOptions({"null", "drop"})],
         "modality_dropout": [Interval(numbers.Real, 0, 1, closed="left")],
         "standardize": ["boolean"],
-        "callbacks": [list, None],
+        "callbacks": [list, dict, None],
         "device": [str, torch.device],
         "device_memory_budget": [Interval(numbers.Real, 0, 1, closed="both")],
         "compile": ["boolean"],
@@ -301,41 +300,21 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
+
     # ------------------------------------------------------------------
     # Nested encoder parameters: ``encoders__<modality>__<param>``.
 
     def get_params(self, deep=True):
         params = super().get_params(deep=deep)
-        if deep and isinstance(self.encoders, Mapping):
-            for name, spec in self.encoders.items():
-                params[f"encoders__{name}"] = spec
-                if isinstance(spec, EncoderSpec):
-                    for key, value in spec.get_params(deep=True).items():
-                        params[f"encoders__{name}__{key}"] = value
+        if deep:
+            params.update(nested_encoder_params(self.encoders))
         return params
 
     def set_params(self, **params):
         nested = {k: params.pop(k) for k in list(params) if k.startswith("encoders__")}
         super().set_params(**params)
-        if not nested:
-            return self
-        encoders = dict(self.encoders or {})
-        for key in sorted(nested, key=lambda k: k.count("__")):
-            name, _, sub = key[len("encoders__"):].partition("__")
-            if not sub:
-                encoders[name] = nested[key]
-                continue
-            spec = encoders.get(name)
-            if isinstance(spec, str) and spec in _KINDS:
-                spec = _KINDS[spec]()
-            if not isinstance(spec, EncoderSpec):
-                raise ValueError(
-                    f"Cannot set {key!r}: encoders has no encoder spec for modality "
-                    f"{name!r}. Pass encoders={{{name!r}: MLPEncoder()}} (or the "
-                    "spec of its kind) to tune its hyperparameters."
-                )
-            encoders[name] = copy.deepcopy(spec).set_params(**{sub: nested[key]})
-        self.encoders = encoders
+        if nested:
+            self.encoders = set_nested_encoder_params(self.encoders, nested)
         return self
 
     def __sklearn_tags__(self):
@@ -344,27 +323,6 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.dict = True
         tags.non_deterministic = False
         return tags
-
-    # ------------------------------------------------------------------
-    # Input handling
-
-    def _check_modalities(self, X, *, fitting):
-        """Validate X: ``({modality: float32 CPU tensor}, columns, presence mask)``."""
-        return check_modalities(X, fitted=None if fitting else self)
-
-    def _resolve_device(self):
-        if str(self.device) == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        try:
-            device = torch.device(self.device)
-        except RuntimeError as exc:
-            raise ValueError(
-                f"device={self.device!r} is not a device torch knows ({exc}); use "
-                "'auto', 'cpu', 'cuda' or 'cuda:<index>'."
-            ) from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device={self.device!r} but CUDA is not available.")
-        return device
 
     # ------------------------------------------------------------------
     # Fit
@@ -398,19 +356,16 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
         returns with a warning and the best weights so far (see
         ``interrupted_stage_``).
         """
-        tensors, columns, present = self._check_modalities(X, fitting=True)
-        n_samples = next(iter(tensors.values())).shape[0]
-        classes, y_encoded = check_target(y, n_samples)
-        if self.modality_dropout > 0 and self.inter_missing == "drop":
-            raise ValueError(
-                f"modality_dropout={self.modality_dropout} trains the inter expert's "
-                "null embeddings, which inter_missing='drop' does not have; use "
-                "inter_missing='null' or modality_dropout=0."
-            )
-        self._check_samples_have_an_expert(present, list(tensors))
+        tensors, columns, present = check_modalities(X)
+        classes, y_encoded = check_target(y, len(next(iter(tensors.values()))))
+        check_fit_options(self.inter_missing, self.modality_dropout)
+        check_samples_have_an_expert(present, list(tensors), self.dependencies,
+                                     self.inter_missing)
+        check_callbacks(self.callbacks)
         specs = self._resolve_encoders(tensors)
         fusion = resolve_fusion(self.fusion)
-        device = self._resolve_device()
+        device = resolve_device(self.device)
+        class_weight = self._class_weight(classes, y_encoded)
 
         # All checks passed: only now replace any previous fit. An error past
         # this point (too few samples to split, a diverging loss) puts the
@@ -428,14 +383,12 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
             self.encoders_ = specs
             self.fusion_ = fusion
             self.device_ = device
-            self.interrupted_stage_ = None
-
             seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
             fork_devices = [device.index or 0] if device.type == "cuda" else []
-            with torch.random.fork_rng(devices=fork_devices):
+            with torch.random.fork_rng(devices=fork_devices), \
+                    cudnn_autotune(device.type == "cuda"):
                 torch.manual_seed(seed)
-                with _cudnn_benchmark(device.type == "cuda"):
-                    self._fit_stages(tensors, present, y_encoded, seed, device)
+                self._train(tensors, present, y_encoded, seed, class_weight)
         except BaseException:
             _restore_fitted_state(self, previous)
             raise
@@ -454,252 +407,59 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
             for name, t in tensors.items()
         }
 
-    def _expert_plan(self):
-        """Expert names for ``dependencies`` and the fitted modalities."""
-        if len(self.modalities_) == 1:
-            return list(self.modalities_)
-        intra = list(self.modalities_) if self.dependencies in ("both", "intra") else []
-        inter = [INTER] if self.dependencies in ("both", "inter") else []
-        return intra + inter
-
-    def _build_module(self, X_train, n_classes, present=None):
-        """The untrained experts; ``present`` marks the rows of ``X_train`` to learn
-        the input scaling from (default all)."""
-        def observed(name):
-            x = X_train[name]
-            if present is None:
-                return x
-            return x[present[:, self.modalities_.index(name)]]
-
-        scalers = {}
-        if self.standardize:
-            for name, spec in self.encoders_.items():
-                if spec.standardizes_input:
-                    mean, scale = _moments(observed(name), spec, self.input_shapes_[name])
-                    scalers[name] = (mean, scale)
-
-        def make_encoder(name):
-            spec = self.encoders_[name]
-            body = spec.build(self.input_shapes_[name])
-            scaler = Standardize(*scalers[name]) if name in scalers else None
-            encoder = Encoder(body, scaler)
-            example = observed(name)[:2].cpu()
-            try:
-                return encoder, feature_size(encoder, example)
-            except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-                raise ValueError(
-                    f"The encoder of modality {name!r} ({type(spec).__name__}) fails on "
-                    f"a batch of shape {tuple(example.shape)}: {exc}"
-                ) from exc
-
-        experts = {}
-        for name in self._expert_plan():
-            if name == INTER:
-                built = {m: make_encoder(m) for m in self.modalities_}
-                encoders = {m: enc for m, (enc, _) in built.items()}
-                sizes = [size for _, size in built.values()]
-                experts[INTER] = InterExpert(
-                    encoders, sizes, self.fusion_.build(sizes), n_classes,
-                    self.fusion_.hidden_size, self.fusion_.dropout,
-                    missing=self.inter_missing, modality_dropout=self.modality_dropout,
-                )
-            else:
-                encoder, size = make_encoder(name)
-                experts[name] = IntraExpert(name, self.modalities_.index(name), encoder,
-                                            size, n_classes)
-        return I2M2Module(experts)
-
-    def _validation_split(self, y, seed):
-        n = len(y)
-        n_classes = len(self.classes_)
-        n_valid = max(math.ceil(self.validation_fraction * n), n_classes)
-        if n - n_valid < 2:
-            raise ValueError(
-                f"Too few samples ({n}) for a validation split of "
-                f"validation_fraction={self.validation_fraction}; pass "
-                "early_stopping=False to train on all samples."
-            )
-        counts = np.bincount(y, minlength=n_classes)
-        if counts.min() >= 2 and n - n_valid >= n_classes:
-            splitter = StratifiedShuffleSplit(1, test_size=n_valid, random_state=seed)
-            return next(splitter.split(np.zeros(n), y))
-        rare = self.classes_[np.argmin(counts)]
-        warnings.warn(
-            f"The validation split ({n_valid} of {n} samples) cannot be stratified: "
-            f"class {as_python(rare)!r} has {counts.min()} "
-            "sample(s). Using a random split instead, so early stopping may rest on "
-            "few or no samples of that class; early_stopping=False trains on all "
-            "samples.",
-            UserWarning, stacklevel=5,
-        )
-        return next(ShuffleSplit(1, test_size=n_valid, random_state=seed).split(np.zeros(n)))
-
-    def _class_weights(self, y):
+    def _class_weight(self, classes, y_encoded):
+        """Loss weights of the classes (``None`` without ``class_weight``)."""
         if self.class_weight is None:
             return None
-        classes = np.arange(len(self.classes_))
         if isinstance(self.class_weight, dict):
-            unknown = [c for c in self.class_weight if c not in set(self.classes_)]
+            unknown = [c for c in self.class_weight if c not in set(classes)]
             if unknown:
                 raise ValueError(f"class_weight names class {unknown[0]!r}, not in y.")
-            weights = np.array([self.class_weight.get(c, 1.0) for c in self.classes_])
-        else:
-            weights = compute_class_weight("balanced", classes=classes, y=y)
+        weights = compute_class_weight(self.class_weight, classes=classes,
+                                       y=classes[y_encoded])
         return torch.as_tensor(weights, dtype=torch.float32)
 
-    def _batch_size(self, n_train):
-        if self.batch_size == "auto":
-            return int(min(256, max(16, n_train // 16)))
-        return int(self.batch_size)
-
-    def _fit_stages(self, tensors, present, y, seed, device):
-        n = len(y)
+    def _train(self, tensors, present, y, seed, class_weight):
+        """Split, build the experts, run both stages and keep the final module."""
         if self.early_stopping:
-            train_idx, valid_idx = self._validation_split(y, seed)
+            train_rows, valid_rows = validation_split(
+                y, self.classes_, self.validation_fraction, seed)
         else:
-            train_idx, valid_idx = np.arange(n), None
+            train_rows, valid_rows = np.arange(len(y)), None
         if present is not None:
             # The presence mask travels with the batches, like a modality.
             tensors = {**tensors, PRESENT: present}
-        data_device = self._data_device(tensors, device)
-        # One copy to where the data lives; the splits are sliced there.
-        tensors = {m: t.to(data_device) for m, t in tensors.items()}
-
-        def dataset(rows):
-            rows = np.sort(rows)
-            if len(rows) == n:
-                split = tensors
-            else:
-                index = torch.as_tensor(rows, device=data_device)
-                split = {m: t.index_select(0, index) for m, t in tensors.items()}
-            return ModalityTensorDataset(
-                {m: _place(t, data_device) for m, t in split.items()},
-                torch.as_tensor(y[rows], dtype=torch.long, device=data_device),
-            )
-
-        train_ds = dataset(train_idx)
-        valid_ds = dataset(valid_idx) if valid_idx is not None else None
-        del tensors
-        X_train = {m: t for m, t in train_ds.X.items() if m != PRESENT}
+        where = data_device(tensors, self.device_, self.device_memory_budget)
+        train_ds, valid_ds = split_datasets(tensors, y, train_rows, valid_rows, where)
         self.module_ = None
         # Input statistics are computed where the data is (on the GPU when it fits).
-        module = self._build_module(X_train, len(self.classes_), train_ds.X.get(PRESENT))
-        module = module.to(device)
+        module = build_module(
+            {m: t for m, t in train_ds.X.items() if m != PRESENT}, self.encoders_,
+            self.fusion_, len(self.classes_), dependencies=self.dependencies,
+            standardize=self.standardize, inter_missing=self.inter_missing,
+            modality_dropout=self.modality_dropout, present=train_ds.X.get(PRESENT),
+        ).to(self.device_)
+        if self.device_.type == "cuda":
+            to_channels_last(module)
         self.expert_names_ = module.expert_names
-        if device.type == "cuda":
-            _to_channels_last(module)
-        self.batch_size_ = self._batch_size(len(train_ds))
-        weight = self._class_weights(y)
-        generator = torch.Generator().manual_seed(seed)
-
-        pretrain_checkpoint = ExpertCheckpoint(
-            patience=self.n_iter_no_change if valid_ds is not None else None
+        self.batch_size_ = (auto_batch_size(len(train_ds)) if self.batch_size == "auto"
+                            else int(self.batch_size))
+        plan = TrainingPlan(
+            lr=self.lr, finetune_lr=self.lr / 10 if self.finetune_lr is None else self.finetune_lr,
+            max_epochs=self.max_epochs,
+            finetune_epochs=(self.max_epochs if self.finetune_epochs is None
+                             else self.finetune_epochs),
+            batch_size=self.batch_size_, optimizer=self.optimizer,
+            weight_decay=self.weight_decay, n_iter_no_change=self.n_iter_no_change,
+            device=self.device_, seed=seed, n_classes=len(self.classes_),
+            class_weight=class_weight, callbacks=self.callbacks, compile=self.compile,
+            mixed_precision=self.mixed_precision, verbose=self.verbose,
         )
-        self.pretrain_net_ = self._make_net(
-            module, ExpertsNLLLoss, weight, self.lr, self.max_epochs, valid_ds,
-            generator, device, [("expert_checkpoint", pretrain_checkpoint)],
-        )
-        self._run_stage("pretrain", self.pretrain_net_, train_ds)
-        self.finetune_net_ = None
-
-        finetune_epochs = self.max_epochs if self.finetune_epochs is None else self.finetune_epochs
-        if len(self.expert_names_) > 1 and finetune_epochs > 0 and self.interrupted_stage_ is None:
-            stage_callbacks = []
-            if valid_ds is not None:
-                stage_callbacks.append(("early_stopping", EarlyStopping(
-                    monitor="valid_loss", patience=self.n_iter_no_change,
-                    threshold=1e-4, load_best=True,
-                )))
-            finetune_lr = self.lr / 10 if self.finetune_lr is None else self.finetune_lr
-            # A copy, so that pretrain_net_ keeps the experts as pretrained.
-            self.finetune_net_ = self._make_net(
-                copy.deepcopy(module), ProductOfExpertsNLLLoss, weight, finetune_lr,
-                finetune_epochs, valid_ds, generator, device, stage_callbacks,
-            )
-            self._run_stage("finetune", self.finetune_net_, train_ds)
+        self.pretrain_net_, self.finetune_net_ = run_stages(module, train_ds, valid_ds, plan)
+        self.interrupted_stage_ = plan.interrupted_stage
         final_net = self.finetune_net_ or self.pretrain_net_
         # skorch wraps the module when compile=True; keep the plain module.
-        self.module_ = getattr(final_net.module_, "_orig_mod", final_net.module_)
-        self.module_.eval()
-
-    def _data_device(self, tensors, device):
-        """Where the training data lives: on the GPU when it fits the budget.
-
-        Data on the device is sliced in place each step; otherwise batches
-        are copied from host memory as they are needed.
-        """
-        if device.type != "cuda" or self.device_memory_budget == 0:
-            return torch.device("cpu")
-        n_bytes = sum(t.numel() * t.element_size() for t in tensors.values())
-        free, _ = torch.cuda.mem_get_info(device)
-        return device if n_bytes <= self.device_memory_budget * free else torch.device("cpu")
-
-    def _make_net(self, module, criterion, weight, lr, max_epochs, valid_ds,
-                  generator, device, stage_callbacks):
-        optimizer_kwargs = {
-            f"optimizer__{k}": v
-            for k, v in optimizer_speed_kwargs(self.optimizer, device).items()
-        }
-        return StageNet(
-            module=module,
-            criterion=criterion,
-            criterion__weight=weight,
-            optimizer=self.optimizer,
-            optimizer__weight_decay=self.weight_decay,
-            **optimizer_kwargs,
-            lr=lr,
-            max_epochs=max_epochs,
-            batch_size=self.batch_size_,
-            iterator_train=BatchSlicer,
-            iterator_train__shuffle=True,
-            iterator_train__generator=generator,
-            iterator_train__device=device,
-            iterator_valid=BatchSlicer,
-            iterator_valid__batch_size=max(4 * self.batch_size_, 1024),
-            iterator_valid__device=device,
-            compile=self.compile,
-            mixed_precision=self.mixed_precision,
-            train_split=predefined_split(valid_ds) if valid_ds is not None else None,
-            callbacks=stage_callbacks + list(self.callbacks or []),
-            device=device,
-            verbose=int(self.verbose >= 2),
-        )
-
-    def _run_stage(self, stage, net, train_ds):
-        start = time.perf_counter()
-        # First of the stage's own callbacks, so a NaN loss raises before
-        # early stopping can end the stage quietly.
-        net.callbacks = [("finite_loss", FiniteLossCheck(stage)), *net.callbacks]
-        net.fit(train_ds, y=None)
-        # skorch ends fit quietly on any KeyboardInterrupt (early stopping
-        # raises one too); the checkpoint callbacks have already restored
-        # the best weights, so only the user's interrupt needs telling apart.
-        if _interrupted_by_user(net):
-            self.interrupted_stage_ = stage
-            warnings.warn(
-                f"Training was interrupted in the {stage} stage (epoch "
-                f"{len(net.history)} of {net.max_epochs}). The model keeps the best "
-                "weights so far and any later stage is skipped; fit again to train "
-                "from scratch.",
-                UserWarning, stacklevel=5,
-            )
-        if self.verbose:
-            history = net.history
-            # An interrupted last epoch has no train loss yet.
-            losses = [row["train_loss"] for row in history if "train_loss" in row]
-            line = f"[I2M2Classifier] {stage}: {len(history)} epochs in " \
-                   f"{time.perf_counter() - start:.1f}s"
-            if losses:
-                line += f", train loss {losses[-1]:.4f}"
-            checkpoint = dict(net.callbacks_).get("expert_checkpoint")
-            if checkpoint is not None and checkpoint.best_epoch_.get(self.expert_names_[0]):
-                line += "; best valid loss " + ", ".join(
-                    f"{name} {checkpoint.best_loss_[name]:.4f} (epoch {epoch})"
-                    for name, epoch in checkpoint.best_epoch_.items()
-                )
-            elif "valid_loss" in history[-1]:
-                line += f", best valid loss {min(history[:, 'valid_loss']):.4f}"
-            print(line, flush=True)
+        self.module_ = getattr(final_net.module_, "_orig_mod", final_net.module_).eval()
 
     # ------------------------------------------------------------------
     # Prediction
@@ -716,60 +476,20 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self, "module_")
         module = self.module_ if module is None else module
-        tensors, _, present = self._check_modalities(X, fitting=False)
+        tensors, _, present = check_modalities(X, fitted=self)
         available = None
         if present is not None:
-            self._check_samples_have_an_expert(present, self.modalities_)
-            self._warn_untrained_null(present)
+            check_samples_have_an_expert(present, self.modalities_, self.dependencies,
+                                         self.inter_missing)
+            warn_untrained_null(self, present)
             tensors[PRESENT] = present
             available = module.availability({PRESENT: present})
-        # Like in fit: the whole input on the GPU when it fits the budget.
-        data_device = self._data_device(tensors, self.device_)
-        tensors = {m: _place(t, data_device) for m, t in tensors.items()}
-        # The module alone, not a skorch net: a model restored by ``load``
-        # has no nets.
-        batches = BatchSlicer(ModalityTensorDataset(tensors), max(4 * self.batch_size_, 1024),
-                              device=self.device_)
-        autocast = torch.autocast(self.device_.type, dtype=torch.bfloat16,
-                                  enabled=bool(self.mixed_precision))
-        module.eval()
-        with torch.no_grad(), autocast:
-            logits = torch.cat([module(**Xb).float().cpu() for Xb, _ in batches], dim=1)
+        # The module alone, not a skorch net: a model restored by ``load`` has no nets.
+        logits = expert_logits(
+            module, tensors, device=self.device_, batch_size=max(4 * self.batch_size_, 1024),
+            memory_budget=self.device_memory_budget, mixed_precision=self.mixed_precision,
+        )
         return logits, available
-
-    def _check_samples_have_an_expert(self, present, modalities):
-        """Refuse samples that no expert can see (inter expert alone, ``"drop"``)."""
-        if (present is None or self.dependencies != "inter" or self.inter_missing != "drop"
-                or present.shape[1] == 1):
-            return
-        unseen = torch.nonzero(~present.all(1)).flatten()
-        if len(unseen):
-            first = int(unseen[0])
-            modality = modalities[int((~present[first]).nonzero()[0])]
-            raise ValueError(
-                f"{len(unseen)} sample(s) miss a modality (first sample {first}, missing "
-                f"modality {modality!r}), but with dependencies='inter' and "
-                "inter_missing='drop' no expert can see them; use inter_missing='null' "
-                "or dependencies='both'."
-            )
-
-
-    def _warn_untrained_null(self, present):
-        if INTER not in self.expert_names_ or self.inter_missing != "null":
-            return
-        if self.modality_dropout > 0:
-            return
-        untrained = [m for i, m in enumerate(self.modalities_)
-                     if self.missing_rate_[m] == 0 and not bool(present[:, i].all())]
-        if untrained:
-            warnings.warn(
-                f"Some samples miss modality {untrained[0]!r}, but the inter expert "
-                "never learned a null embedding for it: no training sample missed it "
-                "and modality_dropout=0. Its predictions on those samples are "
-                "unreliable; refit with modality_dropout > 0 (e.g. 0.3) or "
-                "inter_missing='drop'.",
-                UserWarning, stacklevel=_caller_stacklevel(),
-            )
 
     def predict_proba(self, X):
         """Class probabilities of the product of experts.
@@ -919,28 +639,6 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
         return _persistence.load(cls, path, encoders=encoders, device=device)
 
 
-def _caller_stacklevel():
-    """``stacklevel`` that makes a warning point at the first caller outside this package."""
-    package = os.path.dirname(os.path.abspath(__file__))
-    frame, level = sys._getframe(1), 1
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
-def _interrupted_by_user(net):
-    """Whether a KeyboardInterrupt other than early stopping ended ``net.fit``."""
-    history = net.history
-    if len(history) >= net.max_epochs and "train_loss" in history[-1]:
-        return False
-    for _, callback in net.callbacks_:
-        if getattr(callback, "stopped_early_", False):
-            return False
-        if isinstance(callback, EarlyStopping) and callback.misses_ >= callback.patience:
-            return False
-    return True
-
-
 def _fitted_state(estimator):
     """The fitted attributes (public names ending in ``_``) of ``estimator``."""
     return {k: v for k, v in vars(estimator).items()
@@ -951,52 +649,3 @@ def _restore_fitted_state(estimator, state):
     for key in _fitted_state(estimator):
         delattr(estimator, key)
     vars(estimator).update(state)
-
-
-def _moments(x, spec, sample_shape, chunk=4096):
-    """Mean and scale of ``x`` over samples, per feature / channel.
-
-    Two passes in float64 over chunks of rows, so large image sets are not
-    copied whole and values at 1e6 keep their variance.
-    """
-    keep = spec.feature_axes(sample_shape)
-    reduce = [0] + [1 + a for a in range(len(sample_shape)) if a not in keep]
-    total = sum(c.double().sum(reduce, keepdim=True) for c in x.split(chunk))
-    count = x.numel() / total.numel()
-    mean = total / count
-    squares = sum(((c.double() - mean) ** 2).sum(reduce, keepdim=True) for c in x.split(chunk))
-    scale = (squares / count).sqrt()
-    scale[scale <= 1e-12 * mean.abs().clamp_min(1.0)] = 1.0
-    return mean.squeeze(0).float().cpu(), scale.squeeze(0).float().cpu()
-
-
-@contextlib.contextmanager
-def _cudnn_benchmark(enabled):
-    """Let cuDNN pick the fastest convolution algorithms during fit.
-
-    Batch shapes repeat every step, so the one-off search pays for itself.
-    The user's setting is restored afterwards.
-    """
-    previous = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = enabled or previous
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = previous
-
-
-def _place(tensor, device):
-    """Copy ``tensor`` to ``device``; image-like data in channels-last layout on CUDA."""
-    tensor = tensor.to(device)
-    if device.type == "cuda" and tensor.dim() in (4, 5):
-        layout = torch.channels_last if tensor.dim() == 4 else torch.channels_last_3d
-        tensor = tensor.contiguous(memory_format=layout)
-    return tensor
-
-
-def _to_channels_last(module):
-    """Channels-last weights for conv encoders: faster cuDNN kernels on GPU."""
-    for sub in module.modules():
-        if isinstance(sub, _ConvNet):
-            sub.to(memory_format=torch.channels_last if sub.ndim == 2
-                   else torch.channels_last_3d)

@@ -11,15 +11,20 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import warnings
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from sklearn.utils.validation import check_is_fitted
 
-from .encoders import _KINDS, EncoderSpec, ModuleEncoder
-from .fusion import _FUSIONS, FusionSpec
+from ._device import resolve_device
+from ._registry import REGISTRY
+from ._version import __version__
+from ._warnings import warn_user
+from .encoders import EncoderSpec, ModuleEncoder
+from .exceptions import ModelFileError
+from .fusion import FusionSpec
+from .nn.build import build_module
 
 FORMAT = "sk-i2m2"
 FORMAT_VERSION = 1
@@ -29,7 +34,8 @@ WEIGHTS_NAME = "model.safetensors"
 # Fitted attributes that are not stored as configuration: the module is
 # rebuilt and gets the stored weights; the training nets are not kept.
 _NOT_CONFIG = ("module_", "pretrain_net_", "finetune_net_")
-_SPECS = {cls.__name__: cls for cls in [*_KINDS.values(), *_FUSIONS.values()]}
+_REQUIRED_FITTED = ("classes_", "modalities_", "input_shapes_", "encoders_", "fusion_",
+                    "expert_names_")
 
 
 class _Unstorable(TypeError):
@@ -66,14 +72,11 @@ def save(estimator, path):
         except _Unstorable:
             not_saved.append(name)
     if not_saved:
-        warnings.warn(
+        warn_user(
             f"Parameters {not_saved} cannot be stored as JSON and are not saved; "
             "the loaded estimator has their defaults (set them again with "
             "set_params before refitting it).",
-            UserWarning, stacklevel=3,
         )
-    from . import __version__  # here: the package imports this module first
-
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -95,7 +98,11 @@ def save(estimator, path):
 
 
 def load(cls, path, encoders=None, device=None):
-    """Rebuild an estimator saved by :func:`save`; see ``I2M2Classifier.load``."""
+    """Rebuild an estimator saved by :func:`save`; see ``I2M2Classifier.load``.
+
+    Every problem with the files raises :class:`~sk_i2m2.exceptions.ModelFileError`
+    naming the file (``FileNotFoundError`` for a missing one).
+    """
     config_path = os.path.join(path, CONFIG_NAME)
     weights_path = os.path.join(path, WEIGHTS_NAME)
     for file in (config_path, weights_path):
@@ -104,26 +111,79 @@ def load(cls, path, encoders=None, device=None):
                 f"{file} does not exist; pass the directory written by "
                 "I2M2Classifier.save."
             )
-    with open(config_path, encoding="utf-8") as f:
-        config = json.load(f)
-    if config.get("format") != FORMAT or config.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{config_path} is not an sk-i2m2 model of format version "
-            f"{FORMAT_VERSION} (format {config.get('format')!r}, version "
-            f"{config.get('format_version')!r})."
-        )
-    accepted = inspect.signature(cls).parameters
-    unknown = [name for name in config["params"] if name not in accepted]
-    if unknown:
-        warnings.warn(
-            f"Ignoring saved parameters {unknown}, which this version of "
-            f"{cls.__name__} does not have.", UserWarning, stacklevel=3,
-        )
-    params = {name: _decode(value) for name, value in config["params"].items()
-              if name in accepted}
-    fitted = {name: _decode(value) for name, value in config["fitted"].items()}
+    params, fitted = _read_config(cls, config_path)
+    _check_custom_encoders(params, fitted, dict(encoders or {}))
+    estimator = cls(**params)
+    if device is not None:
+        estimator.device = device
+        target = resolve_device(device)
+    else:
+        try:
+            target = resolve_device(estimator.device)
+        except ValueError:  # saved for CUDA, loaded where there is none
+            target = torch.device("cpu")
+    for name, value in fitted.items():
+        setattr(estimator, name, value)
+    module = _rebuild_module(estimator, config_path)
+    try:
+        state = load_file(weights_path, device="cpu")
+    except Exception as exc:  # safetensors raises its own error types
+        raise ModelFileError(
+            f"{weights_path} is not a readable safetensors file ({exc})."
+        ) from None
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ModelFileError(
+            f"The weights in {weights_path} do not fit the model rebuilt from "
+            f"{config_path} (a custom module encoder must be the same architecture "
+            f"as when saved): {exc}"
+        ) from None
+    estimator.module_ = module.to(target).eval()
+    estimator.device_ = target
+    estimator.pretrain_net_ = None
+    estimator.finetune_net_ = None
+    return estimator
 
-    encoders = dict(encoders or {})
+
+def _read_config(cls, config_path):
+    """Parameters and fitted attributes stored in ``config_path``."""
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{config_path} is not valid JSON ({exc}).") from None
+    if (not isinstance(config, dict) or config.get("format") != FORMAT
+            or config.get("format_version") != FORMAT_VERSION):
+        found = config if not isinstance(config, dict) else config.get("format")
+        version = config.get("format_version") if isinstance(config, dict) else None
+        raise ModelFileError(
+            f"{config_path} is not an sk-i2m2 model of format version "
+            f"{FORMAT_VERSION} (format {found!r}, version {version!r})."
+        )
+    try:
+        accepted = inspect.signature(cls).parameters
+        unknown = [name for name in config["params"] if name not in accepted]
+        params = {name: _decode(value) for name, value in config["params"].items()
+                  if name in accepted}
+        fitted = {name: _decode(value) for name, value in config["fitted"].items()}
+        absent = [name for name in _REQUIRED_FITTED if name not in fitted]
+        if absent:
+            raise KeyError(f"fitted attribute {absent[0]!r} is missing")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelFileError(
+            f"{config_path} is damaged: {type(exc).__name__}: {exc}."
+        ) from None
+    if unknown:
+        warn_user(
+            f"Ignoring saved parameters {unknown}, which this version of "
+            f"{cls.__name__} does not have."
+        )
+    return params, fitted
+
+
+def _check_custom_encoders(params, fitted, encoders):
+    """Put the user's modules in place of the custom module encoders saved as descriptions."""
     custom = [m for m, spec in fitted["encoders_"].items() if isinstance(spec, _CustomModule)]
     missing = [m for m in custom if m not in encoders]
     if missing:
@@ -149,41 +209,24 @@ def load(cls, path, encoders=None, device=None):
         if isinstance(params.get("encoders"), dict) and name in params["encoders"]:
             params["encoders"][name] = given
 
-    estimator = cls(**params)
-    if device is not None:
-        estimator.device = device
-        target = estimator._resolve_device()
-    else:
-        try:
-            target = estimator._resolve_device()
-        except ValueError:  # saved for CUDA, loaded where there is none
-            target = torch.device("cpu")
-    for name, value in fitted.items():
-        setattr(estimator, name, value)
 
-    shapes = estimator.input_shapes_
-    example = {m: torch.zeros((2, *shapes[m])) for m in estimator.modalities_}
+def _rebuild_module(estimator, config_path):
+    """The untrained module of the saved configuration (weights are loaded next)."""
+    example = {m: torch.zeros((2, *estimator.input_shapes_[m])) for m in estimator.modalities_}
     # Building draws initial weights; keep the caller's random stream as it was.
     with torch.random.fork_rng(devices=[]):
-        module = estimator._build_module(example, len(estimator.classes_))
-    if module.expert_names != list(estimator.expert_names_):
-        raise ValueError(
-            f"The rebuilt model has experts {module.expert_names}, but the saved one "
-            f"has {estimator.expert_names_}."
+        module = build_module(
+            example, estimator.encoders_, estimator.fusion_, len(estimator.classes_),
+            dependencies=estimator.dependencies, standardize=estimator.standardize,
+            inter_missing=estimator.inter_missing,
+            modality_dropout=estimator.modality_dropout,
         )
-    try:
-        module.load_state_dict(load_file(weights_path, device="cpu"))
-    except RuntimeError as exc:
-        raise ValueError(
-            f"The weights in {weights_path} do not fit the model rebuilt from "
-            f"{CONFIG_NAME} (a custom module encoder must be the same architecture "
-            f"as when saved): {exc}"
-        ) from None
-    estimator.module_ = module.to(target).eval()
-    estimator.device_ = target
-    estimator.pretrain_net_ = None
-    estimator.finetune_net_ = None
-    return estimator
+    if module.expert_names != list(estimator.expert_names_):
+        raise ModelFileError(
+            f"{config_path}: the rebuilt model has experts {module.expert_names}, but "
+            f"the saved one has {estimator.expert_names_}."
+        )
+    return module
 
 
 def _encode(value):
@@ -218,7 +261,7 @@ def _encode(value):
         return {"__module_encoder__": {"description": description, "options": options}}
     if isinstance(value, (EncoderSpec, FusionSpec)):
         name = type(value).__name__
-        if _SPECS.get(name) is not type(value):
+        if REGISTRY.spec_class(name) is not type(value):
             raise _Unstorable(
                 f"{name} is not a built-in encoder or fusion spec, so it cannot be "
                 "rebuilt from JSON"
@@ -258,9 +301,10 @@ def _decode(value):
         entry = value["__module_encoder__"]
         return _CustomModule(entry["description"], _decode(entry["options"]))
     if "__spec__" in value:
-        if value["__spec__"] not in _SPECS:
+        spec = REGISTRY.spec_class(value["__spec__"])
+        if spec is None:
             raise ValueError(f"Unknown encoder or fusion spec {value['__spec__']!r}.")
-        return _SPECS[value["__spec__"]](**_decode(value["params"]))
+        return spec(**_decode(value["params"]))
     if "__torch_optim__" in value:
         optimizer = getattr(torch.optim, value["__torch_optim__"], None)
         if not (inspect.isclass(optimizer) and issubclass(optimizer, torch.optim.Optimizer)):

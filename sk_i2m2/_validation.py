@@ -16,7 +16,7 @@ import torch
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import type_of_target
 
-from ._module import INTER, PRESENT
+from .nn.experts import INTER, PRESENT
 
 _TORCH_INTEGER_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32,
                          torch.int64)

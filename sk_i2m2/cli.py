@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
+from pathlib import Path
 
-from . import _benchmark
+# The benchmark suite is not shipped in the package: it lives in the source
+# repository's benchmarks/ folder, next to the package folder.
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def demo(views=("fou", "zer", "mor"), random_state=0):
@@ -51,14 +55,30 @@ def main(argv=None):
     demo_parser.add_argument("--views", nargs="+", default=["fou", "zer", "mor"],
                              help="mfeat views to use as modalities")
     demo_parser.add_argument("--random-state", type=int, default=0)
-    _benchmark.add_arguments(commands.add_parser(
+    comparison = _comparison_module()
+    benchmark_parser = commands.add_parser(
         "benchmark",
-        help="compare single-modality experts, intra, inter and I2M2; write RESULTS.md",
-    ))
+        help="compare single-modality experts, intra, inter and I2M2; write RESULTS.md "
+             "(source checkout only)",
+    )
+    if comparison is not None:
+        comparison.add_arguments(benchmark_parser, output_dir=BENCHMARKS)
     args = parser.parse_args(argv)
     if args.command == "demo":
         demo(tuple(args.views), args.random_state)
     elif args.command == "benchmark":
+        if comparison is None:
+            parser.error(f"the benchmark suite is not installed with the package; run it "
+                         f"from a source checkout ({BENCHMARKS} does not exist).")
         command = " ".join(["sk-i2m2", *(sys.argv[1:] if argv is None else argv)])
-        _benchmark.run_from_args(args, command)
+        comparison.run_from_args(args, command)
     return 0
+
+
+def _comparison_module():
+    """``benchmarks/comparison.py`` of a source checkout, or ``None``."""
+    if not (BENCHMARKS / "comparison.py").is_file():
+        return None
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    return importlib.import_module("comparison")

@@ -12,10 +12,14 @@ import abc
 import copy
 import inspect
 import math
+from collections.abc import Mapping
 
 import torch
 from sklearn.base import BaseEstimator
 from torch import nn
+
+from ._registry import REGISTRY
+from .nn.encoders import MLP, ConvNet, Flatten, GRUNet
 
 __all__ = [
     "EncoderSpec",
@@ -64,22 +68,9 @@ class EncoderSpec(BaseEstimator, metaclass=abc.ABCMeta):
             )
 
 
-class _MLP(nn.Module):
-    def __init__(self, in_features, hidden_sizes, dropout):
-        super().__init__()
-        layers, width = [], in_features
-        for size in hidden_sizes:
-            layers += [nn.Linear(width, size), nn.ReLU()]
-            if dropout:
-                layers.append(nn.Dropout(dropout))
-            width = size
-        self.net = nn.Sequential(*layers)
-        self.out_features = width
-
-    def forward(self, x):
-        return self.net(x)
 
 
+@REGISTRY.register("encoder", "mlp")
 class MLPEncoder(EncoderSpec):
     """Multi-layer perceptron for vector modalities ``(n_samples, n_features)``.
 
@@ -101,46 +92,9 @@ class MLPEncoder(EncoderSpec):
         return (0,)
 
     def build(self, sample_shape):
-        return _MLP(int(sample_shape[0]), tuple(self.hidden_sizes), self.dropout)
+        return MLP(int(sample_shape[0]), tuple(self.hidden_sizes), self.dropout)
 
 
-class _ConvNet(nn.Module):
-    """LeNet-style stack: a 5x5 conv block, then 3x3 conv blocks.
-
-    Each block is conv -> BatchNorm -> ReLU -> max-pool(2); pooling stops
-    once the smallest spatial side would drop below 2, so inputs from 8x8
-    (or 8x8x8) up work. Features are an adaptive average pool to
-    ``pool_size`` per spatial axis, flattened.
-    """
-
-    def __init__(self, ndim, in_channels, spatial, channels, pool_size, dropout):
-        super().__init__()
-        conv = nn.Conv2d if ndim == 2 else nn.Conv3d
-        norm = nn.BatchNorm2d if ndim == 2 else nn.BatchNorm3d
-        pool = nn.MaxPool2d if ndim == 2 else nn.MaxPool3d
-        adaptive = nn.AdaptiveAvgPool2d if ndim == 2 else nn.AdaptiveAvgPool3d
-        layers, width, side = [], in_channels, min(spatial)
-        for i, out in enumerate(channels):
-            kernel = 5 if i == 0 else 3
-            layers += [conv(width, out, kernel, padding=kernel // 2, bias=False),
-                       norm(out), nn.ReLU(inplace=True)]
-            if side >= 4:
-                layers.append(pool(2))
-                side //= 2
-            width = out
-        layers.append(adaptive(pool_size))
-        layers.append(nn.Flatten())
-        if dropout:
-            layers.append(nn.Dropout(dropout))
-        self.net = nn.Sequential(*layers)
-        self.ndim = ndim
-        self.add_channel_axis = False
-        self.out_features = width * pool_size ** ndim
-
-    def forward(self, x):
-        if self.add_channel_axis:
-            x = x.unsqueeze(1)
-        return self.net(x)
 
 
 def _default_channels(spatial):
@@ -167,12 +121,13 @@ class _ConvSpec(EncoderSpec):
         spatial = tuple(sample_shape[-self.ndim:])
         in_channels = int(sample_shape[0]) if has_channels else 1
         channels = self.channels if self.channels is not None else _default_channels(spatial)
-        net = _ConvNet(self.ndim, in_channels, spatial, tuple(channels),
+        net = ConvNet(self.ndim, in_channels, spatial, tuple(channels),
                        self.pool_size, self.dropout)
         net.add_channel_axis = not has_channels
         return net
 
 
+@REGISTRY.register("encoder", "conv2d")
 class Conv2dEncoder(_ConvSpec):
     """LeNet-style 2-D conv net for images ``(n, C, H, W)`` or ``(n, H, W)``.
 
@@ -197,6 +152,7 @@ class Conv2dEncoder(_ConvSpec):
     sample_ndims = (2, 3)
 
 
+@REGISTRY.register("encoder", "conv3d")
 class Conv3dEncoder(_ConvSpec):
     """3-D conv net for volumes ``(n, C, D, H, W)``.
 
@@ -217,21 +173,9 @@ class Conv3dEncoder(_ConvSpec):
     sample_ndims = (3, 4)
 
 
-class _GRU(nn.Module):
-    def __init__(self, in_features, hidden_size, num_layers, bidirectional, dropout):
-        super().__init__()
-        self.gru = nn.GRU(in_features, hidden_size, num_layers=num_layers,
-                          batch_first=True, bidirectional=bidirectional,
-                          dropout=dropout if num_layers > 1 else 0.0)
-        self.out_features = hidden_size * (2 if bidirectional else 1)
-
-    def forward(self, x):
-        _, h = self.gru(x)
-        # Last layer's final state of each direction.
-        n_dirs = 2 if self.gru.bidirectional else 1
-        return torch.cat(list(h[-n_dirs:]), dim=1)
 
 
+@REGISTRY.register("encoder", "gru")
 class GRUEncoder(EncoderSpec):
     """GRU for sequences ``(n_samples, n_steps, n_features)``.
 
@@ -259,10 +203,11 @@ class GRUEncoder(EncoderSpec):
         return (len(sample_shape) - 1,)
 
     def build(self, sample_shape):
-        return _GRU(int(sample_shape[-1]), self.hidden_size, self.num_layers,
+        return GRUNet(int(sample_shape[-1]), self.hidden_size, self.num_layers,
                     self.bidirectional, self.dropout)
 
 
+@REGISTRY.register("encoder")
 class ModuleEncoder(EncoderSpec):
     """Any user ``torch.nn.Module`` as an encoder.
 
@@ -315,24 +260,10 @@ class ModuleEncoder(EncoderSpec):
         if not self.trainable:
             for p in net.parameters():
                 p.requires_grad_(False)
-        return _Flatten(net)
+        return Flatten(net)
 
 
-class _Flatten(nn.Module):
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
 
-    def forward(self, x):
-        return self.net(x).flatten(1)
-
-
-_KINDS = {
-    "mlp": MLPEncoder,
-    "conv2d": Conv2dEncoder,
-    "conv3d": Conv3dEncoder,
-    "gru": GRUEncoder,
-}
 
 
 def infer_encoder_kind(sample_shape):
@@ -371,14 +302,14 @@ def resolve_encoder(modality, spec, sample_shape):
                 "volumes (n, C, D, H, W), sequences (n, T, F); or pass a "
                 "torch.nn.Module via encoders."
             )
-        spec = _KINDS[kind]()
+        spec = REGISTRY.create("encoder", kind)
     elif isinstance(spec, str):
-        if spec not in _KINDS:
+        name, spec = spec, REGISTRY.create("encoder", spec)
+        if spec is None:
             raise ValueError(
-                f"Unknown encoder {spec!r} for modality {modality!r}; "
-                f"expected one of {sorted(_KINDS)} or an encoder object."
+                f"Unknown encoder {name!r} for modality {modality!r}; "
+                f"expected one of {REGISTRY.names('encoder')} or an encoder object."
             )
-        spec = _KINDS[spec]()
     elif isinstance(spec, EncoderSpec):
         spec = copy.deepcopy(spec)
     elif isinstance(spec, nn.Module) or (inspect.isclass(spec) and issubclass(spec, nn.Module)) \
@@ -387,8 +318,47 @@ def resolve_encoder(modality, spec, sample_shape):
     else:
         raise TypeError(
             f"encoders[{modality!r}] must be an encoder spec (e.g. MLPEncoder()), one "
-            f"of {sorted(_KINDS)}, or a torch.nn.Module class, factory or instance; "
+            f"of {REGISTRY.names('encoder')}, or a torch.nn.Module class, factory or instance; "
             f"got {type(spec).__name__}."
         )
     spec.check_sample_shape(modality, sample_shape)
     return spec
+
+
+def nested_encoder_params(encoders):
+    """``encoders__<modality>[__<param>]`` entries of an estimator's ``get_params(deep=True)``."""
+    params = {}
+    if not isinstance(encoders, Mapping):  # left for fit's parameter validation
+        return params
+    for name, spec in encoders.items():
+        params[f"encoders__{name}"] = spec
+        if isinstance(spec, EncoderSpec):
+            for key, value in spec.get_params(deep=True).items():
+                params[f"encoders__{name}__{key}"] = value
+    return params
+
+
+def set_nested_encoder_params(encoders, nested):
+    """A new ``encoders`` dict with ``nested`` (``encoders__...`` keys) applied.
+
+    ``encoders__<modality>`` replaces an entry; ``encoders__<modality>__<param>``
+    sets a parameter of a copy of its spec (a kind name such as ``"mlp"``
+    becomes its default spec first).
+    """
+    encoders = dict(encoders or {})
+    for key in sorted(nested, key=lambda k: k.count("__")):
+        name, _, sub = key[len("encoders__"):].partition("__")
+        if not sub:
+            encoders[name] = nested[key]
+            continue
+        spec = encoders.get(name)
+        if isinstance(spec, str):
+            spec = REGISTRY.create("encoder", spec) or spec
+        if not isinstance(spec, EncoderSpec):
+            raise ValueError(
+                f"Cannot set {key!r}: encoders has no encoder spec for modality "
+                f"{name!r}. Pass encoders={{{name!r}: MLPEncoder()}} (or the "
+                "spec of its kind) to tune its hyperparameters."
+            )
+        encoders[name] = copy.deepcopy(spec).set_params(**{sub: nested[key]})
+    return encoders

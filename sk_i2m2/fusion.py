@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import abc
 
-import torch
 from sklearn.base import BaseEstimator
-from torch import nn
+
+from ._registry import REGISTRY
+from .nn.fusion import Concat, LowRankFusion
 
 __all__ = ["FusionSpec", "ConcatFusion", "LowRankTensorFusion", "resolve_fusion"]
 
@@ -32,15 +33,9 @@ class FusionSpec(BaseEstimator, metaclass=abc.ABCMeta):
         """
 
 
-class _Concat(nn.Module):
-    def __init__(self, in_features):
-        super().__init__()
-        self.out_features = sum(in_features)
-
-    def forward(self, features):
-        return torch.cat(features, dim=1)
 
 
+@REGISTRY.register("fusion", "concat")
 class ConcatFusion(FusionSpec):
     """Late fusion: concatenate the modalities' features (``fusion="concat"``).
 
@@ -57,38 +52,12 @@ class ConcatFusion(FusionSpec):
         self.dropout = dropout
 
     def build(self, in_features):
-        return _Concat(in_features)
+        return Concat(in_features)
 
 
-class _LowRankFusion(nn.Module):
-    """Low-rank multimodal fusion (Liu et al., ACL 2018).
-
-    Approximates the outer product of ``[z_k, 1]`` over modalities, followed
-    by a linear map, with rank-``rank`` modality-specific factors: the
-    fused vector is ``sum_r w_r * prod_k ([z_k, 1] @ W_k[r]) + b``. The
-    factors are registered parameters, so they move with the module and
-    train on any device.
-    """
-
-    def __init__(self, in_features, rank, out_features):
-        super().__init__()
-        self.factors = nn.ParameterList(
-            nn.Parameter(torch.randn(rank, f + 1, out_features) / (f + 1) ** 0.5)
-            for f in in_features
-        )
-        self.rank_weights = nn.Parameter(torch.full((rank,), 1.0 / rank))
-        self.bias = nn.Parameter(torch.zeros(out_features))
-        self.out_features = out_features
-
-    def forward(self, features):
-        fused = None
-        for z, factor in zip(features, self.factors):
-            z1 = torch.cat([z, z.new_ones(z.shape[0], 1)], dim=1)
-            projected = torch.matmul(z1, factor)  # (rank, batch, out_features)
-            fused = projected if fused is None else fused * projected
-        return torch.einsum("r,rbo->bo", self.rank_weights, fused) + self.bias
 
 
+@REGISTRY.register("fusion", "lrtf")
 class LowRankTensorFusion(FusionSpec):
     """Low-rank tensor fusion, LRTF (``fusion="lrtf"``).
 
@@ -116,19 +85,18 @@ class LowRankTensorFusion(FusionSpec):
         self.dropout = dropout
 
     def build(self, in_features):
-        return _LowRankFusion(in_features, self.rank, self.out_features)
+        return LowRankFusion(in_features, self.rank, self.out_features)
 
-
-_FUSIONS = {"concat": ConcatFusion, "lrtf": LowRankTensorFusion}
 
 
 def resolve_fusion(fusion):
     """Turn ``fusion`` (a name or a :class:`FusionSpec`) into a spec."""
     if isinstance(fusion, FusionSpec):
         return fusion
-    if isinstance(fusion, str) and fusion in _FUSIONS:
-        return _FUSIONS[fusion]()
+    spec = REGISTRY.create("fusion", fusion) if isinstance(fusion, str) else None
+    if spec is not None:
+        return spec
     raise ValueError(
-        f"Unknown fusion {fusion!r}; expected one of {sorted(_FUSIONS)} or a "
+        f"Unknown fusion {fusion!r}; expected one of {REGISTRY.names('fusion')} or a "
         "FusionSpec such as LowRankTensorFusion(rank=8)."
     )

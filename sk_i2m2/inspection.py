@@ -22,7 +22,7 @@ from sklearn.utils.parallel import Parallel, delayed
 
 from ._data import ModalityDict
 from ._estimator import I2M2Classifier
-from ._module import INTER
+from .nn.experts import INTER
 
 __all__ = ["dependency_report", "plot_dependency_report"]
 

@@ -6,7 +6,7 @@ import torch
 from conftest import requires_cuda
 
 from sk_i2m2 import I2M2Classifier
-from sk_i2m2._net import optimizer_speed_kwargs
+from sk_i2m2.training.net import optimizer_speed_kwargs
 
 
 def test_history_keeps_per_batch_float_losses(small_data):

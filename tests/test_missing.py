@@ -12,7 +12,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sk_i2m2 import I2M2Classifier, ModalityDict, PerModality
-from sk_i2m2._module import ExpertsNLLLoss
+from sk_i2m2.nn.losses import ExpertsNLLLoss
 from sk_i2m2.datasets import load_mfeat
 
 

@@ -1,33 +1,17 @@
-"""The torch side of I2M2: experts, their product, and the two training losses."""
+"""The experts of I2M2 and the module that holds them all."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+__all__ = ["INTER", "PRESENT", "Encoder", "IntraExpert", "InterExpert", "I2M2Module",
+           "drop_modalities", "feature_size"]
 
 INTER = "inter"
 # Key of the ``(batch, n_modalities)`` boolean presence mask in a batch dict;
 # absent from batches of complete data.
 PRESENT = "__present__"
-
-
-class Standardize(nn.Module):
-    """Fixed affine input scaling ``(x - mean) / scale`` held as buffers.
-
-    Buffers travel with the module (device moves, ``state_dict``), so
-    prediction applies exactly the training statistics. ``mean`` and
-    ``scale`` broadcast against one sample (e.g. ``(C, 1, 1)`` per channel
-    of an image, ``(F,)`` per feature of a vector or sequence).
-    """
-
-    def __init__(self, mean, scale):
-        super().__init__()
-        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
-        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))
-
-    def forward(self, x):
-        return (x - self.mean) / self.scale
 
 
 class Encoder(nn.Module):
@@ -159,10 +143,10 @@ class I2M2Module(nn.Module):
     :data:`PRESENT` (``(batch, n_modalities)``, modalities in the experts'
     order); an expert that cannot see a sample gives it logits 0, so the
     product uses the experts that can. The model's prediction is the
-    product of experts,
-    :func:`combine`; stage-1 training scores every expert on its own
-    (:class:`ExpertsNLLLoss`), stage-2 scores the product
-    (:class:`ProductOfExpertsNLLLoss`).
+    product of experts, :func:`~sk_i2m2.nn.product.combine`; stage-1
+    training scores every expert on its own
+    (:class:`~sk_i2m2.nn.losses.ExpertsNLLLoss`), stage-2 scores the product
+    (:class:`~sk_i2m2.nn.losses.ProductOfExpertsNLLLoss`).
     """
 
     def __init__(self, experts):
@@ -186,67 +170,3 @@ class I2M2Module(nn.Module):
     def forward(self, **X):
         present = X.pop(PRESENT, None)
         return torch.stack([expert(X, present) for expert in self.experts.values()])
-
-
-def combine(expert_logits):
-    """Normalised product of experts: ``log_softmax`` of the summed logits.
-
-    Each expert's normaliser is a constant in ``y`` and cancels, so the sum
-    of raw logits followed by one ``log_softmax`` is exactly
-    ``log(prod_k q_k(y|x) / Z)``.
-    """
-    return F.log_softmax(expert_logits.sum(0), dim=-1)
-
-
-class ExpertsNLLLoss(nn.Module):
-    """Stage 1: the sum over experts of each expert's own cross-entropy.
-
-    Experts share no parameters, so each receives exactly the gradient it
-    would get if trained alone on the same batches; training them in one
-    step only saves launches and Python overhead. Each expert's loss is the
-    (class-weighted) mean over the samples it sees (``available``).
-    """
-
-    def __init__(self, weight=None):
-        super().__init__()
-        self.register_buffer("weight", weight)
-
-    def per_expert_sums(self, expert_logits, y, available=None):
-        """Per expert: the sum of weighted sample losses and the sum of weights."""
-        n_experts, batch, n_classes = expert_logits.shape
-        losses = F.cross_entropy(
-            expert_logits.reshape(-1, n_classes), y.repeat(n_experts), reduction="none",
-        ).view(n_experts, batch)
-        if self.weight is None and available is None:  # the common case: plain means
-            return losses.sum(1), losses.new_full((n_experts,), batch)
-        if self.weight is None:
-            weights = available.to(losses.dtype)
-        else:
-            weights = self.weight[y].expand(n_experts, batch)
-            if available is not None:
-                weights = weights * available
-        return (losses * weights).sum(1), weights.sum(1)
-
-    def per_expert(self, expert_logits, y, available=None):
-        """Each expert's mean loss; 0 for an expert that sees no sample."""
-        total, weight = self.per_expert_sums(expert_logits, y, available)
-        return total / weight.clamp_min(torch.finfo(weight.dtype).tiny)
-
-    def forward(self, expert_logits, y, available=None):
-        return self.per_expert(expert_logits, y, available).sum()
-
-
-class ProductOfExpertsNLLLoss(nn.Module):
-    """Stage 2: cross-entropy of the product of experts (the I2M2 objective).
-
-    ``available`` is accepted for symmetry with :class:`ExpertsNLLLoss` and
-    not needed: an expert that cannot see a sample already gives it logits
-    0, and every sample has at least one expert.
-    """
-
-    def __init__(self, weight=None):
-        super().__init__()
-        self.register_buffer("weight", weight)
-
-    def forward(self, expert_logits, y, available=None):
-        return F.cross_entropy(expert_logits.sum(0), y, weight=self.weight)

@@ -1,6 +1,6 @@
 """Accuracy benchmark: single-modality experts, intra, inter and I2M2 on offline data.
 
-Used by ``sk-i2m2 benchmark`` and ``benchmarks/compare.py``. Every data set
+Used by ``benchmarks/compare.py`` (and ``sk-i2m2 benchmark`` in a source checkout). Every data set
 ships with the package or is generated from a seed, so the benchmark runs
 without network access and repeats exactly on the same machine.
 """
@@ -62,13 +62,13 @@ class Dataset:
 
 
 def _mfeat(views):
-    from .datasets import load_mfeat
+    from sk_i2m2.datasets import load_mfeat
 
     return lambda: load_mfeat(list(views))
 
 
 def _synthetic(intra_strength, inter_strength):
-    from .datasets import make_multimodal_classification
+    from sk_i2m2.datasets import make_multimodal_classification
 
     return lambda: make_multimodal_classification(
         n_samples=1000, n_modalities=2, n_features=10, intra_strength=intra_strength,
@@ -77,7 +77,7 @@ def _synthetic(intra_strength, inter_strength):
 
 
 def _kspace():
-    from .datasets import load_kspace_digits
+    from sk_i2m2.datasets import load_kspace_digits
 
     return load_kspace_digits("mfeat")
 
@@ -189,7 +189,7 @@ def _run_one(name, model, seed, max_epochs, test_size, threads):
     import torch
     from sklearn.model_selection import train_test_split
 
-    from . import I2M2Classifier
+    from sk_i2m2 import I2M2Classifier
 
     previous_threads = torch.get_num_threads()
     if threads is not None:

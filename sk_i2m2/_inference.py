@@ -1,0 +1,27 @@
+"""Batched inference of a fitted I2M2 module."""
+
+from __future__ import annotations
+
+import torch
+
+from ._data import BatchSlicer, ModalityTensorDataset
+from ._device import data_device, place
+
+__all__ = ["expert_logits"]
+
+
+def expert_logits(module, tensors, *, device, batch_size, memory_budget=0.5,
+                  mixed_precision=False):
+    """Stacked expert logits ``(n_experts, n_samples, n_classes)`` on the CPU.
+
+    ``tensors`` maps modality (and the presence-mask key, if any) to CPU
+    tensors. As in training, the whole input goes to the GPU once when it
+    fits ``memory_budget``; otherwise batches are streamed to ``device``.
+    """
+    where = data_device(tensors, device, memory_budget)
+    tensors = {m: place(t, where) for m, t in tensors.items()}
+    batches = BatchSlicer(ModalityTensorDataset(tensors), batch_size, device=device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(mixed_precision))
+    module.eval()
+    with torch.no_grad(), autocast:
+        return torch.cat([module(**Xb).float().cpu() for Xb, _ in batches], dim=1)

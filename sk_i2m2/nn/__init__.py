@@ -1,0 +1,20 @@
+"""The torch side of I2M2: encoders, experts, fusion, losses and their product.
+
+Nothing here knows about scikit-learn: :class:`~sk_i2m2.I2M2Classifier`
+builds an :class:`~sk_i2m2.nn.experts.I2M2Module` with
+:func:`~sk_i2m2.nn.build.build_module` and trains it with the losses of
+:mod:`sk_i2m2.nn.losses`; every prediction goes through
+:func:`~sk_i2m2.nn.product.combine`.
+"""
+
+from .build import build_module, expert_plan
+from .experts import INTER, PRESENT, Encoder, I2M2Module, InterExpert, IntraExpert
+from .losses import ExpertsNLLLoss, ProductOfExpertsNLLLoss
+from .product import combine, product_proba
+from .standardize import Standardize, input_moments
+
+__all__ = [
+    "INTER", "PRESENT", "Encoder", "I2M2Module", "InterExpert", "IntraExpert",
+    "ExpertsNLLLoss", "ProductOfExpertsNLLLoss", "Standardize", "build_module",
+    "combine", "expert_plan", "input_moments", "product_proba",
+]

@@ -1,0 +1,249 @@
+"""skorch callbacks of the staged I2M2 training, and user callbacks per stage."""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+from collections.abc import Mapping
+
+from skorch.callbacks import Callback, Checkpoint, LoadInitState, TrainEndCheckpoint
+from tqdm.auto import tqdm
+
+__all__ = ["ExpertCheckpoint", "FiniteLossCheck", "StageProgressBar", "STAGES",
+           "check_callbacks", "callbacks_for_stage", "interactive_output"]
+
+#: The training stages, in order; keys of a per-stage ``callbacks`` dict.
+STAGES = ("pretrain", "finetune")
+
+
+class ExpertCheckpoint(Callback):
+    """Keep each expert's best epoch on the validation data (stage 1).
+
+    Stage 1 trains all experts side by side with independent losses. This
+    callback scores each expert on the validation batches, records
+    ``valid_loss_<expert>`` and ``valid_loss_<expert>_best`` in the history,
+    keeps an in-memory copy of each expert's weights at its best epoch,
+    restores those at the end of training, and stops training once no
+    expert has improved for ``patience`` epochs.
+
+    Parameters
+    ----------
+    patience : int or None, default=None
+        Epochs without improvement of any expert before stopping; ``None``
+        never stops early.
+    threshold : float, default=1e-4
+        Relative improvement needed to count as better.
+
+    Attributes
+    ----------
+    best_epoch_ : dict
+        Expert name -> epoch (1-based) whose weights were restored.
+    best_loss_ : dict
+        Expert name -> best validation loss.
+    stopped_early_ : bool
+        Whether ``patience`` ended the training.
+    """
+
+    def __init__(self, patience=None, threshold=1e-4):
+        self.patience = patience
+        self.threshold = threshold
+
+    def initialize(self):
+        self.best_epoch_ = {}
+        self.best_loss_ = {}
+        self.stopped_early_ = False
+        self._best_state = {}
+        self._loss_sum = None
+        self._weight_sum = None
+        self._count = 0
+        return self
+
+    def on_train_begin(self, net, **kwargs):
+        self.initialize()
+        for name in net.module_.expert_names:
+            self.best_loss_[name] = math.inf
+            self.best_epoch_[name] = 0
+
+    def on_epoch_begin(self, net, **kwargs):
+        self._loss_sum = None
+        self._count = 0
+
+    def on_batch_end(self, net, batch, training, y_pred=None, **kwargs):
+        if training:
+            return
+        Xb, y = batch
+        # Kept on the device: one host sync per epoch, not per batch.
+        available = net.module_.availability(Xb)
+        total, weight = (t.detach() for t in net.criterion_.per_expert_sums(y_pred, y, available))
+        if self._loss_sum is None:
+            self._loss_sum, self._weight_sum = total, weight
+        else:
+            self._loss_sum, self._weight_sum = self._loss_sum + total, self._weight_sum + weight
+        self._count += len(y)
+
+    def on_epoch_end(self, net, **kwargs):
+        if not self._count:
+            return
+        epoch = len(net.history)
+        mean_losses = (self._loss_sum / self._weight_sum).tolist()
+        for name, loss in zip(net.module_.expert_names, mean_losses):
+            improved = loss < self.best_loss_[name] * (1 - self.threshold)
+            net.history.record(f"valid_loss_{name}", loss)
+            net.history.record(f"valid_loss_{name}_best", improved)
+            if improved:
+                self.best_loss_[name] = loss
+                self.best_epoch_[name] = epoch
+                expert = net.module_.experts[name]
+                self._best_state[name] = {
+                    k: v.detach().clone() for k, v in expert.state_dict().items()
+                }
+        last_improvement = max(self.best_epoch_.values())
+        if self.patience is not None and epoch - last_improvement >= self.patience:
+            self.stopped_early_ = True
+            raise KeyboardInterrupt  # skorch's way to end fit_loop early
+
+    def on_train_end(self, net, **kwargs):
+        for name, state in self._best_state.items():
+            net.module_.experts[name].load_state_dict(state)
+
+
+class FiniteLossCheck(Callback):
+    """Stop training with an error once a loss is NaN or infinite.
+
+    A diverged network keeps producing NaN: continuing wastes the rest of
+    the run and leaves a model that predicts nothing useful. The check runs
+    once per epoch on the epoch losses skorch has already recorded, so it
+    adds no device synchronisation.
+
+    Parameters
+    ----------
+    stage : str, default="training"
+        Name of the training stage, used in the error message.
+
+    Raises
+    ------
+    FloatingPointError
+        At the end of the first epoch whose training or validation loss is
+        not finite.
+    """
+
+    def __init__(self, stage="training"):
+        self.stage = stage
+
+    def on_epoch_end(self, net, **kwargs):
+        row = net.history[-1]
+        for key in ("train_loss", "valid_loss"):
+            if key in row and not math.isfinite(row[key]):
+                raise FloatingPointError(
+                    f"The {self.stage} stage diverged: {key} is {row[key]} in epoch "
+                    f"{len(net.history)}. Lower the learning rate (lr={net.lr:g}), "
+                    "keep standardize=True, or check the inputs for extreme values."
+                )
+
+
+class StageProgressBar(Callback):
+    """One tqdm bar for a training stage: epochs done, losses, best epoch.
+
+    It advances once per epoch (never waiting on the device mid-epoch) and
+    shows the last train and validation losses and the epoch with the best
+    validation loss so far. In a notebook it is a widget (``tqdm.auto``).
+
+    Parameters
+    ----------
+    stage : str, default="training"
+        Label of the bar.
+    file : file-like or None, default=None
+        Where to draw; ``None`` is standard error.
+    """
+
+    def __init__(self, stage="training", file=None):
+        self.stage = stage
+        self.file = file
+
+    def on_train_begin(self, net, **kwargs):
+        self.pbar_ = tqdm(total=net.max_epochs, desc=self.stage, unit="epoch",
+                          file=self.file, dynamic_ncols=True)
+
+    def on_epoch_end(self, net, **kwargs):
+        row = net.history[-1]
+        postfix = {key: f"{row[key]:.4f}" for key in ("train_loss", "valid_loss") if key in row}
+        best = [i + 1 for i, r in enumerate(net.history) if r.get("valid_loss_best")]
+        if best:
+            postfix["best_epoch"] = best[-1]
+        self.pbar_.set_postfix(postfix, refresh=False)
+        self.pbar_.update()
+
+    def on_train_end(self, net, **kwargs):
+        self.pbar_.close()
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("pbar_", None)  # a tqdm bar does not pickle
+        return state
+
+
+def interactive_output():
+    """Whether progress bars will be seen: a terminal or a Jupyter kernel."""
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty and isatty()) or "ipykernel" in sys.modules
+
+
+def check_callbacks(callbacks):
+    """Validate an estimator's ``callbacks`` parameter (before any training).
+
+    A list (or ``None``) applies to every stage; a dict maps stage names
+    (:data:`STAGES`) to lists. Entries are skorch callbacks or
+    ``(name, callback)`` pairs.
+    """
+    if callbacks is None:
+        return
+    if isinstance(callbacks, Mapping):
+        unknown = [stage for stage in callbacks if stage not in STAGES]
+        if unknown:
+            raise ValueError(
+                f"callbacks has stage {unknown[0]!r}; the stages are {list(STAGES)} "
+                "(pass a list to use the callbacks in every stage)."
+            )
+        lists = list(callbacks.values())
+    else:
+        lists = [callbacks]
+    for entries in lists:
+        for entry in entries:
+            callback = entry[1] if isinstance(entry, tuple) and len(entry) == 2 else entry
+            if not isinstance(callback, Callback):
+                raise TypeError(
+                    "callbacks must hold skorch callbacks or (name, callback) pairs; got "
+                    f"{type(callback).__name__}."
+                )
+
+
+def callbacks_for_stage(callbacks, stage):
+    """Fresh copies of the user's callbacks that apply to ``stage``.
+
+    Each stage gets its own instances (shallow copies: parameters such as a
+    logger's writer are shared, state is not), so the two stage nets never
+    share callback state and the user's objects stay untouched. Checkpoint
+    files are prefixed with the stage name (``pretrain_params.pt``,
+    ``finetune_params.pt``), so both stages can checkpoint to, and resume
+    from, one directory.
+    """
+    if callbacks is None:
+        return []
+    entries = callbacks.get(stage, []) if isinstance(callbacks, Mapping) else callbacks
+    fresh = []
+    for entry in entries:
+        if isinstance(entry, tuple):
+            fresh.append((entry[0], _copy_for_stage(entry[1], stage)))
+        else:
+            fresh.append(_copy_for_stage(entry, stage))
+    return fresh
+
+
+def _copy_for_stage(callback, stage):
+    callback = copy.copy(callback)
+    if isinstance(callback, (Checkpoint, TrainEndCheckpoint)):
+        callback.fn_prefix = f"{stage}_{callback.fn_prefix}"
+    if isinstance(callback, LoadInitState):
+        callback.checkpoint = _copy_for_stage(callback.checkpoint, stage)
+    return callback

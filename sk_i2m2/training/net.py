@@ -1,0 +1,213 @@
+"""The skorch net that runs one I2M2 training stage."""
+
+from __future__ import annotations
+
+import inspect
+import numbers
+from collections.abc import Mapping
+
+import torch
+from skorch import NeuralNetClassifier
+
+from .._data import ModalityTensorDataset
+from ..nn.product import product_proba
+
+__all__ = ["StageNet", "DeferredFloat", "optimizer_speed_kwargs"]
+
+
+class StageNet(NeuralNetClassifier):
+    """skorch ``NeuralNetClassifier`` for one stage of I2M2's experts.
+
+    It uses skorch's own training loop; only extension points change:
+
+    - ``get_loss`` also passes the criterion which experts see each sample
+      (``I2M2Module.availability``), so that an expert is scored only on
+      samples that have its modality.
+    - Predictions are those of the product of the stage's experts
+      (``predict_nonlinearity`` is :func:`~sk_i2m2.nn.product.product_proba`),
+      with classes ``0..n_classes-1``, so skorch's ``EpochScoring`` and any
+      scikit-learn scorer score the model the stage is training. ``X`` may
+      be the stage's dataset or a dict of modality tensors.
+    - With ``defer_loss_sync`` (on by default on CUDA), the per-batch losses
+      that skorch records with ``loss.item()`` stay on the device as
+      :class:`DeferredFloat` values, which turn into floats in one transfer
+      when the epoch ends, or earlier for a value a callback reads (e.g.
+      ``ProgressBar``'s postfix). ``item()`` after every step would stall
+      the GPU once per step; on the CPU it costs nothing and is kept.
+    - ``mixed_precision=True`` runs the forward pass under bfloat16
+      autocast (no gradient scaler is needed for bfloat16); the loss is
+      computed in float32.
+
+    Parameters
+    ----------
+    *args, **kwargs
+        As for ``skorch.NeuralNetClassifier``.
+    mixed_precision : bool, default=False
+        bfloat16 autocast of the forward pass.
+    defer_loss_sync : bool or None, default=None
+        Keep batch losses on the device until they are read; ``None`` means
+        on CUDA only.
+    """
+
+    def __init__(self, *args, mixed_precision=False, defer_loss_sync=None,
+                 predict_nonlinearity=product_proba, **kwargs):
+        super().__init__(*args, predict_nonlinearity=predict_nonlinearity, **kwargs)
+        self.mixed_precision = mixed_precision
+        self.defer_loss_sync = defer_loss_sync
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        available = self.module_.availability(X) if isinstance(X, Mapping) else None
+        return self.criterion_(y_pred, y_true, available)
+
+    def get_dataset(self, dataset, y=None):
+        if isinstance(dataset, Mapping):  # e.g. a scorer's X taken from the stage's dataset
+            X = {name: torch.as_tensor(value) for name, value in dataset.items()}
+            y = torch.as_tensor(y, dtype=torch.long) if y is not None else None
+            return ModalityTensorDataset(X, y)
+        return super().get_dataset(dataset, y)
+
+    def infer(self, x, **fit_params):
+        if not self.mixed_precision:
+            return super().infer(x, **fit_params)
+        device_type = torch.device(self.device).type
+        with torch.autocast(device_type, dtype=torch.bfloat16):
+            return super().infer(x, **fit_params).float()
+
+    def _defers_loss_sync(self):
+        if self.defer_loss_sync is None:
+            return torch.device(self.device).type == "cuda"
+        return self.defer_loss_sync
+
+    def train_step(self, batch, **fit_params):
+        return self._deferred(super().train_step(batch, **fit_params))
+
+    def validation_step(self, batch, **fit_params):
+        return self._deferred(super().validation_step(batch, **fit_params))
+
+    def _deferred(self, step):
+        if self._defers_loss_sync():
+            step["loss"] = step["loss"].detach().as_subclass(_DeferredItemTensor)
+        return step
+
+    def on_epoch_end(self, net, **kwargs):
+        # The net's own hook runs before every callback's, so the epoch
+        # scores (train_loss, valid_loss) are computed from plain floats.
+        DeferredFloat.resolve_rows(self.history[-1]["batches"])
+
+
+class _DeferredItemTensor(torch.Tensor):
+    """A step's loss whose ``item()`` returns a :class:`DeferredFloat`."""
+
+    # Operations on it give plain tensors, as for torch.nn.Parameter.
+    __torch_function__ = torch._C._disabled_torch_function_impl
+
+    def item(self):
+        return DeferredFloat(self.as_subclass(torch.Tensor))
+
+
+@numbers.Real.register
+class DeferredFloat:
+    """A scalar still on the device; the first read turns it into a float.
+
+    It formats, compares and does arithmetic like the float it stands for,
+    so history readers (progress bars, loggers) work unchanged.
+    """
+
+    __slots__ = ("_tensor", "_value")
+
+    def __init__(self, tensor):
+        self._tensor = tensor
+        self._value = None
+
+    def __float__(self):
+        if self._tensor is not None:
+            self._value, self._tensor = self._tensor.item(), None
+        return self._value
+
+    @staticmethod
+    def resolve_rows(rows):
+        """Replace every DeferredFloat in the dicts ``rows`` by a float, in one transfer."""
+        pending = [(row, key) for row in rows for key, value in row.items()
+                   if isinstance(value, DeferredFloat)]
+        tensors = [row[key]._tensor for row, key in pending if row[key]._tensor is not None]
+        values = iter(torch.stack(tensors).tolist() if tensors else [])
+        for row, key in pending:
+            deferred = row[key]
+            row[key] = next(values) if deferred._tensor is not None else deferred._value
+
+    def __repr__(self):
+        return repr(float(self))
+
+    __str__ = __repr__
+
+    def __format__(self, spec):
+        return format(float(self), spec)
+
+    def __hash__(self):
+        return hash(float(self))
+
+    def __bool__(self):
+        return bool(float(self))
+
+    def __eq__(self, other):
+        return float(self) == other
+
+    def __lt__(self, other):
+        return float(self) < other
+
+    def __le__(self, other):
+        return float(self) <= other
+
+    def __gt__(self, other):
+        return float(self) > other
+
+    def __ge__(self, other):
+        return float(self) >= other
+
+    def __neg__(self):
+        return -float(self)
+
+    def __abs__(self):
+        return abs(float(self))
+
+    def __add__(self, other):
+        return float(self) + other
+
+    def __radd__(self, other):
+        return other + float(self)
+
+    def __sub__(self, other):
+        return float(self) - other
+
+    def __rsub__(self, other):
+        return other - float(self)
+
+    def __mul__(self, other):
+        return float(self) * other
+
+    def __rmul__(self, other):
+        return other * float(self)
+
+    def __truediv__(self, other):
+        return float(self) / other
+
+    def __rtruediv__(self, other):
+        return other / float(self)
+
+
+def optimizer_speed_kwargs(optimizer, device):
+    """Fastest multi-tensor implementation ``optimizer`` offers on ``device``.
+
+    Fused kernels on CUDA, otherwise ``foreach`` (one kernel per group of
+    parameters instead of one per parameter); empty for optimizers that
+    take neither.
+    """
+    try:
+        accepted = inspect.signature(optimizer).parameters
+    except (TypeError, ValueError):
+        return {}
+    if device.type == "cuda" and "fused" in accepted:
+        return {"fused": True}
+    if "foreach" in accepted:
+        return {"foreach": True}
+    return {}

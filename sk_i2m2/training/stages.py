@@ -1,0 +1,235 @@
+"""The two training stages of I2M2, each run by a skorch :class:`StageNet`.
+
+Stage 1 (``pretrain``) trains every expert on its own loss and keeps each
+expert's best epoch; stage 2 (``finetune``) trains their product jointly at
+a lower learning rate and keeps its best epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
+from skorch.callbacks import EarlyStopping
+from skorch.helper import predefined_split
+
+from .._data import BatchSlicer, ModalityTensorDataset
+from .._device import place
+from .._warnings import warn_user
+from ..nn.experts import PRESENT
+from ..nn.losses import ExpertsNLLLoss, ProductOfExpertsNLLLoss
+from .callbacks import (
+    ExpertCheckpoint,
+    FiniteLossCheck,
+    StageProgressBar,
+    callbacks_for_stage,
+    interactive_output,
+)
+from .net import StageNet, optimizer_speed_kwargs
+
+__all__ = ["TrainingPlan", "auto_batch_size", "validation_split", "split_datasets",
+           "run_stages"]
+
+
+@dataclass
+class TrainingPlan:
+    """Everything the stages need from the estimator's parameters."""
+
+    lr: float
+    finetune_lr: float
+    max_epochs: int
+    finetune_epochs: int
+    batch_size: int
+    optimizer: type
+    weight_decay: float
+    n_iter_no_change: int
+    device: torch.device
+    seed: int
+    n_classes: int
+    class_weight: torch.Tensor | None = None
+    callbacks: object = None
+    compile: bool = False
+    mixed_precision: bool = False
+    verbose: int = 0
+    interrupted_stage: str | None = field(default=None, init=False)
+
+
+def auto_batch_size(n_train):
+    """``n_train // 16`` clipped to [16, 256]: about 16 steps per epoch on small data."""
+    return int(min(256, max(16, n_train // 16)))
+
+
+def validation_split(y, classes, validation_fraction, seed):
+    """Train and validation rows of the encoded labels ``y``.
+
+    Stratified when every class has two samples; otherwise random, with a
+    warning naming the rare class (one of ``classes``).
+    """
+    n, n_classes = len(y), len(classes)
+    n_valid = max(math.ceil(validation_fraction * n), n_classes)
+    if n - n_valid < 2:
+        raise ValueError(
+            f"Too few samples ({n}) for a validation split of "
+            f"validation_fraction={validation_fraction}; pass "
+            "early_stopping=False to train on all samples."
+        )
+    counts = np.bincount(y, minlength=n_classes)
+    if counts.min() >= 2 and n - n_valid >= n_classes:
+        splitter = StratifiedShuffleSplit(1, test_size=n_valid, random_state=seed)
+        return next(splitter.split(np.zeros(n), y))
+    rare = classes[np.argmin(counts)]
+    rare = rare.item() if isinstance(rare, np.generic) else rare
+    warn_user(
+        f"The validation split ({n_valid} of {n} samples) cannot be stratified: "
+        f"class {rare!r} has {counts.min()} sample(s). Using a random split instead, "
+        "so early stopping may rest on few or no samples of that class; "
+        "early_stopping=False trains on all samples."
+    )
+    return next(ShuffleSplit(1, test_size=n_valid, random_state=seed).split(np.zeros(n)))
+
+
+def split_datasets(tensors, y, train_rows, valid_rows, data_device):
+    """Training and validation :class:`ModalityTensorDataset` on ``data_device``.
+
+    The data is copied once to where it lives; the splits are sliced there.
+    """
+    tensors = {m: t.to(data_device) for m, t in tensors.items()}
+    n = len(y)
+
+    def dataset(rows):
+        rows = np.sort(rows)
+        if len(rows) == n:
+            split = tensors
+        else:
+            index = torch.as_tensor(rows, device=data_device)
+            split = {m: t.index_select(0, index) for m, t in tensors.items()}
+        return ModalityTensorDataset(
+            {m: place(t, data_device) for m, t in split.items()},
+            torch.as_tensor(y[rows], dtype=torch.long, device=data_device),
+        )
+
+    return dataset(train_rows), (dataset(valid_rows) if valid_rows is not None else None)
+
+
+def run_stages(module, train_ds, valid_ds, plan):
+    """Train ``module`` in the two stages; return ``(pretrain_net, finetune_net)``.
+
+    ``finetune_net`` is ``None`` when there is no stage 2 (a single expert,
+    ``finetune_epochs=0``, or a user interrupt in stage 1). A user interrupt
+    sets ``plan.interrupted_stage``.
+    """
+    patience = plan.n_iter_no_change if valid_ds is not None else None
+    # One shuffling stream through both stages.
+    generator = torch.Generator().manual_seed(plan.seed)
+    pretrain_net = _make_net(
+        plan, generator, "pretrain", module, ExpertsNLLLoss, plan.lr, plan.max_epochs, valid_ds,
+        [("expert_checkpoint", ExpertCheckpoint(patience=patience))],
+    )
+    _run_stage(plan, "pretrain", pretrain_net, train_ds)
+    if (len(module.expert_names) == 1 or plan.finetune_epochs == 0
+            or plan.interrupted_stage is not None):
+        return pretrain_net, None
+    stage_callbacks = []
+    if valid_ds is not None:
+        stage_callbacks.append(("early_stopping", EarlyStopping(
+            monitor="valid_loss", patience=plan.n_iter_no_change, threshold=1e-4,
+            load_best=True,
+        )))
+    # A copy, so that pretrain_net keeps the experts as pretrained.
+    finetune_net = _make_net(
+        plan, generator, "finetune", copy.deepcopy(module), ProductOfExpertsNLLLoss, plan.finetune_lr,
+        plan.finetune_epochs, valid_ds, stage_callbacks,
+    )
+    _run_stage(plan, "finetune", finetune_net, train_ds)
+    return pretrain_net, finetune_net
+
+
+def _make_net(plan, generator, stage, module, criterion, lr, max_epochs, valid_ds, stage_callbacks):
+    optimizer_kwargs = {f"optimizer__{k}": v
+                        for k, v in optimizer_speed_kwargs(plan.optimizer, plan.device).items()}
+    # A NaN loss must raise before early stopping can end the stage quietly,
+    # so the check comes first; the user's callbacks come after the stage's own.
+    callbacks = [("finite_loss", FiniteLossCheck(stage)), *stage_callbacks,
+                 *callbacks_for_stage(plan.callbacks, stage)]
+    if plan.verbose >= 1 and interactive_output():
+        callbacks.append(("progress", StageProgressBar(stage)))
+    return StageNet(
+        module=module,
+        criterion=criterion,
+        criterion__weight=plan.class_weight,
+        classes=list(range(plan.n_classes)),
+        optimizer=plan.optimizer,
+        optimizer__weight_decay=plan.weight_decay,
+        **optimizer_kwargs,
+        lr=lr,
+        max_epochs=max_epochs,
+        batch_size=plan.batch_size,
+        iterator_train=BatchSlicer,
+        iterator_train__shuffle=True,
+        iterator_train__generator=generator,
+        iterator_train__device=plan.device,
+        iterator_valid=BatchSlicer,
+        iterator_valid__batch_size=max(4 * plan.batch_size, 1024),
+        iterator_valid__device=plan.device,
+        train_split=predefined_split(valid_ds) if valid_ds is not None else None,
+        callbacks=callbacks,
+        compile=plan.compile,
+        mixed_precision=plan.mixed_precision,
+        device=plan.device,
+        verbose=int(plan.verbose >= 2),
+    )
+
+
+def _run_stage(plan, stage, net, train_ds):
+    start = time.perf_counter()
+    net.fit(train_ds, y=None)
+    # skorch ends fit quietly on any KeyboardInterrupt (early stopping
+    # raises one too); the checkpoint callbacks have already restored the
+    # best weights, so only the user's interrupt needs telling apart.
+    if _interrupted_by_user(net):
+        plan.interrupted_stage = stage
+        warn_user(
+            f"Training was interrupted in the {stage} stage (epoch "
+            f"{len(net.history)} of {net.max_epochs}). The model keeps the best "
+            "weights so far and any later stage is skipped; fit again to train "
+            "from scratch."
+        )
+    if plan.verbose >= 1:
+        print(stage_summary(stage, net, time.perf_counter() - start), flush=True)
+
+
+def stage_summary(stage, net, seconds):
+    """One line on a finished stage: epochs, time, last train loss, best validation loss."""
+    history = net.history
+    # An interrupted last epoch has no train loss yet.
+    losses = [row["train_loss"] for row in history if "train_loss" in row]
+    line = f"[I2M2Classifier] {stage}: {len(history)} epochs in {seconds:.1f}s"
+    if losses:
+        line += f", train loss {losses[-1]:.4f}"
+    checkpoint = dict(net.callbacks_).get("expert_checkpoint")
+    if checkpoint is not None and any(checkpoint.best_epoch_.values()):
+        line += "; best valid loss " + ", ".join(
+            f"{name} {checkpoint.best_loss_[name]:.4f} (epoch {epoch})"
+            for name, epoch in checkpoint.best_epoch_.items()
+        )
+    elif len(history) and "valid_loss" in history[-1]:
+        line += f", best valid loss {min(history[:, 'valid_loss']):.4f}"
+    return line
+
+
+def _interrupted_by_user(net):
+    """Whether a KeyboardInterrupt other than early stopping ended ``net.fit``."""
+    history = net.history
+    if len(history) >= net.max_epochs and "train_loss" in history[-1]:
+        return False
+    for _, callback in net.callbacks_:
+        if getattr(callback, "stopped_early_", False):
+            return False
+        if isinstance(callback, EarlyStopping) and callback.misses_ >= callback.patience:
+            return False
+    return True
