@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import _num_samples
+from skorch.dataset import Dataset as SkorchDataset
 
 __all__ = ["ModalityDict"]
 
@@ -154,14 +155,18 @@ def _index_rows(value, key):
     return _safe_indexing(value, key, axis=0)
 
 
-class ModalityTensorDataset(torch.utils.data.Dataset):
+class ModalityTensorDataset(SkorchDataset):
     """Modalities and targets held as tensors, sliced a whole batch at a time.
 
+    A skorch ``Dataset`` (``X`` a dict of tensors, ``y`` a tensor), so that
+    skorch's scoring callbacks can take the data and targets out of it.
     ``__getitem__`` exists so that any torch ``DataLoader`` still works, but
     :class:`BatchSlicer` never calls it: per-sample indexing plus collation
     costs several times the forward/backward pass of small experts.
     """
 
+    # skorch's Dataset.__init__ converts and checks its inputs; these are
+    # already tensors of one length, so it is not called.
     def __init__(self, X, y=None):
         self.X = X
         self.y = y
