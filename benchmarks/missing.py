@@ -43,7 +43,7 @@ VIEWS = ["fou", "zer", "mor"]
 
 def _stage1_accuracy(clf, X, y):
     """Accuracy of each expert as trained alone in stage 1 (a unimodal model)."""
-    proba = clf._expert_proba(X, module=clf.pretrain_net_.module_)
+    proba = clf.expert_proba(X, stage="pretrain")
     return {name: float((p.argmax(1) == y).mean()) for name, p in proba.items()}
 
 

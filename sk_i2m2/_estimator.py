@@ -10,28 +10,23 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted
 
-from . import _persistence
+from ._persistence import SaveLoadMixin
 from ._device import cudnn_autotune, data_device, resolve_device, to_channels_last
 from ._inference import expert_logits
 from ._missing import check_fit_options, check_samples_have_an_expert, warn_untrained_null
 from ._validation import check_modalities, check_target
-from .encoders import (
-    EncoderSpec,
-    nested_encoder_params,
-    resolve_encoder,
-    set_nested_encoder_params,
-)
+from .encoders import nested_encoder_params, resolve_encoders, set_nested_encoder_params
 from .fusion import FusionSpec, resolve_fusion
 from .nn.build import build_module
 from .nn.experts import PRESENT
-from .nn.product import combine
+from .nn.product import combine, contributions
 from .training.callbacks import check_callbacks
 from .training.stages import (
     TrainingPlan,
     auto_batch_size,
+    class_weight_tensor,
     run_stages,
     split_datasets,
     validation_split,
@@ -40,7 +35,7 @@ from .training.stages import (
 __all__ = ["I2M2Classifier"]
 
 
-class I2M2Classifier(ClassifierMixin, BaseEstimator):
+class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
     """I2M2 multi-modal classifier: a product of intra- and inter-modality experts.
 
     Models ``p(y | x_1..x_M) ∝ prod_k q_k(y | x_k) * q_inter(y | x_1..x_M)``
@@ -194,17 +189,10 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
 
     Notes
     -----
-    **Missing modalities.** A sample misses a modality when all its values
-    in that modality are NaN (a row of NaN in a table, an image of NaN), or,
-    at prediction time, when the modality is left out of ``X`` altogether.
-    Every sample needs at least one modality. The product then runs over
-    the experts that can see the sample: an intra expert whose modality is
-    missing contributes nothing (``expert_proba`` gives NaN for it), and the
-    inter expert follows ``inter_missing``. In ``fit``, samples that miss a
-    modality still train every expert that sees them. The null embeddings
-    of the inter expert learn from training samples that miss a modality
-    and from ``modality_dropout``; predicting with one that never learned
-    warns.
+    A sample misses a modality when all its values in it are NaN or, at
+    prediction, when the modality is left out of ``X``; the product then
+    runs over the experts that see the sample (see the user guide's
+    *Missing modalities* page).
 
     Examples
     --------
@@ -300,7 +288,6 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-
     # ------------------------------------------------------------------
     # Nested encoder parameters: ``encoders__<modality>__<param>``.
 
@@ -362,10 +349,10 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
         check_samples_have_an_expert(present, list(tensors), self.dependencies,
                                      self.inter_missing)
         check_callbacks(self.callbacks)
-        specs = self._resolve_encoders(tensors)
+        specs = resolve_encoders(self.encoders, {m: t.shape[1:] for m, t in tensors.items()})
         fusion = resolve_fusion(self.fusion)
         device = resolve_device(self.device)
-        class_weight = self._class_weight(classes, y_encoded)
+        class_weight = class_weight_tensor(self.class_weight, classes, y_encoded)
 
         # All checks passed: only now replace any previous fit. An error past
         # this point (too few samples to split, a diverging loss) puts the
@@ -394,31 +381,6 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
             raise
         return self
 
-    def _resolve_encoders(self, tensors):
-        given = dict(self.encoders or {})
-        unknown = [name for name in given if name not in tensors]
-        if unknown:
-            raise ValueError(
-                f"encoders names modality {unknown[0]!r}, which is not in X "
-                f"(X has {sorted(tensors)})."
-            )
-        return {
-            name: resolve_encoder(name, given.get(name), tuple(t.shape[1:]))
-            for name, t in tensors.items()
-        }
-
-    def _class_weight(self, classes, y_encoded):
-        """Loss weights of the classes (``None`` without ``class_weight``)."""
-        if self.class_weight is None:
-            return None
-        if isinstance(self.class_weight, dict):
-            unknown = [c for c in self.class_weight if c not in set(classes)]
-            if unknown:
-                raise ValueError(f"class_weight names class {unknown[0]!r}, not in y.")
-        weights = compute_class_weight(self.class_weight, classes=classes,
-                                       y=classes[y_encoded])
-        return torch.as_tensor(weights, dtype=torch.float32)
-
     def _train(self, tensors, present, y, seed, class_weight):
         """Split, build the experts, run both stages and keep the final module."""
         if self.early_stopping:
@@ -444,16 +406,9 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
         self.expert_names_ = module.expert_names
         self.batch_size_ = (auto_batch_size(len(train_ds)) if self.batch_size == "auto"
                             else int(self.batch_size))
-        plan = TrainingPlan(
-            lr=self.lr, finetune_lr=self.lr / 10 if self.finetune_lr is None else self.finetune_lr,
-            max_epochs=self.max_epochs,
-            finetune_epochs=(self.max_epochs if self.finetune_epochs is None
-                             else self.finetune_epochs),
-            batch_size=self.batch_size_, optimizer=self.optimizer,
-            weight_decay=self.weight_decay, n_iter_no_change=self.n_iter_no_change,
-            device=self.device_, seed=seed, n_classes=len(self.classes_),
-            class_weight=class_weight, callbacks=self.callbacks, compile=self.compile,
-            mixed_precision=self.mixed_precision, verbose=self.verbose,
+        plan = TrainingPlan.from_params(
+            self.get_params(deep=False), batch_size=self.batch_size_, device=self.device_,
+            seed=seed, n_classes=len(self.classes_), class_weight=class_weight,
         )
         self.pretrain_net_, self.finetune_net_ = run_stages(module, train_ds, valid_ds, plan)
         self.interrupted_stage_ = plan.interrupted_stage
@@ -526,12 +481,16 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
         proba = self.predict_proba(X)
         return self.classes_[proba.argmax(axis=1)]
 
-    def expert_proba(self, X):
+    def expert_proba(self, X, *, stage="final"):
         """Each expert's own class probabilities.
 
         Parameters
         ----------
         X : dict or ModalityDict
+        stage : {"final", "pretrain"}, default="final"
+            ``"final"``: the experts of the fitted model (after stage 2);
+            ``"pretrain"``: the experts as trained on their own in stage 1
+            (needs ``pretrain_net_``, so not on a loaded model).
 
         Returns
         -------
@@ -542,10 +501,15 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
             for the inter expert with ``inter_missing="drop"``, any
             modality is missing) are NaN.
         """
-        return self._expert_proba(X)
-
-    def _expert_proba(self, X, module=None):
-        """:meth:`expert_proba` of ``module`` (see :meth:`_expert_logits`)."""
+        if stage not in ("final", "pretrain"):
+            raise ValueError(f"stage must be 'final' or 'pretrain'; got {stage!r}.")
+        module = None
+        if stage == "pretrain":
+            check_is_fitted(self, "module_")
+            if self.pretrain_net_ is None:
+                raise ValueError("stage='pretrain' needs pretrain_net_, which a loaded "
+                                 "model does not have.")
+            module = self.pretrain_net_.module_
         logits, available = self._expert_logits(X, module)
         proba = torch.softmax(logits, dim=-1)
         if available is not None:
@@ -576,67 +540,10 @@ class I2M2Classifier(ClassifierMixin, BaseEstimator):
             One column per expert, in the order of ``expert_names_``; the
             predicted classes are in ``contributions.attrs["predicted"]``.
         """
-        logits, _ = self._expert_logits(X)
-        predicted = combine(logits).argmax(-1)
-        # Centring removes each expert's normaliser, so raw logits will do.
-        centred = logits - logits.mean(-1, keepdim=True)
-        chosen = centred.gather(2, predicted.view(1, -1, 1).expand(len(logits), -1, 1))
-        frame = pd.DataFrame(chosen.squeeze(2).T.numpy(), columns=list(self.expert_names_))
+        terms, predicted = contributions(self._expert_logits(X)[0])
+        frame = pd.DataFrame(terms.T.numpy(), columns=list(self.expert_names_))
         frame.attrs["predicted"] = self.classes_[predicted.numpy()]
         return frame
-
-    # ------------------------------------------------------------------
-    # Persistence
-
-    def save(self, path):
-        """Save the fitted model to the directory ``path``.
-
-        Writes ``config.json`` (the parameters, the fitted metadata such as
-        ``classes_``, ``modalities_`` and ``input_shapes_``, and the encoder
-        and fusion specs by class name and parameters) and
-        ``model.safetensors`` (the weights, as CPU tensors). Neither file
-        holds code, so :meth:`load` never unpickles anything, and a model
-        trained on CUDA loads on a machine without a GPU. The training
-        nets (``pretrain_net_``, ``finetune_net_``) and their histories are
-        not saved.
-
-        Parameters that are not data (``callbacks``, a ``RandomState``
-        instance, an optimizer outside ``torch.optim``) are left out with a
-        warning. A custom torch module encoder is saved as its weights
-        only: pass the module again to :meth:`load`.
-
-        Parameters
-        ----------
-        path : str or os.PathLike
-            Directory to write; created if needed, existing files in it
-            are replaced.
-        """
-        _persistence.save(self, path)
-
-    @classmethod
-    def load(cls, path, encoders=None, device=None):
-        """Load a model written by :meth:`save`.
-
-        Parameters
-        ----------
-        path : str or os.PathLike
-            Directory written by :meth:`save`.
-        encoders : dict or None, default=None
-            Modality -> torch module class, factory, instance or
-            :class:`~sk_i2m2.encoders.ModuleEncoder`, for each modality
-            that had a custom module encoder; required for those, refused
-            for the others. It must have the architecture it had when saved.
-        device : str, torch.device or None, default=None
-            Where to put the model (this also sets the ``device``
-            parameter). ``None`` uses the saved ``device`` parameter, and
-            the CPU when it asks for CUDA that is not available.
-
-        Returns
-        -------
-        estimator : I2M2Classifier
-            Fitted; ``pretrain_net_`` and ``finetune_net_`` are ``None``.
-        """
-        return _persistence.load(cls, path, encoders=encoders, device=device)
 
 
 def _fitted_state(estimator):

@@ -50,6 +50,66 @@ class _CustomModule:
         self.options = options
 
 
+class SaveLoadMixin:
+    """``save`` and ``load`` for an estimator whose fitted state is data plus ``module_``.
+
+    The hook an estimator provides: its parameters (``get_params``), its
+    public fitted attributes (names ending in ``_``) as JSON-compatible data
+    or specs, a torch ``module_`` that :func:`~sk_i2m2.nn.build.build_module`
+    rebuilds from ``encoders_``, ``fusion_``, ``input_shapes_``,
+    ``classes_`` and its parameters, and a ``device`` parameter.
+    """
+
+    def save(self, path):
+        """Save the fitted model to the directory ``path``.
+
+        Writes ``config.json`` (parameters, fitted metadata, encoder and
+        fusion specs) and ``model.safetensors`` (the weights, as CPU
+        tensors): no code, so :meth:`load` unpickles nothing and a model
+        trained on CUDA loads without a GPU. The stage nets are not saved;
+        parameters that are not data (``callbacks``, a ``RandomState``) are
+        left out with a warning; a custom torch module encoder is saved as
+        its weights only (pass the module again to :meth:`load`).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Directory to write; created if needed, existing files in it
+            are replaced.
+        """
+        save(self, path)
+
+    @classmethod
+    def load(cls, path, encoders=None, device=None):
+        """Load a model written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Directory written by :meth:`save`.
+        encoders : dict or None, default=None
+            Modality -> torch module class, factory, instance or
+            :class:`~sk_i2m2.encoders.ModuleEncoder`, for each modality
+            that had a custom module encoder; required for those, refused
+            for the others. It must have the architecture it had when saved.
+        device : str, torch.device or None, default=None
+            Where to put the model (this also sets the ``device``
+            parameter). ``None`` uses the saved ``device`` parameter, and
+            the CPU when it asks for CUDA that is not available.
+
+        Returns
+        -------
+        estimator : estimator of this class
+            Fitted; ``pretrain_net_`` and ``finetune_net_`` are ``None``.
+
+        Raises
+        ------
+        sk_i2m2.exceptions.ModelFileError
+            A file is damaged, edited or of another format (names the file).
+        """
+        return load(cls, path, encoders=encoders, device=device)
+
+
 def save(estimator, path):
     """Write ``estimator`` to the directory ``path``; see ``I2M2Classifier.save``."""
     check_is_fitted(estimator, "module_")

@@ -362,3 +362,20 @@ def set_nested_encoder_params(encoders, nested):
             )
         encoders[name] = copy.deepcopy(spec).set_params(**{sub: nested[key]})
     return encoders
+
+
+def resolve_encoders(given, sample_shapes):
+    """Spec of every modality: the user's entry, or the default for its shape.
+
+    ``given`` is the estimator's ``encoders`` parameter; ``sample_shapes``
+    maps each modality of ``X`` to its per-sample shape.
+    """
+    given = dict(given or {})
+    unknown = [name for name in given if name not in sample_shapes]
+    if unknown:
+        raise ValueError(
+            f"encoders names modality {unknown[0]!r}, which is not in X "
+            f"(X has {sorted(sample_shapes)})."
+        )
+    return {name: resolve_encoder(name, given.get(name), tuple(shape))
+            for name, shape in sample_shapes.items()}

@@ -135,7 +135,7 @@ def _fold(estimator, X, y, train, test, scorer):
 
     # Stage-1 experts, each trained on its own loss: the same models as
     # fitting each modality's expert, and the inter expert, separately.
-    experts = clf._expert_proba(X_test, module=clf.pretrain_net_.module_)
+    experts = clf.expert_proba(X_test, stage="pretrain")
     probas = {m: experts[m] for m in clf.modalities_}
     probas[INTRA] = _product([experts[m] for m in clf.modalities_])
     probas[INTER] = experts[INTER]

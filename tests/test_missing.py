@@ -22,7 +22,7 @@ def _accuracy(proba, y):
 
 def _stage1_accuracy(clf, X, y):
     """Test accuracy of each expert as trained alone in stage 1 (= a unimodal model)."""
-    proba = clf._expert_proba(X, module=clf.pretrain_net_.module_)
+    proba = clf.expert_proba(X, stage="pretrain")
     return {name: _accuracy(p, y) for name, p in proba.items()}
 
 

@@ -16,6 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 
 import sk_i2m2
 from sk_i2m2 import I2M2Classifier
+from sk_i2m2.exceptions import ModelFileError
 from sk_i2m2.encoders import ModuleEncoder, MLPEncoder
 from sk_i2m2.fusion import FusionSpec, LowRankTensorFusion
 
@@ -166,6 +167,54 @@ def test_load_refuses_other_files(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"format": "other"}))
     (tmp_path / "model.safetensors").write_bytes(b"")
     with pytest.raises(ValueError, match="is not an sk-i2m2 model"):
+        I2M2Classifier.load(tmp_path)
+
+
+def _corrupt_truncated_config(path):
+    text = (path / "config.json").read_text()
+    (path / "config.json").write_text(text[: len(text) // 2])
+
+
+def _corrupt_truncated_weights(path):
+    data = (path / "model.safetensors").read_bytes()
+    (path / "model.safetensors").write_bytes(data[: len(data) // 2])
+
+
+def _corrupt_missing_fitted_key(path):
+    config = json.loads((path / "config.json").read_text())
+    del config["fitted"]["classes_"]
+    (path / "config.json").write_text(json.dumps(config))
+
+
+def _corrupt_edited_shapes(path):
+    config = json.loads((path / "config.json").read_text())
+    shapes = config["fitted"]["input_shapes_"]
+    name = next(iter(shapes))
+    shapes[name] = {"__tuple__": [value + 1 for value in shapes[name]["__tuple__"]]}
+    (path / "config.json").write_text(json.dumps(config))
+
+
+def _corrupt_foreign_json(path):
+    (path / "config.json").write_text(json.dumps([1, 2, 3]))
+
+
+def _corrupt_binary_config(path):
+    (path / "config.json").write_bytes(bytes(range(256)))
+
+
+@pytest.mark.parametrize("corrupt, file", [
+    (_corrupt_truncated_config, "config.json"),
+    (_corrupt_truncated_weights, "model.safetensors"),
+    (_corrupt_missing_fitted_key, "config.json"),
+    (_corrupt_edited_shapes, "model.safetensors"),
+    (_corrupt_foreign_json, "config.json"),
+    (_corrupt_binary_config, "config.json"),
+])
+def test_damaged_model_files_raise_model_file_error_naming_the_file(
+        fitted, tmp_path, corrupt, file):
+    fitted.save(tmp_path)
+    corrupt(tmp_path)
+    with pytest.raises(ModelFileError, match=re.escape(str(tmp_path / file))):
         I2M2Classifier.load(tmp_path)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["combine", "product_proba"]
+__all__ = ["combine", "contributions", "product_proba"]
 
 
 def combine(expert_logits, available=None):
@@ -40,3 +40,24 @@ def combine(expert_logits, available=None):
 def product_proba(expert_logits):
     """Class probabilities of the product of experts (a skorch ``predict_nonlinearity``)."""
     return combine(expert_logits).exp()
+
+
+def contributions(expert_logits):
+    """Each expert's term in the log-probability of the predicted class.
+
+    The product adds the experts' log-probabilities, so a prediction
+    decomposes exactly: expert ``k``'s term for sample ``i`` with predicted
+    class ``c`` is ``log q_k(c | x_i)`` minus its mean over the classes (0
+    for an abstaining expert, whose logits are 0). The terms of a sample sum
+    to ``log p(c | x_i)`` minus its mean over the classes.
+
+    Returns
+    -------
+    terms : tensor of shape (n_experts, n_samples)
+    predicted : long tensor of shape (n_samples,)
+    """
+    predicted = combine(expert_logits).argmax(-1)
+    # Centring removes each expert's normaliser, so raw logits will do.
+    centred = expert_logits - expert_logits.mean(-1, keepdim=True)
+    index = predicted.view(1, -1, 1).expand(len(expert_logits), -1, 1)
+    return centred.gather(2, index).squeeze(2), predicted

@@ -10,11 +10,12 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
 from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
+from sklearn.utils.class_weight import compute_class_weight
 from skorch.callbacks import EarlyStopping
 from skorch.helper import predefined_split
 
@@ -32,8 +33,8 @@ from .callbacks import (
 )
 from .net import StageNet, optimizer_speed_kwargs
 
-__all__ = ["TrainingPlan", "auto_batch_size", "validation_split", "split_datasets",
-           "run_stages"]
+__all__ = ["TrainingPlan", "auto_batch_size", "class_weight_tensor", "validation_split",
+           "split_datasets", "run_stages"]
 
 
 @dataclass
@@ -58,10 +59,37 @@ class TrainingPlan:
     verbose: int = 0
     interrupted_stage: str | None = field(default=None, init=False)
 
+    @classmethod
+    def from_params(cls, params, **fitted):
+        """The plan for an estimator's ``get_params(deep=False)`` and fitted facts.
+
+        ``finetune_lr=None`` becomes ``lr / 10`` and ``finetune_epochs=None``
+        becomes ``max_epochs``.
+        """
+        names = {f.name for f in fields(cls) if f.init} - set(fitted)
+        plan = {name: params[name] for name in names}
+        if plan["finetune_lr"] is None:
+            plan["finetune_lr"] = params["lr"] / 10
+        if plan["finetune_epochs"] is None:
+            plan["finetune_epochs"] = params["max_epochs"]
+        return cls(**plan, **fitted)
+
 
 def auto_batch_size(n_train):
     """``n_train // 16`` clipped to [16, 256]: about 16 steps per epoch on small data."""
     return int(min(256, max(16, n_train // 16)))
+
+
+def class_weight_tensor(class_weight, classes, y_encoded):
+    """Loss weights of the classes for ``class_weight`` (``None`` without weights)."""
+    if class_weight is None:
+        return None
+    if isinstance(class_weight, dict):
+        unknown = [c for c in class_weight if c not in set(classes)]
+        if unknown:
+            raise ValueError(f"class_weight names class {unknown[0]!r}, not in y.")
+    weights = compute_class_weight(class_weight, classes=classes, y=classes[y_encoded])
+    return torch.as_tensor(weights, dtype=torch.float32)
 
 
 def validation_split(y, classes, validation_fraction, seed):
