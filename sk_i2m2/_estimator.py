@@ -22,6 +22,7 @@ from .fusion import FusionSpec, resolve_fusion
 from .nn.build import build_module
 from .nn.experts import PRESENT
 from .nn.product import combine, contributions
+from .training.calibration import fit_temperature
 from .training.callbacks import check_callbacks
 from .training.stages import (
     TrainingPlan,
@@ -118,6 +119,12 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         which trains its null embeddings so that it degrades gracefully
         when modalities go missing. Only with ``inter_missing="null"``;
         no effect without an inter expert. 0 leaves complete data untouched.
+    calibration : {"temperature"} or None, default="temperature"
+        ``"temperature"`` fits one temperature for the product of experts
+        on the validation rows after stage 2 (temperature scaling), so that
+        ``predict_proba`` is calibrated; the arg-max, hence ``predict``, does
+        not change. Needs held-out rows: with ``early_stopping=False`` the
+        temperature stays 1. ``None`` keeps the raw product.
     standardize : bool, default=True
         Standardise inputs inside the model with statistics of the training
         rows: per feature for vectors and sequences, per channel for images
@@ -182,6 +189,9 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         ``"pretrain"`` or ``"finetune"`` when a ``KeyboardInterrupt``
         stopped training in that stage (the model then holds the best
         weights so far and later stages were skipped), else ``None``.
+    temperature_ : float
+        Temperature dividing the summed expert logits in ``predict_proba``
+        (1.0 without calibration).
     module_ : I2M2Module
         The fitted torch module used for prediction.
     device_ : torch.device
@@ -225,6 +235,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         "class_weight": [dict, StrOptions({"balanced"}), None],
         "inter_missing": [StrOptions({"null", "drop"})],
         "modality_dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+        "calibration": [StrOptions({"temperature"}), None],
         "standardize": ["boolean"],
         "callbacks": [list, dict, None],
         "device": [str, torch.device],
@@ -254,6 +265,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         class_weight=None,
         inter_missing="null",
         modality_dropout=0.0,
+        calibration="temperature",
         standardize=True,
         callbacks=None,
         device="auto",
@@ -279,6 +291,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.inter_missing = inter_missing
         self.modality_dropout = modality_dropout
+        self.calibration = calibration
         self.standardize = standardize
         self.callbacks = callbacks
         self.device = device
@@ -415,6 +428,11 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         final_net = self.finetune_net_ or self.pretrain_net_
         # skorch wraps the module when compile=True; keep the plain module.
         self.module_ = getattr(final_net.module_, "_orig_mod", final_net.module_).eval()
+        self.temperature_ = 1.0
+        if self.calibration == "temperature" and valid_ds is not None:
+            held_out = expert_logits(self.module_, valid_ds.X, device=self.device_,
+                                     batch_size=max(4 * self.batch_size_, 1024))
+            self.temperature_ = fit_temperature(held_out.sum(0), valid_ds.y, class_weight)
 
     # ------------------------------------------------------------------
     # Prediction
@@ -447,7 +465,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         return logits, available
 
     def predict_proba(self, X):
-        """Class probabilities of the product of experts.
+        """Class probabilities of the product of experts (at ``temperature_``).
 
         Parameters
         ----------
@@ -460,11 +478,11 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         proba : ndarray of shape (n_samples, n_classes)
             Columns in the order of ``classes_``; rows sum to 1.
         """
-        return combine(self._expert_logits(X)[0]).exp().numpy()
+        return combine(self._expert_logits(X)[0] / self.temperature_).exp().numpy()
 
     def predict_log_proba(self, X):
         """Log of :meth:`predict_proba`, computed stably."""
-        return combine(self._expert_logits(X)[0]).numpy()
+        return combine(self._expert_logits(X)[0] / self.temperature_).numpy()
 
     def predict(self, X):
         """Predicted class labels, taken from ``classes_``.
@@ -540,7 +558,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
             One column per expert, in the order of ``expert_names_``; the
             predicted classes are in ``contributions.attrs["predicted"]``.
         """
-        terms, predicted = contributions(self._expert_logits(X)[0])
+        terms, predicted = contributions(self._expert_logits(X)[0] / self.temperature_)
         frame = pd.DataFrame(terms.T.numpy(), columns=list(self.expert_names_))
         frame.attrs["predicted"] = self.classes_[predicted.numpy()]
         return frame

@@ -227,6 +227,7 @@ def _read_config(cls, config_path):
         params = {name: _decode(value) for name, value in config["params"].items()
                   if name in accepted}
         fitted = {name: _decode(value) for name, value in config["fitted"].items()}
+        fitted.setdefault("temperature_", 1.0)  # saved before calibration existed
         absent = [name for name in _REQUIRED_FITTED if name not in fitted]
         if absent:
             raise KeyError(f"fitted attribute {absent[0]!r} is missing")

@@ -1,0 +1,54 @@
+"""Temperature scaling of the product of experts on held-out rows."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["fit_temperature"]
+
+
+def fit_temperature(logits, y, weight=None, max_iter=100):
+    """Temperature ``T`` minimising the NLL of ``softmax(logits / T)`` on held-out rows.
+
+    A product of experts adds the experts' logits, so independent errors add
+    up and its probabilities tend to be overconfident; one temperature
+    (Guo et al., ICML 2017) corrects that without moving the arg-max, so
+    predictions stay the same.
+
+    Parameters
+    ----------
+    logits : tensor of shape (n_samples, n_classes)
+        Summed expert logits of held-out rows.
+    y : long tensor of shape (n_samples,)
+    weight : tensor of shape (n_classes,) or None
+        Class weights of the training loss.
+    max_iter : int, default=100
+        L-BFGS iterations.
+
+    Returns
+    -------
+    temperature : float
+        In [0.05, 20]; 1.0 when ``logits`` is empty.
+    """
+    if len(y) == 0:
+        return 1.0
+    logits = logits.detach().double().cpu()
+    y = y.cpu()
+    weight = weight.double().cpu() if weight is not None else None
+    # Optimise log T: positive T without constraints; start at T = 1.
+    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter,
+                                  line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = F.cross_entropy(logits / log_t.exp(), y, weight=weight)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    temperature = float(log_t.detach().exp())
+    if not torch.isfinite(torch.tensor(temperature)):
+        return 1.0
+    return min(max(temperature, 0.05), 20.0)
