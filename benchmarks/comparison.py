@@ -134,6 +134,62 @@ MODELS = {
 }
 EXPERT_PREFIX = "expert: "
 
+#: scikit-learn models a reviewer compares against, on the same splits:
+#: label -> kind (see :func:`fit_baseline`).
+BASELINES = {
+    "logistic (concat)": "logistic-concat",
+    "logistic (product)": "logistic-product",
+    "HGB (concat)": "hgb-concat",
+}
+
+
+def _flatten(X):
+    """Every modality as columns of one table (images and sequences flattened)."""
+    return np.concatenate([np.asarray(v, dtype=np.float64).reshape(len(v), -1)
+                           for v in X.values()], axis=1)
+
+
+def _logistic():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
+
+
+def fit_baseline(kind, X_train, y_train, seed):
+    """Fit a scikit-learn baseline; return ``predict_proba(X) -> proba`` and its classes.
+
+    ``"logistic-concat"``: ``LogisticRegression`` (default C) on the
+    standardised concatenation of all modalities; ``"logistic-product"``:
+    one such model per modality, combined as the normalised product of
+    their probabilities (softmax of the summed log-probabilities), the
+    linear counterpart of the intra product; ``"hgb-concat"``:
+    ``HistGradientBoostingClassifier`` on the concatenation.
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    if kind == "logistic-product":
+        models = {m: _logistic().fit(np.asarray(v).reshape(len(v), -1), y_train)
+                  for m, v in X_train.items()}
+
+        def predict_proba(X):
+            logs = sum(np.log(np.clip(models[m].predict_proba(
+                np.asarray(X[m]).reshape(len(X[m]), -1)), 1e-300, None)) for m in models)
+            logs -= logs.max(axis=1, keepdims=True)
+            proba = np.exp(logs)
+            return proba / proba.sum(axis=1, keepdims=True)
+
+        return predict_proba, next(iter(models.values())).classes_
+    if kind == "logistic-concat":
+        model = _logistic()
+    elif kind == "hgb-concat":
+        model = HistGradientBoostingClassifier(random_state=seed)
+    else:
+        raise ValueError(f"Unknown baseline {kind!r}.")
+    model.fit(_flatten(X_train), y_train)
+    return (lambda X: model.predict_proba(_flatten(X))), model.classes_
+
 
 def expected_calibration_error(y_true, proba, n_bins=15):
     """Top-label expected calibration error with equal-width confidence bins.
@@ -162,11 +218,10 @@ def expected_calibration_error(y_true, proba, n_bins=15):
     return float(ece)
 
 
-def _scores(clf, X_test, y_test):
-    from sklearn.metrics import roc_auc_score
+def _scores(proba, classes, y_test):
+    from sklearn.metrics import log_loss, roc_auc_score
 
-    proba = clf.predict_proba(X_test)
-    y_index = np.searchsorted(clf.classes_, y_test)
+    y_index = np.searchsorted(classes, y_test)
     if proba.shape[1] == 2:
         auroc = roc_auc_score(y_index, proba[:, 1])
     else:
@@ -175,6 +230,8 @@ def _scores(clf, X_test, y_test):
     return {
         "accuracy": float((proba.argmax(axis=1) == y_index).mean()),
         "auroc": float(auroc),
+        "log_loss": float(log_loss(y_index, proba, labels=np.arange(proba.shape[1]))),
+        "brier": float(np.mean(np.sum((proba - np.eye(proba.shape[1])[y_index]) ** 2, axis=1))),
         "ece": expected_calibration_error(y_index, proba),
     }
 
@@ -199,6 +256,13 @@ def _run_one(name, model, seed, max_epochs, test_size, threads):
         X_train, X_test, y_train, y_test = train_test_split(
             X, y, test_size=test_size, stratify=y, random_state=seed
         )
+        if model in BASELINES:
+            start = time.perf_counter()
+            predict_proba, classes = fit_baseline(BASELINES[model], X_train, y_train, seed)
+            seconds = time.perf_counter() - start
+            return {"dataset": name, "model": model, "seed": seed,
+                    **_scores(predict_proba(X_test), classes, y_test),
+                    "fit_seconds": seconds}
         if model.startswith(EXPERT_PREFIX):
             modality = model[len(EXPERT_PREFIX):]
             X_train, X_test = {modality: X_train[modality]}, {modality: X_test[modality]}
@@ -211,7 +275,8 @@ def _run_one(name, model, seed, max_epochs, test_size, threads):
         clf = I2M2Classifier(random_state=seed, **params).fit(X_train, y_train)
         seconds = time.perf_counter() - start
         return {"dataset": name, "model": model, "seed": seed,
-                **_scores(clf, X_test, y_test), "fit_seconds": seconds}
+                **_scores(clf.predict_proba(X_test), clf.classes_, y_test),
+                "fit_seconds": seconds}
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -229,7 +294,7 @@ def _fit_key(name, model, seed):
 def model_names(name):
     """Models benchmarked on data set ``name``: one expert per modality, then MODELS."""
     X, _ = _load(name)
-    return [EXPERT_PREFIX + m for m in X] + list(MODELS)
+    return [EXPERT_PREFIX + m for m in X] + list(MODELS) + list(BASELINES)
 
 
 def run_benchmark(datasets=None, seeds=5, max_epochs=None, *, test_size=0.3,
@@ -316,9 +381,9 @@ def summarize(results):
     summary : pandas.DataFrame
         Indexed by (dataset, model) in benchmark order, with columns
         ``<metric>_mean`` and ``<metric>_std`` (population std over seeds,
-        0 for one seed) for accuracy, auroc, ece and fit_seconds.
+        0 for one seed) for accuracy, auroc, log_loss, brier, ece and fit_seconds.
     """
-    metrics = ["accuracy", "auroc", "ece", "fit_seconds"]
+    metrics = ["accuracy", "auroc", "log_loss", "brier", "ece", "fit_seconds"]
     grouped = results.groupby(["dataset", "model"], sort=False)[metrics]
     summary = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=0).add_suffix("_std"))
     return summary
@@ -369,6 +434,34 @@ def check_claims(summary):
     return checks
 
 
+def check_calibration(summary, ece_margin=0.005):
+    """Check, per data set, that I2M2 is as calibrated as its parts.
+
+    Targets: I2M2's ECE ≤ min(intra, inter) ECE + ``ece_margin`` and its
+    log loss ≤ min(intra, inter) log loss, where inter is the concat fusion
+    (the one I2M2 uses).
+
+    Returns
+    -------
+    checks : list of dict
+        Per data set: ``dataset``, the I2M2 and best-part ECE and log loss,
+        and ``ece_holds``/``log_loss_holds``.
+    """
+    checks = []
+    for name in summary.index.get_level_values(0).unique():
+        rows = summary.loc[name]
+        parts = ["intra", "inter (concat)"]
+        ece, best_ece = rows.loc["I2M2", "ece_mean"], rows.loc[parts, "ece_mean"].min()
+        nll, best_nll = rows.loc["I2M2", "log_loss_mean"], rows.loc[parts, "log_loss_mean"].min()
+        checks.append({
+            "dataset": name, "ece": ece, "best_ece": best_ece,
+            "ece_holds": bool(ece <= best_ece + ece_margin),
+            "log_loss": nll, "best_log_loss": best_nll,
+            "log_loss_holds": bool(nll <= best_nll),
+        })
+    return checks
+
+
 def machine_description():
     """One line naming the CPU (and GPU, if used), core count and library versions."""
     import sklearn
@@ -415,7 +508,12 @@ def results_section(summary, checks, *, command, seeds, max_epochs, plot_name=No
         "fused expert alone (late fusion `concat` or low-rank tensor fusion `lrtf`), "
         "`I2M2` the product of both (concat fusion). Test metrics, mean ± std over seeds; "
         "AUROC is macro one-vs-rest; ECE is the top-label expected calibration error "
-        "(15 bins, lower is better).",
+        "(15 bins, lower is better); Brier is the multi-class Brier score. Every "
+        "`I2M2Classifier` calibrates its probabilities by default (`calibration="
+        "\"temperature\"`). Baselines on the same splits: `logistic (concat)` is "
+        "`LogisticRegression` (default C) on the standardised concatenation of all "
+        "modalities, `logistic (product)` the normalised product of one such model per "
+        "modality, `HGB (concat)` `HistGradientBoostingClassifier` on the concatenation.",
         "",
         "Data sets:",
         "",
@@ -435,18 +533,34 @@ def results_section(summary, checks, *, command, seeds, max_epochs, plot_name=No
               f"{'yes' if c['holds'] else '**no**'} | {c['evidence']} |" for c in checks]
     lines += [
         "",
+        "### Calibration (test rows)",
+        "",
+        "Targets: I2M2's ECE ≤ min(intra, inter) ECE + 0.005 and its log loss ≤ "
+        "min(intra, inter) log loss (inter: concat fusion, as in I2M2).",
+        "",
+        "| data set | I2M2 ECE | min(intra, inter) ECE | holds | I2M2 log loss | "
+        "min(intra, inter) log loss | holds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [f"| {DATASETS[c['dataset']].title} | {c['ece']:.3f} | {c['best_ece']:.3f} | "
+              f"{'yes' if c['ece_holds'] else '**no**'} | {c['log_loss']:.3f} | "
+              f"{c['best_log_loss']:.3f} | {'yes' if c['log_loss_holds'] else '**no**'} |"
+              for c in check_calibration(summary)]
+    lines += [
+        "",
         "### Results",
         "",
-        "| data set | model | accuracy | macro AUROC | ECE | fit time (s) |",
-        "|---|---|---|---|---|---|",
+        "| data set | model | accuracy | macro AUROC | log loss | Brier | ECE | fit time (s) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, model in summary.index:
         key = (name, model)
         label = f"**{model}**" if model == "I2M2" else model
         lines.append(
             f"| {DATASETS[name].title} | {label} | {_fmt(summary, key, 'accuracy')} | "
-            f"{_fmt(summary, key, 'auroc')} | {_fmt(summary, key, 'ece')} | "
-            f"{summary.loc[key, 'fit_seconds_mean']:.1f} |"
+            f"{_fmt(summary, key, 'auroc')} | {_fmt(summary, key, 'log_loss')} | "
+            f"{_fmt(summary, key, 'brier')} | {_fmt(summary, key, 'ece')} | "
+            f"{summary.loc[key, 'fit_seconds_mean']:.2f} |"
         )
     if plot_name:
         lines += ["", f"![Test accuracy per data set and model]({plot_name})"]
