@@ -380,7 +380,9 @@ def test_tags_say_dict_input():
     tags = get_tags(I2M2Classifier())
     assert tags.estimator_type == "classifier"
     assert tags.classifier_tags.multi_class and not tags.classifier_tags.multi_label
-    assert not tags.input_tags.allow_nan and not tags.input_tags.sparse
+    # Partial NaN is refused (an all-NaN row is a missing modality); sparse
+    # modalities are densified.
+    assert not tags.input_tags.allow_nan and tags.input_tags.sparse
     assert get_tags(PerModality({"a": StandardScaler()})).input_tags.allow_nan
     assert not get_tags(PerModality({"a": PCA()})).input_tags.allow_nan
 
