@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping
 
 import numpy as np
 import torch
+
 # Private, with no public equivalent (sklearn.utils.safe_indexing was removed):
 # the row indexing scikit-learn uses for arrays, DataFrames, sparse matrices
 # and lists.
@@ -46,7 +46,9 @@ class ModalityDict(dict):
         As for ``dict``: modality name -> array-like with samples on the
         first axis (a list works too, e.g. the texts of a modality that a
         :class:`~sk_i2m2.PerModality` transformer turns into features). All
-        modalities must have the same number of samples.
+        modalities must have the same number of samples; names are
+        non-empty strings without ``"__"`` (it separates nested parameter
+        names, as in a ``Pipeline``'s step names).
 
     Attributes
     ----------

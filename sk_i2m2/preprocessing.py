@@ -251,7 +251,7 @@ class PerModality(TransformerMixin, _BaseComposition, auto_wrap_output_keys=None
             if observed is not None and len(observed) == 0:
                 raise ValueError(
                     f"Modality {name!r} is missing (all NaN) in every sample; there is "
-                    f"nothing to fit its transformer on. Drop it from X or give it "
+                    "nothing to fit its transformer on. Drop it from X or give it "
                     "'drop'."
                 )
             n = n_samples_of(X[name])
