@@ -8,7 +8,8 @@ variables (numeric and categorical, on their raw scales) and several images
 taken at different visits. This example
 
 - preprocesses the table inside the model with
-  :class:`~sk_i2m2.PerModality` and a ``ColumnTransformer``,
+  :class:`~sk_i2m2.PerModality` and a ``ColumnTransformer``, for a cohort
+  where some patients have no clinical table at all,
 - searches the model (intra, inter, I2M2; two encoder widths) with
   ``GridSearchCV``,
 - keeps all rows of a patient in the same fold with ``GroupKFold``, and
@@ -58,8 +59,14 @@ clinical = pd.DataFrame({
     "sex": rng.choice(["F", "M"], n_patients)[patient],
     "site": rng.choice(["north", "south", "east"], n_patients)[patient],
 })
+# Some patients were never seen in the clinic: their rows of the table are
+# all NaN (``None`` in the text columns), the convention for a missing
+# modality.
+no_table = (rng.rand(n_patients) < 0.15)[patient]
+clinical[no_table] = np.nan
 X = ModalityDict(clinical=clinical, scan=scan)
 print(X)
+print(f"{no_table.mean():.0%} of the visits have no clinical table")
 clinical.head()
 
 # %%
@@ -67,8 +74,13 @@ clinical.head()
 # ------------
 # Numeric columns are scaled and categorical ones one-hot encoded inside the
 # pipeline, so each fold's preprocessing is fitted on that fold's training
-# rows only. The scan is not listed in ``PerModality``: it passes through
-# and the classifier standardises it itself.
+# rows only. ``PerModality`` fits the ``ColumnTransformer`` on the patients
+# who have a table and returns all-NaN rows for the others, so the scaler's
+# means and the encoder's categories come from real rows and the classifier
+# sees those patients as missing the table: its clinical expert abstains on
+# them and the inter expert uses its learned null embedding. The scan is not
+# listed in ``PerModality``: it passes through and the classifier
+# standardises it itself.
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
@@ -124,6 +136,22 @@ grouped = cross_val_score(best, X, y, groups=patient, cv=GroupKFold(n_splits=3),
 ungrouped = cross_val_score(best, X, y, cv=KFold(n_splits=3, shuffle=True, random_state=0),
                             scoring="roc_auc")
 print(f"GroupKFold AUROC {grouped.mean():.3f}, shuffled KFold AUROC {ungrouped.mean():.3f}")
+
+# %%
+# Patients with and without a table
+# ---------------------------------
+# The fitted search predicts for every patient, whether or not they have a
+# table, and for new patients who come with a scan only (the table left out
+# of ``X``).
+fitted = search.best_estimator_
+print("share of training visits without a table:",
+      f"{fitted.named_steps['clf'].missing_rate_['clinical']:.2f}")
+proba = fitted.predict_proba(X)[:, 1]
+scan_only = fitted.predict_proba({"scan": X["scan"]})[:, 1]
+# A row of NaN and a table left out of X are the same missing modality.
+assert np.allclose(proba[no_table], scan_only[no_table], atol=1e-6)
+change = np.abs(proba - scan_only)[~no_table].mean()
+print(f"mean change the table makes to P(diagnosis) where there is one: {change:.3f}")
 
 # %%
 # Plot

@@ -4,29 +4,19 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping
 
 import numpy as np
 import torch
+
+# Private, with no public equivalent (sklearn.utils.safe_indexing was removed):
+# the row indexing scikit-learn uses for arrays, DataFrames, sparse matrices
+# and lists.
 from sklearn.utils import _safe_indexing
-from sklearn.utils.validation import _num_samples
 from skorch.dataset import Dataset as SkorchDataset
 
+from ._validation import check_modality_mapping
+
 __all__ = ["ModalityDict"]
-
-
-def _n_rows(value):
-    """Number of samples of one modality, or ``None`` if it is not array-like."""
-    # A dict is not a modality, but scipy's dok_matrix (a dict with a shape) is.
-    if isinstance(value, (str, bytes)) or (
-            isinstance(value, Mapping) and not hasattr(value, "shape")):
-        return None
-    try:
-        # Arrays, tensors, DataFrames, and lists (e.g. the texts of a
-        # text modality, turned into features by a PerModality transformer).
-        return int(_num_samples(value))
-    except TypeError:
-        return None
 
 
 def _describe(value):
@@ -57,7 +47,9 @@ class ModalityDict(dict):
         As for ``dict``: modality name -> array-like with samples on the
         first axis (a list works too, e.g. the texts of a modality that a
         :class:`~sk_i2m2.PerModality` transformer turns into features). All
-        modalities must have the same number of samples.
+        modalities must have the same number of samples; names are
+        non-empty strings without ``"__"`` (it separates nested parameter
+        names, as in a ``Pipeline``'s step names).
 
     Attributes
     ----------
@@ -78,37 +70,12 @@ class ModalityDict(dict):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._n_samples = None
-        for name, value in dict.items(self):
-            self._check_entry(name, value)
-
-    def _check_entry(self, name, value):
-        if not isinstance(name, str):
-            raise TypeError(
-                f"Modality names must be strings; got {name!r} of type "
-                f"{type(name).__name__}."
-            )
-        n = _n_rows(value)
-        if n is None:
-            raise TypeError(
-                f"Modality {name!r} must be an array-like with samples on the first "
-                f"axis (numpy array, torch tensor, pandas DataFrame or list); got "
-                f"{type(value).__name__}."
-            )
-        if self._n_samples is None:
-            self._n_samples = n
-        elif n != self._n_samples:
-            first = next(iter(dict.keys(self)))
-            raise ValueError(
-                f"Modality {name!r} has {n} samples but modality {first!r} has "
-                f"{self._n_samples}; all modalities must have the same number of "
-                "samples."
-            )
+        self._n_samples = check_modality_mapping(dict(self), allow_empty=True)
 
     def __setitem__(self, name, value):
-        if dict.__len__(self) == 1 and name in self:
-            self._n_samples = None
-        self._check_entry(name, value)
+        entries = dict(self)
+        entries[name] = value
+        self._n_samples = check_modality_mapping(entries, allow_empty=True)
         super().__setitem__(name, value)
 
     def __getitem__(self, key):
@@ -118,8 +85,8 @@ class ModalityDict(dict):
         if isinstance(key, tuple) and len(key) == 2 and key[1] is Ellipsis:
             key = key[0]
         if isinstance(key, numbers.Integral):
-            return {name: _index_rows(v, key) for name, v in self.items()}
-        return ModalityDict({name: _index_rows(v, key) for name, v in self.items()})
+            return {name: index_rows(v, key) for name, v in self.items()}
+        return ModalityDict({name: index_rows(v, key) for name, v in self.items()})
 
     def __len__(self):
         return 0 if self._n_samples is None else self._n_samples
@@ -144,7 +111,8 @@ class ModalityDict(dict):
         return f"ModalityDict({parts})"
 
 
-def _index_rows(value, key):
+def index_rows(value, key):
+    """Rows ``key`` (integers, a boolean mask or a slice) of one modality."""
     if isinstance(value, torch.Tensor):
         if isinstance(key, slice) or isinstance(key, numbers.Integral):
             return value[key]

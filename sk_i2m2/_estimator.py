@@ -321,6 +321,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
         tags.input_tags.dict = True
+        tags.input_tags.sparse = True  # densified by _validation.check_modalities
         tags.non_deterministic = False
         return tags
 
@@ -478,11 +479,12 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         proba : ndarray of shape (n_samples, n_classes)
             Columns in the order of ``classes_``; rows sum to 1.
         """
-        return combine(self._expert_logits(X)[0] / self.temperature_).exp().numpy()
+        return np.exp(self.predict_log_proba(X))
 
     def predict_log_proba(self, X):
         """Log of :meth:`predict_proba`, computed stably."""
-        return combine(self._expert_logits(X)[0] / self.temperature_).numpy()
+        # In float64, so that confident rows do not underflow to probability 0.
+        return combine(self._expert_logits(X)[0].double() / self.temperature_).numpy()
 
     def predict(self, X):
         """Predicted class labels, taken from ``classes_``.

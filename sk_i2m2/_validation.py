@@ -1,7 +1,19 @@
-"""Input validation of I2M2Classifier: every check runs before any training.
+"""Validation of what users pass as ``X`` and ``y``.
+
+- :func:`check_modality_mapping`: the one check of a mapping of modalities
+  (a mapping, names, reserved names, same number of samples), shared by
+  :class:`~sk_i2m2.I2M2Classifier`, :class:`~sk_i2m2.PerModality`,
+  :class:`~sk_i2m2.ModalityDict` and :mod:`sk_i2m2.inspection`;
+- :func:`check_modalities`: the classifier's input, every modality read by
+  scikit-learn's ``check_array`` and turned into a float32 tensor;
+- :func:`missing_rows`: which samples miss a modality (all values NaN);
+- :func:`check_target`: the labels.
 
 Each problem raises ``TypeError`` (wrong kind of input) or ``ValueError``
-(wrong content) with a message that names the modality and says what to do.
+(wrong content) with a message that names the modality. Where scikit-learn
+or numpy find the problem, the message keeps their words after the name,
+``"Modality 'tab': <their message>"``, so it reads the same as in any other
+scikit-learn estimator.
 """
 
 from __future__ import annotations
@@ -12,14 +24,88 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils.multiclass import type_of_target
+from sklearn.utils import assert_all_finite, check_array, column_or_1d
+from sklearn.utils.multiclass import check_classification_targets
+
+# Private, with no public equivalent: the sample count scikit-learn itself
+# uses (arrays, DataFrames, sparse matrices, tensors, lists).
+from sklearn.utils.validation import _num_samples
 
 from .nn.experts import INTER, PRESENT
 
-_TORCH_INTEGER_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32,
-                         torch.int64)
+#: Names the classifier keeps for itself: modality name -> what it names.
+ESTIMATOR_RESERVED = {
+    INTER: "it names the inter-modality expert",
+    PRESENT: "it names the mask of observed modalities",
+}
+
+# ----------------------------------------------------------------------
+# The mapping
+
+
+def n_samples_of(value):
+    """Number of samples (first axis) of one modality, ``None`` if it is not array-like."""
+    # A dict is not a modality, but scipy's dok_matrix (a dict with a shape) is.
+    if isinstance(value, (str, bytes)) or (
+            isinstance(value, Mapping) and not hasattr(value, "shape")):
+        return None
+    try:
+        return int(_num_samples(value))
+    except TypeError:
+        return None
+
+
+def check_modality_names(names, *, reserved=None, torch_names=False):
+    """Raise if a modality name cannot be used.
+
+    Parameters
+    ----------
+    names : iterable
+        The names.
+    reserved : dict or None, default=None
+        Name -> what it already names, for names the caller keeps for itself.
+    torch_names : bool, default=False
+        Also require names that can key a ``torch.nn.ModuleDict`` of experts
+        (no ``"."``, no attribute of ``torch.nn.Module``).
+    """
+    reserved = reserved or {}
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(
+                f"Modality names must be strings; got {name!r} of type "
+                f"{type(name).__name__}."
+            )
+        if not name:
+            raise ValueError("Modality name '' is not allowed: names must be non-empty.")
+        if name in reserved:
+            raise ValueError(
+                f"Modality name {name!r} is reserved ({reserved[name]}); rename the "
+                "modality."
+            )
+        if "__" in name:
+            # As for the steps of a scikit-learn Pipeline: "__" separates the
+            # parts of a nested parameter name.
+            raise ValueError(
+                f"Modality name {name!r} contains '__', which separates nested "
+                "parameter names (e.g. encoders__<modality>__<param>, "
+                "<modality>__<param> in PerModality); rename the modality."
+            )
+        if torch_names:
+            if "." in name:
+                raise ValueError(
+                    f"Modality name {name!r} is not allowed: names must contain no '.'."
+                )
+            # Experts are kept in a torch ModuleDict keyed by modality and
+            # called as module(**X), so a name must not shadow one of their
+            # attributes.
+            if name == "self" or hasattr(torch.nn.ModuleDict, name):
+                raise ValueError(
+                    f"Modality name {name!r} clashes with an attribute of "
+                    "torch.nn.Module and cannot name an expert; rename the modality."
+                )
 
 
 def check_known_modalities(names, fitted):
@@ -30,6 +116,145 @@ def check_known_modalities(names, fitted):
             f"Modality {extra[0]!r} was not seen in fit (fitted modalities: "
             f"{list(fitted)})."
         )
+
+
+def check_modality_mapping(X, *, known=None, reserved=None, torch_names=False,
+                           allow_empty=False):
+    """Check that ``X`` is a mapping of modality name to samples; return ``n_samples``.
+
+    The one check of the container, shared by everything that takes ``X``:
+    a mapping, not empty, valid names (see :func:`check_modality_names`), or
+    only names in ``known`` (at prediction time), and the same number of
+    samples in every modality. The arrays themselves are not read.
+
+    Parameters
+    ----------
+    X : object
+        What the user passed as ``X``.
+    known : list of str or None, default=None
+        The modalities seen in fit; ``X`` may hold any of them and no other.
+        ``None`` checks the names instead.
+    reserved : dict or None, default=None
+        Name -> what it already names (see :func:`check_modality_names`).
+    torch_names : bool, default=False
+        See :func:`check_modality_names`.
+    allow_empty : bool, default=False
+        Accept a mapping without modalities (then ``None`` is returned).
+
+    Returns
+    -------
+    n_samples : int or None
+        The number of samples of every modality.
+    """
+    if not isinstance(X, Mapping):
+        raise TypeError(
+            "X must be a mapping of modality name to array (a dict or "
+            f"ModalityDict); got {type(X).__name__}. Wrap a single array as "
+            "{'name': array}."
+        )
+    names = list(X.keys())
+    if not names:
+        if allow_empty:
+            return None
+        raise ValueError("X is an empty mapping; it needs at least one modality.")
+    if known is None:
+        check_modality_names(names, reserved=reserved, torch_names=torch_names)
+    else:
+        check_known_modalities(names, known)
+    first, n_first = names[0], None
+    for name in names:
+        n = n_samples_of(X[name])
+        if n is None:
+            raise TypeError(
+                f"Modality {name!r} must be an array-like with samples on the first "
+                "axis (numpy array, torch tensor, pandas DataFrame, scipy sparse "
+                f"matrix or list); got {type(X[name]).__name__}."
+            )
+        if n_first is None:
+            n_first = n
+        elif n != n_first:
+            raise ValueError(
+                f"Modality {name!r} has {n} samples but modality {first!r} has "
+                f"{n_first}; all modalities must have the same number of samples."
+            )
+    return n_first
+
+
+# ----------------------------------------------------------------------
+# Missing samples
+
+
+def missing_rows(value):
+    """Which samples miss this modality: a bool array of shape ``(n_samples,)``.
+
+    A sample misses a modality when all its values in it are missing: NaN,
+    ``None`` or ``pd.NA`` (a row of NaN in a table, an image or a sequence
+    of NaN, a ``None`` text). Samples of a non-float array never miss it.
+
+    Parameters
+    ----------
+    value : array-like
+        One modality, samples on the first axis: numpy array, pandas
+        DataFrame or Series, scipy sparse matrix, torch tensor or list.
+
+    Returns
+    -------
+    missing : ndarray of bool of shape (n_samples,)
+    """
+    n = n_samples_of(value)
+    none = np.zeros(n or 0, dtype=bool)
+    if not n:
+        return none
+    if isinstance(value, pd.DataFrame):
+        if value.shape[1] == 0:
+            return none
+        return value.isna().to_numpy().all(axis=1)
+    if isinstance(value, pd.Series):
+        return value.isna().to_numpy()
+    if sp.issparse(value):
+        if value.dtype.kind not in "fc" or value.shape[1] == 0:
+            return none
+        csr = sp.csr_array(value)
+        rows = np.repeat(np.arange(n), np.diff(csr.indptr))
+        counts = np.bincount(rows[np.isnan(csr.data)], minlength=n)
+        return counts == value.shape[1]
+    if isinstance(value, torch.Tensor):
+        if not value.is_floating_point() or value[0].numel() == 0:
+            return none
+        flat = value.detach().reshape(n, -1)
+        if math.isfinite(flat.sum(dtype=torch.float64)):
+            return none
+        return flat.isnan().all(1).cpu().numpy()
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError):  # ragged: one entry per sample
+        return np.array([_entry_missing(v) for v in value], dtype=bool)
+    if array.ndim == 0 or array.size == 0:
+        return none
+    if array.dtype.kind == "f":
+        # One pass, no mask the size of the data, when nothing is NaN.
+        with np.errstate(over="ignore", invalid="ignore"):
+            if math.isfinite(np.sum(array, dtype=np.float64)):
+                return none
+        flat = array.reshape(n, -1)
+        # A sample whose first value is a number is observed: only the others
+        # need a full look.
+        candidates = np.flatnonzero(np.isnan(flat[:, 0]))
+        missing = none.copy()
+        missing[candidates] = np.isnan(flat[candidates]).all(axis=1)
+        return missing
+    if array.dtype.kind == "O":
+        return pd.isna(array).reshape(n, -1).all(axis=1)
+    return none
+
+
+def _entry_missing(entry):
+    missing = pd.isna(entry)
+    return bool(np.all(missing)) if np.ndim(missing) else bool(missing)
+
+
+# ----------------------------------------------------------------------
+# The classifier's input
 
 
 def check_modalities(X, fitted=None):
@@ -59,33 +284,13 @@ def check_modalities(X, fitted=None):
         Which sample has which modality (columns in the order of
         ``tensors``); ``None`` when every sample has all of them.
     """
-    if not isinstance(X, Mapping):
-        raise TypeError(
-            "X must be a mapping of modality name to array (a dict or "
-            f"ModalityDict); got {type(X).__name__}. Wrap a single array as "
-            "{'name': array}."
-        )
-    names = list(dict(X))
-    if not names:
-        raise ValueError("X is an empty mapping; it needs at least one modality.")
     if fitted is None:
-        check_modality_names(names)
+        n_samples = check_modality_mapping(X, reserved=ESTIMATOR_RESERVED, torch_names=True)
     else:
-        check_known_modalities(names, fitted.modalities_)
+        n_samples = check_modality_mapping(X, known=fitted.modalities_)
     tensors, columns, rows_present = {}, {}, {}
-    for name in names:
-        tensors[name], columns[name], rows_present[name] = as_float_tensor(name, X[name])
-    first = names[0]
-    n_first = tensors[first].shape[0]
-    for name, tensor in tensors.items():
-        n = tensor.shape[0]
-        if n == 0:
-            raise ValueError(f"Modality {name!r} has 0 samples.")
-        if n != n_first:
-            raise ValueError(
-                f"Modality {name!r} has {n} samples but modality {first!r} has "
-                f"{n_first}; all modalities must have the same number of samples."
-            )
+    for name in X:
+        tensors[name], columns[name], rows_present[name] = check_modality_array(name, X[name])
     if fitted is None:
         for name, rows in rows_present.items():
             if rows is not None and not bool(rows.any()):
@@ -98,14 +303,15 @@ def check_modalities(X, fitted=None):
             _check_like_fit(fitted, name, tuple(tensor.shape[1:]), columns[name])
         for name in fitted.modalities_:
             if name not in tensors:  # left out: missing in every sample
-                tensors[name] = torch.zeros((n_first, *fitted.input_shapes_[name]))
+                tensors[name] = torch.zeros((n_samples, *fitted.input_shapes_[name]))
                 columns[name] = None
-                rows_present[name] = torch.zeros(n_first, dtype=torch.bool)
+                rows_present[name] = torch.zeros(n_samples, dtype=torch.bool)
         tensors = {m: tensors[m] for m in fitted.modalities_}
     if all(rows is None for rows in rows_present.values()):
         return tensors, columns, None
     present = torch.stack([
-        torch.ones(n_first, dtype=torch.bool) if rows_present[m] is None else rows_present[m]
+        torch.ones(n_samples, dtype=torch.bool) if rows_present[m] is None
+        else rows_present[m]
         for m in tensors
     ], dim=1)
     empty = torch.nonzero(~present.any(1)).flatten()
@@ -116,33 +322,6 @@ def check_modalities(X, fitted=None):
             f"{list(tensors)}."
         )
     return tensors, columns, present
-
-
-def check_modality_names(names):
-    """Reject names that cannot label an expert (and a torch submodule)."""
-    for name in names:
-        if not isinstance(name, str):
-            raise TypeError(
-                f"Modality names must be strings; got {name!r} of type "
-                f"{type(name).__name__}."
-            )
-        if not name or "." in name:
-            raise ValueError(
-                f"Modality name {name!r} is not allowed: names must be non-empty and "
-                "contain no '.'."
-            )
-        if name in (INTER, PRESENT):
-            raise ValueError(
-                f"Modality name {name!r} is reserved (it names the inter-modality "
-                "expert); rename the modality."
-            )
-        # Experts are kept in a torch ModuleDict keyed by modality and called
-        # as module(**X), so a name must not shadow one of their attributes.
-        if name == "self" or hasattr(torch.nn.ModuleDict, name):
-            raise ValueError(
-                f"Modality name {name!r} clashes with an attribute of torch.nn.Module "
-                "and cannot name an expert; rename the modality."
-            )
 
 
 def _check_like_fit(fitted, name, shape, columns):
@@ -178,115 +357,118 @@ def _check_like_fit(fitted, name, shape, columns):
         )
 
 
-def as_float_tensor(name, value):
-    """``(float32 CPU tensor, DataFrame columns or None, present rows or None)``.
+def check_modality_array(name, value):
+    """One modality as ``(float32 CPU tensor, DataFrame columns or None, present rows)``.
 
-    Integer, boolean and float64 inputs are cast to float32. Sparse,
-    object, string, complex and date/time inputs are rejected, as are
-    infinite values and NaN, except in a sample whose values in this
-    modality are all NaN: that sample misses the modality. Its row is set
-    to zeros and ``present`` (a bool tensor of shape ``(n_samples,)``,
-    ``None`` when no sample misses the modality) marks it False.
+    ``value`` goes through scikit-learn's ``check_array`` (named after the
+    modality, at least 2-D, any number of dimensions, at least one sample
+    and one feature, cast to float32): integer, boolean, float and object
+    arrays of numbers are read as numbers; complex data, strings, dates and
+    values beyond the float32 range are refused. pandas nullable dtypes
+    (``Float64``, ``Int64``, ``boolean``) are read with ``pd.NA`` as NaN. A
+    scipy sparse matrix is densified.
+
+    Infinite values are refused, and so is NaN, except in a sample whose
+    values in this modality are all NaN: that sample misses the modality.
+    Its row is set to zeros and ``present`` (a bool tensor of shape
+    ``(n_samples,)``, ``None`` when no sample misses the modality) marks it
+    False.
     """
     columns = None
-    if hasattr(value, "tocsr") or type(value).__module__.startswith("scipy.sparse"):
-        raise TypeError(
-            f"Modality {name!r} is a scipy sparse matrix, which is not supported; "
-            "convert it with .toarray()."
-        )
     if isinstance(value, pd.DataFrame):
         for column, dtype in value.dtypes.items():
-            if not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_complex_dtype(dtype):
+            if not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)):
                 raise TypeError(
                     f"Modality {name!r} has non-numeric column {column!r} (dtype "
                     f"{dtype}); encode it first, e.g. with "
                     f"PerModality({{{name!r}: ColumnTransformer(...)}})."
                 )
         columns = np.asarray(value.columns, dtype=object)
-        # Nullable pandas dtypes hold pd.NA: turn it into NaN, reported below.
-        value = value.to_numpy(dtype=np.float64, na_value=np.nan)
-    elif isinstance(value, pd.Series):
-        value = value.to_numpy()
-    if isinstance(value, torch.Tensor):
-        if value.is_complex() or not (value.is_floating_point()
-                                      or value.dtype in _TORCH_INTEGER_DTYPES):
-            raise TypeError(
-                f"Modality {name!r} has unsupported dtype {value.dtype}; numeric "
-                "values (float, int or bool) are required."
-            )
-        source = value.detach().cpu()
-    else:
-        try:
-            source = np.asarray(value)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(
-                f"Modality {name!r} cannot be read as an array ({exc}); pass an "
-                "array with the same shape for every sample."
-            ) from exc
-        if source.dtype.kind not in "biuf":
-            raise TypeError(
-                f"Modality {name!r} has dtype {source.dtype} ({type(value).__name__}); "
-                "numeric values (float, int or bool) are required."
-            )
-    if source.ndim < 2:
-        raise ValueError(
-            f"Modality {name!r} must be at least 2-D with samples first, e.g. "
-            f"(n_samples, n_features); got shape {tuple(source.shape)}. Use "
-            "array.reshape(-1, 1) for a single feature."
+    elif isinstance(value, torch.Tensor):
+        value = value.detach()
+        if value.is_floating_point() and value.dtype not in (torch.float32, torch.float64):
+            value = value.float()  # numpy has no bfloat16
+        value = value.cpu().resolve_conj().resolve_neg().numpy()
+    dtype = getattr(value, "dtype", None)
+    if isinstance(dtype, np.dtype) and dtype.kind in "USVmM":
+        # check_array would parse strings of digits as numbers.
+        raise TypeError(
+            f"Modality {name!r} has dtype {dtype} ({type(value).__name__}); numeric "
+            "values (float, int or bool) are required."
         )
-    if 0 in source.shape[1:]:
+    try:
+        # Values beyond float32 become inf in the cast and are reported below.
+        with np.errstate(over="ignore"):
+            array = check_array(
+                value, accept_sparse=True, dtype=np.float32, ensure_all_finite=False,
+                allow_nd=True, input_name=name,
+            )
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"Modality {name!r}: {exc}") from exc
+    if 0 in array.shape[1:]:  # check_array counts features of 2-D arrays only
         raise ValueError(
-            f"Modality {name!r} has samples of shape {tuple(source.shape[1:])}, "
-            "which hold no values."
+            f"Modality {name!r}: Found array with 0 feature(s) (shape="
+            f"{tuple(array.shape)}) while a minimum of 1 is required."
         )
-    if isinstance(source, torch.Tensor):
-        tensor = source.to(torch.float32)
-    else:
-        with np.errstate(over="ignore"):  # values past float32 are reported below
-            tensor = torch.from_numpy(np.ascontiguousarray(source, dtype=np.float32))
+    if sp.issparse(array):
+        array = array.toarray()
+    array = np.ascontiguousarray(array)
+    with warnings.catch_warnings():
+        # A read-only input (a memory map, or a DataFrame's values under
+        # pandas' copy-on-write) is shared, not copied: the tensor is only
+        # read, never written in place.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        tensor = torch.from_numpy(array)
     present = None
-    # A float64 sum of float32 values cannot overflow, so it is finite exactly
-    # when every value is: one pass, no mask the size of the data.
+    # Finiteness in one pass with no mask the size of the data: a float64
+    # sum of float32 values cannot overflow, so it is finite exactly when
+    # every value is. check_array's own check (ensure_all_finite) would be a
+    # second pass; scikit-learn's assert_all_finite only runs, for its
+    # message, when this one finds a problem.
     if not math.isfinite(tensor.sum(dtype=torch.float64)):
         rows = tensor.view(len(tensor), -1)
         missing = rows.isnan().all(1)
         if not bool(torch.isfinite(rows[~missing]).all()):
-            _raise_non_finite(name, source, missing.numpy())
+            _raise_non_finite(name, rows.numpy(), missing.numpy())
         tensor = tensor.masked_fill(missing.view(-1, *([1] * (tensor.dim() - 1))), 0.0)
         present = ~missing
     return tensor, columns, present
 
 
-def _raise_non_finite(name, source, missing):
-    """Report the non-finite values of ``source`` outside the ``missing`` samples."""
-    if isinstance(source, torch.Tensor):
-        values = source.double().numpy()
-    else:
-        values = np.asarray(source, dtype=np.float64)
-    values = values.reshape(len(values), -1)
-    values[missing] = 0.0
-    n_nan, n_inf = int(np.isnan(values).sum()), int(np.isinf(values).sum())
-    if n_nan == 0 and n_inf == 0:
-        raise ValueError(
-            f"Modality {name!r} has values beyond the float32 range (about "
-            "+-3.4e38); rescale them."
-        )
-    first = int(np.flatnonzero(~np.isfinite(values).all(1))[0])
-    found = " and ".join(f"{n} {kind}" for n, kind in [(n_nan, "NaN"), (n_inf, "infinite")]
-                         if n)
+def _raise_non_finite(name, rows, missing):
+    """Report the non-finite values of ``rows`` outside the ``missing`` samples."""
+    observed = np.flatnonzero(~missing)
+    bad = ~np.isfinite(rows[observed])
+    first = int(observed[np.flatnonzero(bad.any(axis=1))[0]])
+    try:
+        assert_all_finite(rows[observed], allow_nan=True, input_name=name)
+    except ValueError as exc:  # infinity, or a value past the float32 range
+        raise ValueError(f"Modality {name!r}: {exc} First in sample {first}.") from None
     raise ValueError(
-        f"Modality {name!r} contains {found} value(s) (first in sample {first}); "
+        f"Modality {name!r} contains {int(bad.sum())} NaN value(s) (first in sample "
+        f"{first}); "
         "impute or drop them first (e.g. sklearn.impute.SimpleImputer). A sample "
         "whose values in a modality are all NaN counts as missing that modality."
     )
 
 
+# ----------------------------------------------------------------------
+# The target
+
+
 def check_target(y, n_samples):
-    """Validate ``y`` and return ``(classes, y_encoded)``."""
-    y = np.asarray(y)
-    if y.ndim != 1 and not (y.ndim == 2 and y.shape[1] == 1):
-        raise ValueError(f"y must be 1-D (n_samples,); got shape {y.shape}.")
-    y = y.ravel()
+    """Validate ``y`` and return ``(classes, y_encoded)``.
+
+    ``y`` is read by scikit-learn's ``column_or_1d`` (a column vector is
+    raveled with a ``DataConversionWarning``) and
+    ``check_classification_targets`` (binary or multiclass labels of any
+    type), then encoded by a ``LabelEncoder``.
+    """
+    if y is None:
+        raise ValueError(
+            "I2M2Classifier requires y to be passed, but the target y is None."
+        )
+    y = column_or_1d(y, warn=True)
     if len(y) != n_samples:
         raise ValueError(f"y has {len(y)} samples but the modalities have {n_samples}.")
     if y.dtype.kind in "fO":
@@ -296,17 +478,12 @@ def check_target(y, n_samples):
                 f"y has {missing.size} missing label(s) (NaN or None), first in sample "
                 f"{missing[0]}; drop those samples."
             )
-    target_type = type_of_target(y, input_name="y")
-    if target_type not in ("binary", "multiclass"):
-        raise ValueError(
-            f"I2M2Classifier supports binary and multiclass targets; y is "
-            f"{target_type!r}."
-        )
+    check_classification_targets(y)
     encoder = LabelEncoder().fit(y)
     if len(encoder.classes_) < 2:
         raise ValueError(
-            f"y has a single class ({as_python(encoder.classes_[0])!r}); at least 2 "
-            "are needed."
+            f"y contains only one class ({as_python(encoder.classes_[0])!r}); a "
+            "classifier needs samples of at least 2 classes."
         )
     return encoder.classes_, encoder.transform(y)
 

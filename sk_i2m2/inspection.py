@@ -8,20 +8,26 @@ same test rows, each of its experts, their products and a prior baseline;
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Mapping
+from numbers import Integral
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.dummy import DummyClassifier
-from sklearn.metrics import check_scoring
+from sklearn.metrics import check_scoring, get_scorer_names
 from sklearn.model_selection import check_cv
 from sklearn.pipeline import Pipeline
-from sklearn.utils import _safe_indexing
 from sklearn.utils.parallel import Parallel, delayed
+
+# Private scikit-learn helpers with no public equivalent: row indexing of
+# any array-like (sklearn.utils.safe_indexing was removed) and the parameter
+# validation of scikit-learn's own public functions.
+from sklearn.utils import _safe_indexing
+from sklearn.utils._param_validation import HasMethods, StrOptions, validate_params
 
 from ._data import ModalityDict
 from ._estimator import I2M2Classifier
+from ._validation import check_modality_mapping
 from .nn.experts import INTER
 
 __all__ = ["dependency_report", "plot_dependency_report"]
@@ -190,6 +196,18 @@ def _verdict(fold_scores, scoring_name):
     return label, verdict
 
 
+@validate_params(
+    {
+        "estimator": [HasMethods(["fit", "predict_proba"])],
+        "X": "no_validation",  # check_modality_mapping names the problem
+        "y": ["array-like"],
+        "cv": ["cv_object"],
+        "groups": ["array-like", None],
+        "scoring": [StrOptions(set(get_scorer_names())), callable, None],
+        "n_jobs": [Integral, None],
+    },
+    prefer_skip_nested_validation=True,
+)
 def dependency_report(estimator, X, y, *, cv=5, groups=None, scoring="accuracy", n_jobs=None):
     """Cross-validated scores of I2M2's experts: which dependencies drive the data?
 
@@ -302,29 +320,19 @@ def dependency_report(estimator, X, y, *, cv=5, groups=None, scoring="accuracy",
     ['kind', 'score_mean', 'score_std', 'agreement', 'mean_entropy']
     """
     base = _check_estimator(estimator)
-    if not isinstance(X, Mapping):
-        raise TypeError(
-            "X must be a mapping of modality name to array (a dict or ModalityDict); "
-            f"got {type(X).__name__}."
-        )
-    modalities = list(dict(X))
+    check_modality_mapping(X, reserved={
+        name: "it is also the name of a row of the report" for name in (INTRA, I2M2, CHANCE)
+    })
+    modalities = list(X)
     if len(modalities) < 2:
         raise ValueError(
             "dependency_report needs at least 2 modalities to separate intra- from "
             f"inter-modality dependencies; X has {modalities}."
         )
-    clashes = [m for m in modalities if m in (INTRA, I2M2, CHANCE)]
-    if clashes:
-        raise ValueError(
-            f"Modality name {clashes[0]!r} is also the name of a row of the report; "
-            "rename the modality."
-        )
     X = X if isinstance(X, ModalityDict) else ModalityDict(X)
     y = np.asarray(y)
     if len(y) != len(X):
         raise ValueError(f"X has {len(X)} samples but y has {len(y)}.")
-    if isinstance(scoring, (list, tuple, set, dict)):
-        raise ValueError(f"scoring must be one scorer (a name or a callable); got {scoring!r}.")
     scorer = check_scoring(base, scoring)
     cv = check_cv(cv, y, classifier=True)
 
@@ -363,6 +371,13 @@ def dependency_report(estimator, X, y, *, cv=5, groups=None, scoring="accuracy",
     return report
 
 
+@validate_params(
+    {
+        "report": [pd.DataFrame],
+        "ax": "no_validation",  # a matplotlib Axes; matplotlib is optional
+    },
+    prefer_skip_nested_validation=True,
+)
 def plot_dependency_report(report, *, ax=None):
     """Bar chart of a :func:`dependency_report`, titled with its verdict.
 

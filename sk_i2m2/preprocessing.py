@@ -5,21 +5,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-from sklearn.base import TransformerMixin, _fit_context, clone
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from sklearn.base import TransformerMixin, clone
 from sklearn.utils import get_tags
+from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping, process_routing
+from sklearn.utils.validation import check_is_fitted
+
+# Private scikit-learn helpers with no public equivalent, used the way
+# ColumnTransformer uses them: parameter validation in fit, nested parameters
+# of named sub-estimators, set_output of a sub-estimator, refusing metadata
+# without routing, the column names of a DataFrame.
+from sklearn.base import _fit_context
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils._set_output import _safe_set_output
-from sklearn.utils.metadata_routing import (
-    MetadataRouter,
-    MethodMapping,
-    _raise_for_params,
-    process_routing,
-)
+from sklearn.utils.metadata_routing import _raise_for_params
 from sklearn.utils.metaestimators import _BaseComposition
-from sklearn.utils.validation import _get_feature_names, check_is_fitted
+from sklearn.utils.validation import _get_feature_names
 
-from ._data import ModalityDict
-from ._validation import check_known_modalities
+from ._data import ModalityDict, index_rows
+from ._validation import check_modality_mapping, missing_rows, n_samples_of
 
 __all__ = ["PerModality"]
 
@@ -45,6 +51,20 @@ class PerModality(TransformerMixin, _BaseComposition, auto_wrap_output_keys=None
     (:class:`~sk_i2m2.I2M2Classifier` standardises them itself); leave them
     out and they pass through untouched. To encode a mixed
     numeric/categorical table, give that modality a ``ColumnTransformer``.
+
+    Samples that miss a modality keep missing it. A sample misses a
+    modality when all its values in it are missing (NaN, ``None`` or
+    ``pd.NA``: a row of NaN in a table); each transformer is fitted on, and
+    transforms, only the samples that have its modality, and the others get
+    an all-NaN row of the output's width, which
+    :class:`~sk_i2m2.I2M2Classifier` reads as a missing modality. An
+    imputer here therefore fills the gaps of the samples that have the
+    modality and never invents a whole modality for those that lack it. A
+    modality missing in every sample at ``transform`` is left out of the
+    output (as if left out of ``X``). Such output is a float array, or a
+    DataFrame with the input's index under ``set_output(transform="pandas")``;
+    a sparse output (e.g. of ``OneHotEncoder``) is densified when it needs
+    NaN rows and returned as it is otherwise.
 
     Parameters
     ----------
@@ -178,13 +198,9 @@ class PerModality(TransformerMixin, _BaseComposition, auto_wrap_output_keys=None
     # ------------------------------------------------------------------
     # Fit and transform
 
-    def _check_X(self, X):
-        if not isinstance(X, Mapping):
-            raise TypeError(
-                "X must be a mapping of modality name to array (a dict or "
-                f"ModalityDict); got {type(X).__name__}."
-            )
-        return X if isinstance(X, ModalityDict) else ModalityDict(X)
+    def _check_X(self, X, known=None):
+        check_modality_mapping(X, known=known)
+        return X
 
     def _validate_transformers(self, X):
         names = list(self.transformers)
@@ -231,17 +247,31 @@ class PerModality(TransformerMixin, _BaseComposition, auto_wrap_output_keys=None
                     outputs[name] = X[name]
                 continue
             transformer = clone(transformer)
-            step_params = routed[name]
+            value, observed = _observed(X[name])
+            if observed is not None and len(observed) == 0:
+                raise ValueError(
+                    f"Modality {name!r} is missing (all NaN) in every sample; there is "
+                    "nothing to fit its transformer on. Drop it from X or give it "
+                    "'drop'."
+                )
+            n = n_samples_of(X[name])
+            y_fit = y if observed is None or y is None else index_rows(y, observed)
+            step_params = {
+                step: _rows_of_params(getattr(routed[name], step, {}), n, observed)
+                for step in ("fit", "fit_transform", "transform")
+            }
             if method == "fit":
-                transformer.fit(X[name], y, **step_params.fit)
+                transformer.fit(value, y_fit, **step_params["fit"])
             elif hasattr(transformer, "fit_transform"):
                 outputs[name] = transformer.fit_transform(
-                    X[name], y, **step_params.fit_transform
+                    value, y_fit, **step_params["fit_transform"]
                 )
             else:
-                outputs[name] = transformer.fit(X[name], y, **step_params.fit).transform(
-                    X[name], **step_params.transform
+                outputs[name] = transformer.fit(value, y_fit, **step_params["fit"]).transform(
+                    value, **step_params["transform"]
                 )
+            if name in outputs:
+                outputs[name] = _with_missing_rows(outputs[name], X[name], observed, n, name)
             fitted[name] = transformer
         self.transformers_ = fitted
         self._record_inputs(X)
@@ -309,12 +339,12 @@ class PerModality(TransformerMixin, _BaseComposition, auto_wrap_output_keys=None
         Returns
         -------
         Xt : ModalityDict
-            Transformed modalities in the order seen in ``fit``.
+            Transformed modalities in the order seen in ``fit``; a modality
+            missing (all NaN) in every sample is left out.
         """
         _raise_for_params(params, self, "transform")
         check_is_fitted(self)
-        X = self._check_X(X)
-        check_known_modalities(list(X), list(self.transformers_))
+        X = self._check_X(X, known=list(self.transformers_))
         routed = process_routing(self, "transform", **params)
         outputs = {}
         for name, transformer in self.transformers_.items():
@@ -322,8 +352,14 @@ class PerModality(TransformerMixin, _BaseComposition, auto_wrap_output_keys=None
                 continue
             if _is_special(transformer, "passthrough"):
                 outputs[name] = X[name]
-            else:
-                outputs[name] = transformer.transform(X[name], **routed[name].transform)
+                continue
+            value, observed = _observed(X[name])
+            if observed is not None and len(observed) == 0:
+                continue  # missing in every sample: as if left out of X
+            n = n_samples_of(X[name])
+            step_params = _rows_of_params(routed[name].transform, n, observed)
+            outputs[name] = _with_missing_rows(
+                transformer.transform(value, **step_params), X[name], observed, n, name)
         return ModalityDict(outputs)
 
     def get_feature_names_out(self, input_features=None):
@@ -415,3 +451,55 @@ def _sample_shape(value):
         except ValueError:
             return None
     return tuple(int(s) for s in shape[1:])
+
+
+def _observed(value):
+    """``(rows of value that have the modality, their indices)``; indices ``None`` if all."""
+    missing = missing_rows(value)
+    if not missing.any():
+        return value, None
+    observed = np.flatnonzero(~missing)
+    return index_rows(value, observed), observed
+
+
+def _rows_of_params(params, n_samples, observed):
+    """Metadata with one value per sample cut down to the ``observed`` rows."""
+    if observed is None:
+        return params
+    return {
+        key: index_rows(value, observed) if n_samples_of(value) == n_samples else value
+        for key, value in params.items()
+    }
+
+
+def _with_missing_rows(output, value, observed, n_samples, name):
+    """``output`` of the ``observed`` rows, with all-NaN rows put back for the others."""
+    if observed is None:
+        return output
+    if sp.issparse(output):
+        output = output.toarray()
+    if isinstance(output, pd.DataFrame):
+        # Row positions: -1 is not a label of the reset index, hence a NaN row.
+        take = np.full(n_samples, -1)
+        take[observed] = np.arange(len(observed))
+        full = output.reset_index(drop=True).reindex(take)
+        full.index = value.index if isinstance(value, pd.DataFrame) else pd.RangeIndex(n_samples)
+        return full
+    if isinstance(output, torch.Tensor):
+        dtype = output.dtype if output.is_floating_point() else torch.float32
+        full = torch.full((n_samples, *output.shape[1:]), float("nan"), dtype=dtype,
+                          device=output.device)
+        full[torch.as_tensor(observed, device=output.device)] = output.to(dtype)
+        return full
+    try:
+        output = np.asarray(output)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"The transformer of modality {name!r} returned {type(output).__name__}, "
+            "which cannot hold the all-NaN rows of the samples that miss the "
+            "modality; return an array or a DataFrame."
+        ) from exc
+    dtype = output.dtype if output.dtype.kind in "fcO" else np.float64
+    full = np.full((n_samples, *output.shape[1:]), np.nan, dtype=dtype)
+    full[observed] = output
+    return full

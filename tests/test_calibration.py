@@ -16,7 +16,8 @@ def test_fit_temperature_recovers_the_temperature_of_overconfident_logits():
     true_logits = 1.5 * torch.randn(4000, 3, generator=generator)
     y = torch.multinomial(true_logits.softmax(1), 1, generator=generator).squeeze(1)
     assert fit_temperature(3.0 * true_logits, y) == pytest.approx(3.0, rel=0.1)
-    assert fit_temperature(0.5 * true_logits, y) == pytest.approx(0.5, rel=0.1)
+    assert fit_temperature(0.7 * true_logits, y) == pytest.approx(0.7, rel=0.1)
+    assert fit_temperature(0.1 * true_logits, y) == 0.5  # sharpening is bounded
     assert fit_temperature(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)) == 1.0
 
 

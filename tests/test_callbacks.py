@@ -63,7 +63,7 @@ def test_epoch_scoring_equals_sklearn_metrics_on_validation_rows(data, as_modali
     callbacks = {stage: [EpochScoring("accuracy", lower_is_better=False, name="acc"),
                          EpochScoring("neg_log_loss", name="nll", use_caching=False),
                          ScoreByHand(records[stage])] for stage in STAGES}
-    clf = fit(X, y, callbacks)
+    clf = fit(X, y, callbacks, calibration=None)
     for stage, net in nets(clf).items():
         expected = np.array(records[stage])
         assert len(expected) == len(net.history)

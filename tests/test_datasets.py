@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
+from sklearn.utils._param_validation import InvalidParameterError
 
 from sk_i2m2 import ModalityDict
 from sk_i2m2.cli import BENCHMARKS, main
@@ -52,9 +53,18 @@ def test_load_kspace_digits_is_the_fft_of_the_images(source, n, shape):
     np.testing.assert_allclose(images, expected, atol=1e-3)
 
 
-def test_load_kspace_digits_rejects_unknown_source():
-    with pytest.raises(ValueError, match="Unknown source 'mnist'"):
-        load_kspace_digits("mnist")
+@pytest.mark.parametrize("load, kwargs, match", [
+    (load_kspace_digits, dict(source="mnist"),
+     r"'source' parameter of load_kspace_digits must be a str among \{"),
+    (load_mfeat, dict(views="pix"), "'views' parameter of load_mfeat must be an array-like"),
+    (load_mfeat, dict(as_frame="yes"), "'as_frame' parameter of load_mfeat"),
+    (load_mfeat, dict(pix_as_image=None), "'pix_as_image' parameter of load_mfeat"),
+])
+def test_loaders_validate_their_parameters(load, kwargs, match):
+    with pytest.raises(InvalidParameterError, match=match):
+        load(**kwargs)
+    with pytest.raises(ValueError, match="Unknown mfeat view 'xyz'"):
+        load_mfeat(["pix", "xyz"])
 
 
 def test_generator_shapes_balance_and_determinism():
@@ -75,15 +85,19 @@ def test_generator_shapes_balance_and_determinism():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(n_modalities=1), "n_modalities must be an integer >= 2"),
-    (dict(n_features=3), r"n_features must be an integer >= 2 \* n_classes = 4"),
-    (dict(n_classes=1), "n_classes must be an integer >= 2"),
-    (dict(intra_strength=-1.0), "intra_strength must be a number >= 0"),
-    (dict(inter_strength=float("nan")), "inter_strength must be a number >= 0"),
+    (dict(n_samples=0), r"'n_samples' parameter .* an int in the range \[1, inf\)"),
+    (dict(n_modalities=1), r"'n_modalities' parameter .* an int in the range \[2, inf\)"),
+    (dict(n_modalities=2.0), "'n_modalities' parameter"),
+    (dict(n_classes=1), r"'n_classes' parameter .* an int in the range \[2, inf\)"),
+    (dict(intra_strength=-1.0), r"'intra_strength' parameter .* range \[0.0, inf\)"),
+    (dict(inter_strength=float("nan")), "'inter_strength' parameter"),
+    (dict(random_state="seed"), "'random_state' parameter"),
 ])
 def test_generator_rejects_bad_parameters(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(InvalidParameterError, match=match):
         make_multimodal_classification(**kwargs)
+    with pytest.raises(ValueError, match=r"n_features must be >= 2 \* n_classes = 4"):
+        make_multimodal_classification(n_features=3)
 
 
 def _split_scores(X, y, features):

@@ -8,6 +8,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.validation import check_is_fitted
 
 from sk_i2m2 import I2M2Classifier, ModalityDict, PerModality, inspection
@@ -170,14 +171,37 @@ def test_modalities_the_report_cannot_separate():
         dependency_report(I2M2Classifier(), {"m0": X["m0"]}, y)
     with pytest.raises(TypeError, match="mapping of modality name"):
         dependency_report(I2M2Classifier(), X["m0"], y)
-    with pytest.raises(ValueError, match="'chance' is also the name of a row"):
+    with pytest.raises(ValueError, match="Modality name 'chance' is reserved .*a row of the "
+                                         "report"):
         dependency_report(I2M2Classifier(), {"m0": X["m0"], "chance": X["m1"]}, y)
+    with pytest.raises(ValueError, match="Modality name 'm__1' contains '__'"):
+        dependency_report(I2M2Classifier(), {"m0": X["m0"], "m__1": X["m1"]}, y)
+    with pytest.raises(ValueError, match="Modality 'm1' has 59 samples but modality 'm0' "
+                                         "has 60"):
+        dependency_report(I2M2Classifier(), {"m0": X["m0"], "m1": X["m1"][:-1]}, y)
 
 
 def test_one_scorer_only():
     X, y = _data(0.7, 0.0, n=60)
-    with pytest.raises(ValueError, match="one scorer"):
+    with pytest.raises(InvalidParameterError, match="'scoring' parameter of "
+                                                    "dependency_report"):
         dependency_report(I2M2Classifier(), X, y, scoring=["accuracy", "roc_auc"])
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(estimator="I2M2"), "'estimator' parameter of dependency_report"),
+    (dict(cv="five"), "'cv' parameter of dependency_report"),
+    (dict(scoring="acuracy"), "'scoring' parameter of dependency_report"),
+    (dict(n_jobs=1.5), "'n_jobs' parameter of dependency_report"),
+])
+def test_parameters_are_validated(kwargs, match):
+    X, y = _data(0.7, 0.0, n=60)
+    args = dict(estimator=I2M2Classifier(), X=X, y=y) | kwargs
+    with pytest.raises(InvalidParameterError, match=match):
+        dependency_report(**args)
+    with pytest.raises(InvalidParameterError, match="'report' parameter of "
+                                                    "plot_dependency_report"):
+        plot_dependency_report({"m0": 0.5})
 
 
 def test_plot(inter_report):

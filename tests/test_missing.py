@@ -5,13 +5,17 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse
 import torch
 from conftest import FAST, make_independent, make_xor, requires_cuda
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
 from sklearn.model_selection import train_test_split
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from sk_i2m2 import I2M2Classifier, ModalityDict, PerModality
+from sk_i2m2.encoders import Conv2dEncoder, MLPEncoder
 from sk_i2m2.nn.losses import ExpertsNLLLoss
 from sk_i2m2.datasets import load_mfeat
 
@@ -80,7 +84,7 @@ def test_thirty_percent_missing_rows_still_beat_every_single_expert(mfeat_split)
 
 def test_missing_intra_expert_leaves_exactly_the_product_of_the_others():
     X, y = make_independent(300, n_modalities=3)
-    clf = I2M2Classifier(dependencies="intra", **FAST).fit(X, y)
+    clf = I2M2Classifier(dependencies="intra", calibration=None, **FAST).fit(X, y)
     full = clf.expert_proba(X)
     X_without = {k: v for k, v in X.items() if k != "m2"}
     expected = np.log(full["m0"]) + np.log(full["m1"])
@@ -111,7 +115,7 @@ def test_per_sample_missingness_only_touches_those_samples():
 
 def test_inter_missing_drop_leaves_the_inter_expert_out():
     X, y = make_independent(200, n_modalities=2)
-    clf = I2M2Classifier(inter_missing="drop", **FAST).fit(X, y)
+    clf = I2M2Classifier(inter_missing="drop", calibration=None, **FAST).fit(X, y)
     assert clf.module_.experts["inter"].null is None
     X_partial = _hide_rows(X, [0, 1], "m0")
     experts = clf.expert_proba(X_partial)
@@ -211,6 +215,160 @@ def test_pipeline_with_per_modality_scaling_handles_missing_modalities():
     pipe.fit(X_partial, y)  # StandardScaler ignores and keeps the NaN rows
     assert pipe[-1].missing_rate_["m0"] == pytest.approx(0.2)
     assert pipe.predict_proba({"m1": X["m1"]}).shape == (200, 2)
+
+
+# ----------------------------------------------------------------------
+# Patients without a whole table, through PerModality
+
+
+def _clinical_with_absent_patients(n=60, seed=0):
+    """A mixed table (numbers and a str category) where every 6th patient has no row."""
+    rng = np.random.RandomState(seed)
+    y = rng.randint(0, 2, n)
+    clinical = pd.DataFrame({
+        "age": 60 + 10 * rng.randn(n) + 8 * y,
+        "volume": 3000 + 400 * rng.randn(n) - 300 * y,
+        "site": np.where(y == 1, "A", rng.choice(["A", "B", "C"], n)).astype(object),
+    })
+    absent = np.arange(0, n, 6)
+    clinical.loc[absent, ["age", "volume"]] = np.nan
+    clinical.loc[absent, "site"] = [None, np.nan] * (len(absent) // 2)
+    clinical.loc[1, "age"] = np.nan  # a gap in an observed row: the imputer's job
+    image = (rng.randn(n, 1, 8, 8) + 0.5 * y[:, None, None, None]).astype(np.float32)
+    return ModalityDict(clinical=clinical, image=image), y, absent
+
+
+def _encode_clinical():
+    return ColumnTransformer([
+        ("num", make_pipeline(SimpleImputer(), StandardScaler()), ["age", "volume"]),
+        ("cat", OneHotEncoder(handle_unknown="ignore"), ["site"]),  # sparse output
+    ])
+
+
+def test_column_transformer_pipeline_with_patients_without_the_table():
+    X, y, absent = _clinical_with_absent_patients()
+    pipe = Pipeline([
+        ("pre", PerModality({"clinical": _encode_clinical()})),
+        ("clf", I2M2Classifier(max_epochs=3, random_state=0,
+                               encoders={"clinical": MLPEncoder(hidden_sizes=(8,)),
+                                         "image": Conv2dEncoder(channels=(4,))})),
+    ])
+    pipe.fit(X, y)
+    clf = pipe.named_steps["clf"]
+    assert clf.missing_rate_["clinical"] == pytest.approx(len(absent) / len(y))
+    assert clf.missing_rate_["image"] == 0.0
+    assert clf.input_shapes_["clinical"] == (5,)  # 2 numbers + 3 sites
+    proba = pipe.predict_proba(X)
+    assert proba.shape == (len(y), 2) and np.isfinite(proba).all()
+    experts = clf.expert_proba(pipe[:-1].transform(X))
+    assert np.isnan(experts["clinical"][absent]).all()
+    assert np.isfinite(np.delete(experts["clinical"], absent, axis=0)).all()
+    # Prediction for patients with and without the table, and with no table at all.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the null embedding was trained on the absent rows
+        without = pipe.predict_proba({"image": X["image"]})
+        some = pipe.predict_proba(X[absent[:3]])
+    np.testing.assert_allclose(some, proba[absent[:3]], rtol=1e-5)
+    np.testing.assert_allclose(without[absent], proba[absent], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(np.delete(without, absent, axis=0),
+                           np.delete(proba, absent, axis=0))
+
+
+def test_per_modality_fits_on_and_transforms_only_the_observed_rows():
+    X, y, absent = _clinical_with_absent_patients()
+    observed = np.setdiff1d(np.arange(len(y)), absent)
+    pm = PerModality({"clinical": _encode_clinical()})
+    Xt = pm.fit_transform(X, y)
+    clinical = Xt["clinical"]
+    assert isinstance(clinical, np.ndarray) and clinical.dtype == np.float64
+    assert clinical.shape == (len(y), 5)
+    # The imputer fills the gap of patient 1 but never invents a table for
+    # the patients who have none; it learnt its means from the observed rows.
+    assert np.isnan(clinical[absent]).all() and np.isfinite(clinical[observed]).all()
+    imputer = pm.transformers_["clinical"].named_transformers_["num"][0]
+    np.testing.assert_allclose(imputer.statistics_,
+                               X["clinical"].loc[observed, ["age", "volume"]].mean())
+    np.testing.assert_allclose(clinical[observed, :2].mean(0), 0, atol=1e-12)
+    np.testing.assert_allclose(pm.transform(X)["clinical"], clinical)
+    # A plain SimpleImputer alone keeps all-NaN rows missing as well.
+    table = X["clinical"][["age", "volume"]]
+    imputed = PerModality({"t": SimpleImputer()}).fit_transform({"t": table})["t"]
+    assert np.isnan(imputed[absent]).all() and np.isfinite(imputed[observed]).all()
+    # A sparse output is densified to hold the NaN rows, and stays sparse
+    # when no row is missing.
+    sites = {"site": X["clinical"][["site"]]}
+    onehot = PerModality({"site": OneHotEncoder()}).fit(sites)
+    dense = onehot.transform(sites)["site"]
+    assert isinstance(dense, np.ndarray) and dense.shape == (len(y), 3)
+    assert np.isnan(dense[absent]).all() and (dense[observed].sum(1) == 1).all()
+    assert scipy.sparse.issparse(onehot.transform(ModalityDict(sites)[observed])["site"])
+    # A modality missing in every sample is left out, as if left out of X.
+    assert list(pm.transform(X[absent])) == ["image"]
+    with pytest.raises(ValueError, match="Modality 'clinical' is missing .* every sample"):
+        PerModality({"clinical": _encode_clinical()}).fit(X[absent])
+
+
+def test_per_modality_pandas_output_keeps_the_index_and_nan_rows():
+    X, y, absent = _clinical_with_absent_patients()
+    X["clinical"].index = np.arange(100, 100 + len(y))
+    encode = _encode_clinical().set_params(cat__sparse_output=False)
+    pm = PerModality({"clinical": encode}).set_output(transform="pandas")
+    clinical = pm.fit_transform(X)["clinical"]
+    assert isinstance(clinical, pd.DataFrame)
+    assert list(clinical.index) == list(X["clinical"].index)
+    assert list(clinical.columns) == list(pm.get_feature_names_out()["clinical"])
+    assert clinical.iloc[absent].isna().all().all()
+    assert clinical.drop(index=clinical.index[absent]).notna().all().all()
+
+
+def test_per_modality_routes_per_sample_metadata_to_the_observed_rows():
+    from sklearn import config_context
+
+    X, y, absent = _clinical_with_absent_patients()
+    observed = np.setdiff1d(np.arange(len(y)), absent)
+    weight = np.arange(len(y), dtype=float)
+    table = X["clinical"][["volume"]]
+    with config_context(enable_metadata_routing=True):
+        scaler = StandardScaler().set_fit_request(sample_weight=True)
+        pm = PerModality({"t": scaler}).fit({"t": table}, sample_weight=weight)
+    np.testing.assert_allclose(
+        pm.transformers_["t"].mean_,
+        np.average(table.iloc[observed], axis=0, weights=weight[observed]))
+
+
+def test_text_modality_with_absent_notes():
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    notes = ["chest pain", None, "no pain", np.nan, "chest"] * 4
+    Xt = PerModality({"notes": CountVectorizer()}).fit_transform({"notes": notes})
+    counts = Xt["notes"]
+    assert counts.shape == (20, 3) and not scipy.sparse.issparse(counts)
+    assert np.isnan(counts[1::5]).all() and np.isnan(counts[3::5]).all()
+    assert np.isfinite(counts[0::5]).all()
+
+
+@pytest.mark.parametrize("dtype", ["Float64", "Int64", "boolean"])
+def test_pandas_nullable_dtypes_are_read_with_na_as_nan(dtype):
+    rng = np.random.RandomState(0)
+    n = 40
+    y = np.arange(n) % 2
+    values = rng.randint(0, 2, (n, 3)) if dtype == "boolean" else rng.randint(0, 9, (n, 3))
+    values = values + (y[:, None] if dtype != "boolean" else 0)
+    plain = pd.DataFrame(values.astype(np.float64), columns=["a", "b", "c"])
+    plain.iloc[[2, 9, 20]] = np.nan  # patients without the table
+    nullable = plain.astype(dtype)
+    assert nullable.iloc[2].isna().all() and nullable["a"].dtype == dtype
+    image = (rng.randn(n, 1, 8, 8) + y[:, None, None, None]).astype(np.float32)
+    fits = [I2M2Classifier(max_epochs=3, random_state=0).fit({"tab": tab, "img": image}, y)
+            for tab in (plain, nullable)]
+    assert fits[1].missing_rate_["tab"] == pytest.approx(3 / n)
+    np.testing.assert_allclose(fits[1].predict_proba({"tab": nullable, "img": image}),
+                               fits[0].predict_proba({"tab": plain, "img": image}))
+    # pd.NA inside an observed row is a gap to impute, as NaN is.
+    gap = nullable.copy()
+    gap.iloc[0, 1] = pd.NA
+    with pytest.raises(ValueError, match="Modality 'tab' contains 1 NaN value.*sample 0"):
+        fits[1].predict({"tab": gap, "img": image})
 
 
 def test_saved_model_keeps_null_embeddings_and_missing_rates(tmp_path):

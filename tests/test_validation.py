@@ -8,9 +8,10 @@ import pytest
 import scipy.sparse
 import torch
 from sklearn.exceptions import NotFittedError
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
 
-from sk_i2m2 import I2M2Classifier, ModalityDict
+from sk_i2m2 import I2M2Classifier, ModalityDict, PerModality
 
 N = 30
 
@@ -82,6 +83,18 @@ def _nullable(df):
     return out
 
 
+def _object_strings(df):
+    values = df.to_numpy().astype(object)
+    values[3, 2] = "yes"
+    return values
+
+
+def _object_dict(df):
+    values = df.to_numpy().astype(object)
+    values[0, 0] = {"a": 1}
+    return values
+
+
 def _strings(df):
     out = df.copy()
     out["flag"] = "yes"
@@ -105,42 +118,55 @@ FIT_CASES = [
     ("X-list", lambda X, y: ({}, list(X.values()), y), TypeError, "X must be a mapping"),
     ("X-empty", lambda X, y: ({}, {}, y), ValueError, "empty mapping"),
     ("zero-samples", lambda X, y: ({}, {k: v[:0] for k, v in X.items()}, y[:0]),
-     ValueError, "Modality 'tab' has 0 samples"),
+     ValueError, r"Modality 'tab': Found array with 0 sample\(s\)"),
     ("counts-differ", _with("img", lambda v: v[:-1]), ValueError,
      f"Modality 'img' has {N - 1} samples but modality 'tab' has {N}"),
     ("y-length", lambda X, y: ({}, X, y[:-1]), ValueError, f"y has {N - 1} samples"),
     ("y-single-class", lambda X, y: ({}, X, np.zeros_like(y)), ValueError,
-     r"y has a single class \(0\)"),
+     r"y contains only one class \(0\)"),
     ("y-continuous", lambda X, y: ({}, X, np.linspace(0, 1, N)), ValueError, "continuous"),
-    ("y-2d", lambda X, y: ({}, X, np.c_[y, y]), ValueError, "y must be 1-D"),
+    ("y-2d", lambda X, y: ({}, X, np.c_[y, y]), ValueError, "y should be a 1d array"),
+    ("y-none", lambda X, y: ({}, X, None), ValueError, "requires y to be passed"),
     ("y-nan", lambda X, y: ({}, X, np.where(y == 0, np.nan, 1.0)), ValueError,
      r"y has 15 missing label\(s\) \(NaN or None\), first in sample 0"),
-    ("y-none", lambda X, y: ({}, X, np.where(y == 0, None, "a")), ValueError,
+    ("y-none-labels", lambda X, y: ({}, X, np.where(y == 0, None, "a")), ValueError,
      r"y has 15 missing label\(s\)"),
     ("nan", _with("tab", _tab_values(_nan)), ValueError,
      "Modality 'tab' contains 1 NaN value.*sample 4"),
     ("inf", _with("tab", _tab_values(_inf)), ValueError,
-     "Modality 'tab' contains 1 infinite value"),
-    ("beyond-float32", _with("tab", _huge), ValueError, "Modality 'tab' has values beyond"),
+     "Modality 'tab': Input tab contains infinity .* First in sample 2"),
+    ("beyond-float32", _with("tab", _huge), ValueError,
+     r"Modality 'tab': Input tab contains infinity or a value too large for "
+     r"dtype\('float32'\)"),
     ("nullable-NA", _with("tab", _nullable), ValueError, "Modality 'tab' contains 1 NaN"),
-    ("object-array", _with("tab", lambda df: df.to_numpy().astype(object)), TypeError,
-     "Modality 'tab' has dtype object"),
+    ("object-strings", _with("tab", _object_strings), ValueError,
+     "Modality 'tab': could not convert string to float: 'yes'"),
+    ("object-dict", _with("tab", _object_dict), TypeError,
+     "Modality 'tab': float.. argument must be a string or a real number"),
     ("string-array", _with("tab", lambda df: df.to_numpy().astype(str)), TypeError,
      "Modality 'tab' has dtype <U"),
-    ("complex-array", _with("tab", lambda df: df.to_numpy() * 1j), TypeError,
-     "Modality 'tab' has dtype complex"),
-    ("complex-tensor", _with("img", lambda v: torch.as_tensor(v) * 1j), TypeError,
-     "Modality 'img' has unsupported dtype"),
+    ("complex-array", _with("tab", lambda df: df.to_numpy() * 1j), ValueError,
+     "Modality 'tab': Complex data not supported"),
+    ("complex-tensor", _with("img", lambda v: torch.as_tensor(v) * 1j), ValueError,
+     "Modality 'img': Complex data not supported"),
+    ("complex-column", _with("tab", lambda df: df * 1j), ValueError,
+     "Modality 'tab': Complex data not supported"),
     ("string-column", _with("tab", _strings), TypeError,
      "Modality 'tab' has non-numeric column 'flag'"),
-    ("sparse", _with("tab", lambda df: scipy.sparse.csr_matrix(df.to_numpy())), TypeError,
-     "Modality 'tab' is a scipy sparse matrix"),
+    ("sparse-inf", _with("tab", lambda df: scipy.sparse.csr_matrix(_tab_values(_inf)(df))),
+     ValueError, "Modality 'tab': Input tab contains infinity"),
     ("one-dimensional", _with("tab", lambda df: df["age"].to_numpy()), ValueError,
-     r"Modality 'tab' must be at least 2-D.*reshape\(-1, 1\)"),
+     r"(?s)Modality 'tab': Expected 2D array, got 1D array.*reshape\(-1, 1\)"),
+    ("series", _with("tab", lambda df: df["age"]), ValueError,
+     "Modality 'tab': Expected a 2-dimensional container but got .*Series"),
+    ("scalar", _with("tab", np.float32(1.0)), TypeError,
+     "Modality 'tab' must be an array-like with samples on the first axis"),
     ("no-features", _with("tab", np.zeros((N, 0))), ValueError,
-     r"Modality 'tab' has samples of shape \(0,\), which hold no values"),
+     r"Modality 'tab': Found array with 0 feature\(s\) \(shape=\(30, 0\)\)"),
+    ("no-values-per-sample", _with("img", np.zeros((N, 0, 8, 8))), ValueError,
+     r"Modality 'img': Found array with 0 feature\(s\) \(shape=\(30, 0, 8, 8\)\)"),
     ("ragged", _with("tab", [np.zeros(3)] * (N - 1) + [np.zeros(4)]), ValueError,
-     "Modality 'tab' cannot be read as an array"),
+     "Modality 'tab': setting an array element with a sequence"),
     ("six-dimensional", _with("img", np.zeros((N, 1, 2, 2, 2, 2))), ValueError,
      "Modality 'img' .* no default encoder takes it"),
     ("mlp-on-image", _params(encoders={"img": "mlp"}), ValueError,
@@ -176,6 +202,8 @@ FIT_CASES = [
      "Modality names must be strings"),
     ("name-empty", lambda X, y: ({}, {"": X["img"]}, y), ValueError, "Modality name ''"),
     ("name-dot", lambda X, y: ({}, {"a.b": X["img"]}, y), ValueError, "Modality name 'a.b'"),
+    ("name-double-underscore", lambda X, y: ({}, {"a__b": X["img"], "tab": X["tab"]}, y),
+     ValueError, "Modality name 'a__b' contains '__'"),
     ("name-inter", lambda X, y: ({}, {"inter": X["img"], "tab": X["tab"]}, y), ValueError,
      "Modality name 'inter' is reserved"),
     ("name-module-attribute", lambda X, y: ({}, {"values": X["img"], "tab": X["tab"]}, y),
@@ -242,11 +270,17 @@ PREDICT_CASES = [
      ValueError, "Modality 'tab': the DataFrame's columns are in a different order"),
     ("counts-differ", lambda X: dict(X, tab=X["tab"][:5]), ValueError,
      "Modality 'img' has 30 samples but modality 'tab' has 5"),
-    ("zero-samples", lambda X: {k: v[:0] for k, v in X.items()}, ValueError, "0 samples"),
+    ("zero-samples", lambda X: {k: v[:0] for k, v in X.items()}, ValueError,
+     r"Modality 'tab': Found array with 0 sample\(s\)"),
     ("nan", lambda X: dict(X, img=_one_nan(X["img"])), ValueError,
      "Modality 'img' contains 1 NaN value.*sample 3.*all NaN counts as missing"),
-    ("sparse", lambda X: dict(X, tab=scipy.sparse.csr_matrix(np.ones((N, 3)))), TypeError,
-     "scipy sparse"),
+    ("sparse-features", lambda X: dict(X, tab=scipy.sparse.csr_matrix(np.ones((N, 4)))),
+     ValueError, "Modality 'tab' has 4 features but had 3 in fit"),
+    ("inf", lambda X: dict(X, img=np.where(np.arange(N)[:, None, None, None] == 5, np.inf,
+                                           X["img"])),
+     ValueError, "Modality 'img': Input img contains infinity .* First in sample 5"),
+    ("name-double-underscore", lambda X: dict(X, a__b=X["img"]), ValueError,
+     "Modality 'a__b' was not seen in fit"),
     ("strings", lambda X: dict(X, img=X["img"].astype(str)), TypeError,
      "Modality 'img' has dtype <U"),
 ]
@@ -291,8 +325,15 @@ def test_numeric_dtypes_and_containers_are_accepted_and_cast(fitted):
     with pytest.warns(UserWarning, match="Modality 'tab' has no column names"):
         np.testing.assert_array_equal(fitted.predict_proba(dict(X, tab=tab)), expected)
 
+    # Object arrays of numbers are read as numbers, as by check_array.
+    with pytest.warns(UserWarning, match="Modality 'tab' has no column names"):
+        np.testing.assert_array_equal(
+            fitted.predict_proba(dict(X, tab=tab.astype(object))), expected)
+
     half = fitted.predict_proba(dict(X, img=X["img"].astype(np.float16)))
     np.testing.assert_allclose(half, expected, atol=1e-2)
+    brain = fitted.predict_proba(dict(X, img=torch.as_tensor(X["img"]).bfloat16()))
+    np.testing.assert_allclose(brain, expected, atol=5e-2)
 
     # Integer and boolean inputs train as floats.
     rng = np.random.RandomState(0)
@@ -309,3 +350,37 @@ def test_fit_without_names_then_dataframe_warns(fitted):
     assert "tab" not in clf.feature_names_in_
     with pytest.warns(UserWarning, match="had no column names in fit"):
         clf.predict(X)
+
+
+def test_sparse_modality_is_densified_and_gives_the_dense_model():
+    rng = np.random.RandomState(0)
+    y = np.arange(40) % 2
+    counts = rng.poisson(0.3, size=(40, 12)).astype(np.float64)
+    counts[:, 0] += 2 * y
+    dense = {"counts": counts, "img": rng.randn(40, 1, 8, 8).astype(np.float32)}
+    params = dict(max_epochs=3, random_state=0)
+    expected = I2M2Classifier(**params).fit(dense, y).predict_proba(dense)
+    for to_sparse in [scipy.sparse.csr_matrix, scipy.sparse.csc_array, scipy.sparse.coo_matrix]:
+        X = dict(dense, counts=to_sparse(counts))
+        clf = I2M2Classifier(**params).fit(X, y)
+        assert clf.input_shapes_["counts"] == (12,)
+        np.testing.assert_allclose(clf.predict_proba(X), expected, rtol=1e-5, atol=1e-6)
+        # Dense and sparse inputs are interchangeable at prediction time.
+        np.testing.assert_allclose(clf.predict_proba(dense), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("make", [
+    lambda X: I2M2Classifier(max_epochs=1).fit(X, np.arange(N) % 2),
+    lambda X: PerModality({}).fit(X),
+    lambda X: PerModality({"tab": StandardScaler()}).fit(X),
+    lambda X: ModalityDict(X),
+], ids=["I2M2Classifier", "PerModality-remainder", "PerModality", "ModalityDict"])
+def test_double_underscore_in_a_modality_name_is_refused(make):
+    # "__" separates nested parameter names (encoders__<modality>__<param>),
+    # as in a Pipeline's step names.
+    X, _ = _data()
+    X = dict(X, a__b=X["img"])
+    with pytest.raises(ValueError, match="Modality name 'a__b' contains '__'"):
+        make(X)
+    with pytest.raises(ValueError, match="Modality name 'a__b' contains '__'"):
+        ModalityDict(X=X["tab"])["a__b"] = X["img"]

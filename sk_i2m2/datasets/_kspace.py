@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
+# Private, with no public equivalent: the parameter validation of
+# scikit-learn's own public functions.
+from sklearn.utils._param_validation import StrOptions, validate_params
+
 from .._data import ModalityDict
 from ._mfeat import load_mfeat
 
 _SOURCES = ("mfeat", "sklearn")
 
 
+@validate_params({"source": [StrOptions(set(_SOURCES))]}, prefer_skip_nested_validation=True)
 def load_kspace_digits(source="mfeat"):
     """Load digit images as the magnitude and phase of their k-space.
 
@@ -54,13 +59,11 @@ def load_kspace_digits(source="mfeat"):
     if source == "mfeat":
         views, y = load_mfeat(["pix"], pix_as_image=True)
         images = views["pix"][:, 0]
-    elif source == "sklearn":
+    else:  # "sklearn"
         from sklearn.datasets import load_digits
 
         digits = load_digits()
         images, y = digits.images, digits.target.astype(np.int64)
-    else:
-        raise ValueError(f"Unknown source {source!r}; choose from {list(_SOURCES)}.")
     kspace = np.fft.fftshift(np.fft.fft2(images.astype(np.float64)), axes=(-2, -1))
     X = {
         "magnitude": np.log1p(np.abs(kspace))[:, None].astype(np.float32),

@@ -6,6 +6,10 @@ from importlib import resources
 
 import numpy as np
 
+# Private, with no public equivalent: the parameter validation of
+# scikit-learn's own public functions.
+from sklearn.utils._param_validation import validate_params
+
 from .._data import ModalityDict
 
 #: View name -> (number of features, description).
@@ -19,6 +23,10 @@ MFEAT_VIEWS = {
 }
 
 
+@validate_params(
+    {"views": ["array-like", None], "as_frame": ["boolean"], "pix_as_image": ["boolean"]},
+    prefer_skip_nested_validation=True,
+)
 def load_mfeat(views=None, *, as_frame=False, pix_as_image=False):
     """Load the UCI Multiple Features digits (2000 samples, 10 classes).
 
@@ -47,8 +55,7 @@ def load_mfeat(views=None, *, as_frame=False, pix_as_image=False):
     y : ndarray of shape (2000,)
         Digit labels 0..9 (int64), in blocks of 200 per class.
     """
-    if views is None:
-        views = list(MFEAT_VIEWS)
+    views = list(MFEAT_VIEWS) if views is None else list(views)
     unknown = [v for v in views if v not in MFEAT_VIEWS]
     if unknown:
         raise ValueError(f"Unknown mfeat view {unknown[0]!r}; choose from {list(MFEAT_VIEWS)}.")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import numbers
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils import check_random_state
+
+# Private, with no public equivalent: the parameter validation of
+# scikit-learn's own public functions.
+from sklearn.utils._param_validation import Interval, validate_params
 
 from .._data import ModalityDict
 
@@ -22,6 +26,18 @@ def _simplex_directions(n_classes, basis):
     return vertices @ basis.T
 
 
+@validate_params(
+    {
+        "n_samples": [Interval(Integral, 1, None, closed="left")],
+        "n_modalities": [Interval(Integral, 2, None, closed="left")],
+        "n_features": [Interval(Integral, 2, None, closed="left")],
+        "intra_strength": [Interval(Real, 0, None, closed="left")],
+        "inter_strength": [Interval(Real, 0, None, closed="left")],
+        "n_classes": [Interval(Integral, 2, None, closed="left")],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_multimodal_classification(
     n_samples=1000,
     n_modalities=2,
@@ -107,18 +123,11 @@ def make_multimodal_classification(
     >>> sorted(X), X["m0"].shape, np.bincount(y)
     (['m0', 'm1'], (200, 10), array([100, 100]))
     """
-    for name, value, low in [("n_samples", n_samples, 1), ("n_modalities", n_modalities, 2),
-                             ("n_classes", n_classes, 2)]:
-        if not isinstance(value, numbers.Integral) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}; got {value!r}.")
-    if not isinstance(n_features, numbers.Integral) or n_features < 2 * n_classes:
+    if n_features < 2 * n_classes:
         raise ValueError(
-            f"n_features must be an integer >= 2 * n_classes = {2 * n_classes} (the "
-            f"intra and inter signals use n_classes directions each); got {n_features!r}."
+            f"n_features must be >= 2 * n_classes = {2 * n_classes} (the intra and "
+            f"inter signals use n_classes directions each); got {n_features!r}."
         )
-    for name, value in [("intra_strength", intra_strength), ("inter_strength", inter_strength)]:
-        if not isinstance(value, numbers.Real) or not value >= 0:
-            raise ValueError(f"{name} must be a number >= 0; got {value!r}.")
 
     rng = check_random_state(random_state)
     y = rng.permutation(np.arange(n_samples) % n_classes)
