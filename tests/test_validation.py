@@ -340,7 +340,7 @@ def test_numeric_dtypes_and_containers_are_accepted_and_cast(fitted):
     X_int = {"counts": torch.randint(0, 20, (N, 4)), "flags": rng.rand(N, 3) > 0.5}
     clf = I2M2Classifier(max_epochs=1, random_state=0).fit(X_int, y)
     proba = clf.predict_proba(X_int)
-    assert proba.dtype == np.float32 and np.isfinite(proba).all()
+    assert proba.dtype == np.float64 and np.isfinite(proba).all()
 
 
 def test_fit_without_names_then_dataframe_warns(fitted):
