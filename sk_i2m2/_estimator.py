@@ -8,11 +8,13 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.model_selection import StratifiedKFold
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._persistence import SaveLoadMixin
+from ._sizing import auto_batch_size, auto_n_folds, is_small_cohort
 from ._device import cudnn_autotune, data_device, resolve_device, to_channels_last
 from ._inference import expert_logits
 from ._missing import check_fit_options, check_samples_have_an_expert, warn_untrained_null
@@ -20,13 +22,13 @@ from ._validation import check_modalities, check_target
 from .encoders import nested_encoder_params, resolve_encoders, set_nested_encoder_params
 from .fusion import FusionSpec, resolve_fusion
 from .nn.build import build_module
+from .nn.ensemble import FoldEnsemble
 from .nn.experts import PRESENT
 from .nn.product import combine, contributions
 from .training.calibration import fit_temperature
 from .training.callbacks import check_callbacks
 from .training.stages import (
     TrainingPlan,
-    auto_batch_size,
     class_weight_tensor,
     run_stages,
     split_datasets,
@@ -77,8 +79,11 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         ``"conv2d"``, ``"conv3d"``, ``"gru"``), or a ``torch.nn.Module``
         class, factory or instance mapping a batch to ``(batch, features)``.
         Modalities not listed get a default encoder chosen from their shape
-        (see :func:`~sk_i2m2.encoders.infer_encoder_kind`). Spec
-        hyperparameters are reachable as ``encoders__<modality>__<param>``.
+        (see :func:`~sk_i2m2.encoders.infer_encoder_kind`); on fewer than
+        1000 samples a vector modality's default is a linear expert
+        (``MLPEncoder(hidden_sizes=())``) and ``fusion="concat"`` a narrow
+        one (``ConcatFusion(hidden_size=16)``). Spec hyperparameters are
+        reachable as ``encoders__<modality>__<param>``.
     max_epochs : int, default=100
         Maximum epochs of stage 1 (pretraining the experts).
     finetune_epochs : int or None, default=None
@@ -103,7 +108,17 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         trains every stage for its full number of epochs on all data.
     validation_fraction : float, default=0.15
         Share of the training data held out when ``early_stopping=True``
-        (at least one sample per class).
+        and ``cv`` gives no folds (at least one sample per class).
+    cv : int, "auto" or None, default="auto"
+        Inner cross-fitting for early stopping (with ``early_stopping=True``):
+        with ``k`` folds, one model is trained per fold, early-stopped and
+        calibrated on its held-out fold, and the fitted model is their
+        ensemble (each expert the geometric mean of its ``k`` versions, so
+        still a product of experts), which uses every row for training and
+        every row for stopping. It costs about ``k`` fits. ``"auto"``: 5
+        folds on fewer than 1000 samples, where a single validation split is
+        too small to stop on, else ``None``: one split of
+        ``validation_fraction``.
     n_iter_no_change : int, default=10
         Patience, in epochs, of early stopping.
     class_weight : dict, "balanced" or None, default=None
@@ -180,11 +195,16 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         Modality -> fraction of the training samples that missed it.
     pretrain_net_ : skorch.NeuralNet or None
         Stage-1 net, holding the experts as pretrained (and its history);
-        ``None`` in a model restored by :meth:`load`.
+        that of the first fold with ``cv`` folds; ``None`` in a model
+        restored by :meth:`load`.
     finetune_net_ : skorch.NeuralNet or None
         Stage-2 net, or ``None`` when there is no stage 2 (a single
         expert, ``finetune_epochs=0``, an interrupted stage 1, or a model
-        restored by :meth:`load`).
+        restored by :meth:`load`); that of the first fold with ``cv`` folds.
+    fold_nets_ : list of tuple or None
+        With ``cv`` folds, ``(pretrain_net, finetune_net)`` of each fold.
+    n_folds_ : int
+        Number of fold models in ``module_`` (1 without cross-fitting).
     interrupted_stage_ : str or None
         ``"pretrain"`` or ``"finetune"`` when a ``KeyboardInterrupt``
         stopped training in that stage (the model then holds the best
@@ -192,7 +212,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
     temperature_ : float
         Temperature dividing the summed expert logits in ``predict_proba``
         (1.0 without calibration).
-    module_ : I2M2Module
+    module_ : I2M2Module or FoldEnsemble
         The fitted torch module used for prediction.
     device_ : torch.device
         Device the model was trained on.
@@ -231,6 +251,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "cv": [Interval(numbers.Integral, 2, None, closed="left"), StrOptions({"auto"}), None],
         "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
         "class_weight": [dict, StrOptions({"balanced"}), None],
         "inter_missing": [StrOptions({"null", "drop"})],
@@ -261,6 +282,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         weight_decay=1e-4,
         early_stopping=True,
         validation_fraction=0.15,
+        cv="auto",
         n_iter_no_change=10,
         class_weight=None,
         inter_missing="null",
@@ -287,6 +309,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         self.weight_decay = weight_decay
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
+        self.cv = cv
         self.n_iter_no_change = n_iter_no_change
         self.class_weight = class_weight
         self.inter_missing = inter_missing
@@ -363,8 +386,11 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         check_samples_have_an_expert(present, list(tensors), self.dependencies,
                                      self.inter_missing)
         check_callbacks(self.callbacks)
-        specs = resolve_encoders(self.encoders, {m: t.shape[1:] for m, t in tensors.items()})
-        fusion = resolve_fusion(self.fusion)
+        small = is_small_cohort(len(y_encoded))
+        n_folds = auto_n_folds(y_encoded, self.cv) if self.early_stopping else None
+        specs = resolve_encoders(self.encoders, {m: t.shape[1:] for m, t in tensors.items()},
+                                 small_cohort=small)
+        fusion = resolve_fusion(self.fusion, small_cohort=small)
         device = resolve_device(self.device)
         class_weight = class_weight_tensor(self.class_weight, classes, y_encoded)
 
@@ -389,25 +415,53 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
             with torch.random.fork_rng(devices=fork_devices), \
                     cudnn_autotune(device.type == "cuda"):
                 torch.manual_seed(seed)
-                self._train(tensors, present, y_encoded, seed, class_weight)
+                self._train(tensors, present, y_encoded, seed, class_weight, n_folds)
         except BaseException:
             _restore_fitted_state(self, previous)
             raise
         return self
 
-    def _train(self, tensors, present, y, seed, class_weight):
-        """Split, build the experts, run both stages and keep the final module."""
-        if self.early_stopping:
-            train_rows, valid_rows = validation_split(
-                y, self.classes_, self.validation_fraction, seed)
-        else:
-            train_rows, valid_rows = np.arange(len(y)), None
+    def _train(self, tensors, present, y, seed, class_weight, n_folds):
+        """Split, train the experts on each split, keep the final (calibrated) module."""
         if present is not None:
             # The presence mask travels with the batches, like a modality.
             tensors = {**tensors, PRESENT: present}
         where = data_device(tensors, self.device_, self.device_memory_budget)
-        train_ds, valid_ds = split_datasets(tensors, y, train_rows, valid_rows, where)
+        if n_folds:
+            folds = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
+            splits = list(folds.split(np.zeros(len(y)), y))
+        elif self.early_stopping:
+            splits = [validation_split(y, self.classes_, self.validation_fraction, seed)]
+        else:
+            splits = [(np.arange(len(y)), None)]
+        self.batch_size_ = (auto_batch_size(len(splits[0][0])) if self.batch_size == "auto"
+                            else int(self.batch_size))
         self.module_ = None
+        modules, nets, held_out = [], [], []
+        for train_rows, valid_rows in splits:
+            module, stage_nets, valid_ds = self._fit_split(
+                tensors, y, train_rows, valid_rows, where, seed, class_weight)
+            modules.append(module)
+            nets.append(stage_nets)
+            if valid_ds is not None:
+                held_out.append((expert_logits(module, valid_ds.X, device=self.device_,
+                                               batch_size=max(4 * self.batch_size_, 1024)),
+                                 valid_ds.y.cpu()))
+            if self.interrupted_stage_ is not None:
+                break
+        self.pretrain_net_, self.finetune_net_ = nets[0]
+        self.fold_nets_ = nets if n_folds else None
+        self.n_folds_ = len(modules)
+        self.module_ = modules[0] if len(modules) == 1 else FoldEnsemble(modules).eval()
+        self.temperature_ = 1.0
+        if self.calibration == "temperature" and held_out:
+            logits = torch.cat([lg.log_softmax(-1).sum(0) for lg, _ in held_out])
+            targets = torch.cat([target for _, target in held_out])
+            self.temperature_ = fit_temperature(logits, targets, class_weight)
+
+    def _fit_split(self, tensors, y, train_rows, valid_rows, where, seed, class_weight):
+        """Build and train one model; return it, its stage nets and its validation data."""
+        train_ds, valid_ds = split_datasets(tensors, y, train_rows, valid_rows, where)
         # Input statistics are computed where the data is (on the GPU when it fits).
         module = build_module(
             {m: t for m, t in train_ds.X.items() if m != PRESENT}, self.encoders_,
@@ -418,22 +472,16 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         if self.device_.type == "cuda":
             to_channels_last(module)
         self.expert_names_ = module.expert_names
-        self.batch_size_ = (auto_batch_size(len(train_ds)) if self.batch_size == "auto"
-                            else int(self.batch_size))
         plan = TrainingPlan.from_params(
             self.get_params(deep=False), batch_size=self.batch_size_, device=self.device_,
             seed=seed, n_classes=len(self.classes_), class_weight=class_weight,
         )
-        self.pretrain_net_, self.finetune_net_ = run_stages(module, train_ds, valid_ds, plan)
+        pretrain_net, finetune_net = run_stages(module, train_ds, valid_ds, plan)
         self.interrupted_stage_ = plan.interrupted_stage
-        final_net = self.finetune_net_ or self.pretrain_net_
+        final_net = finetune_net or pretrain_net
         # skorch wraps the module when compile=True; keep the plain module.
-        self.module_ = getattr(final_net.module_, "_orig_mod", final_net.module_).eval()
-        self.temperature_ = 1.0
-        if self.calibration == "temperature" and valid_ds is not None:
-            held_out = expert_logits(self.module_, valid_ds.X, device=self.device_,
-                                     batch_size=max(4 * self.batch_size_, 1024))
-            self.temperature_ = fit_temperature(held_out.sum(0), valid_ds.y, class_weight)
+        module = getattr(final_net.module_, "_orig_mod", final_net.module_).eval()
+        return module, (pretrain_net, finetune_net), valid_ds
 
     # ------------------------------------------------------------------
     # Prediction
@@ -530,6 +578,8 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
                 raise ValueError("stage='pretrain' needs pretrain_net_, which a loaded "
                                  "model does not have.")
             module = self.pretrain_net_.module_
+            if self.fold_nets_:
+                module = FoldEnsemble([pretrain.module_ for pretrain, _ in self.fold_nets_])
         logits, available = self._expert_logits(X, module)
         proba = torch.softmax(logits, dim=-1)
         if available is not None:

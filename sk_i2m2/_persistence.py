@@ -25,6 +25,7 @@ from .encoders import EncoderSpec, ModuleEncoder
 from .exceptions import ModelFileError
 from .fusion import FusionSpec
 from .nn.build import build_module
+from .nn.ensemble import FoldEnsemble
 
 FORMAT = "sk-i2m2"
 FORMAT_VERSION = 1
@@ -33,7 +34,7 @@ WEIGHTS_NAME = "model.safetensors"
 
 # Fitted attributes that are not stored as configuration: the module is
 # rebuilt and gets the stored weights; the training nets are not kept.
-_NOT_CONFIG = ("module_", "pretrain_net_", "finetune_net_")
+_NOT_CONFIG = ("module_", "pretrain_net_", "finetune_net_", "fold_nets_")
 _REQUIRED_FITTED = ("classes_", "modalities_", "input_shapes_", "encoders_", "fusion_",
                     "expert_names_")
 
@@ -203,6 +204,7 @@ def load(cls, path, encoders=None, device=None):
     estimator.device_ = target
     estimator.pretrain_net_ = None
     estimator.finetune_net_ = None
+    estimator.fold_nets_ = None
     return estimator
 
 
@@ -227,7 +229,9 @@ def _read_config(cls, config_path):
         params = {name: _decode(value) for name, value in config["params"].items()
                   if name in accepted}
         fitted = {name: _decode(value) for name, value in config["fitted"].items()}
-        fitted.setdefault("temperature_", 1.0)  # saved before calibration existed
+        # Saved before calibration and cross-fitting existed.
+        fitted.setdefault("temperature_", 1.0)
+        fitted.setdefault("n_folds_", 1)
         absent = [name for name in _REQUIRED_FITTED if name not in fitted]
         if absent:
             raise KeyError(f"fitted attribute {absent[0]!r} is missing")
@@ -276,12 +280,13 @@ def _rebuild_module(estimator, config_path):
     example = {m: torch.zeros((2, *estimator.input_shapes_[m])) for m in estimator.modalities_}
     # Building draws initial weights; keep the caller's random stream as it was.
     with torch.random.fork_rng(devices=[]):
-        module = build_module(
+        folds = [build_module(
             example, estimator.encoders_, estimator.fusion_, len(estimator.classes_),
             dependencies=estimator.dependencies, standardize=estimator.standardize,
             inter_missing=estimator.inter_missing,
             modality_dropout=estimator.modality_dropout,
-        )
+        ) for _ in range(estimator.n_folds_)]
+    module = folds[0] if len(folds) == 1 else FoldEnsemble(folds)
     if module.expert_names != list(estimator.expert_names_):
         raise ModelFileError(
             f"{config_path}: the rebuilt model has experts {module.expert_names}, but "

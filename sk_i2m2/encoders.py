@@ -364,11 +364,15 @@ def set_nested_encoder_params(encoders, nested):
     return encoders
 
 
-def resolve_encoders(given, sample_shapes):
+def resolve_encoders(given, sample_shapes, small_cohort=False):
     """Spec of every modality: the user's entry, or the default for its shape.
 
     ``given`` is the estimator's ``encoders`` parameter; ``sample_shapes``
-    maps each modality of ``X`` to its per-sample shape.
+    maps each modality of ``X`` to its per-sample shape. With
+    ``small_cohort``, a vector modality without an entry gets a linear
+    expert (``MLPEncoder(hidden_sizes=())``: the classifier head reads the
+    standardised features), which overfits less than an MLP on tens to
+    hundreds of samples.
     """
     given = dict(given or {})
     unknown = [name for name in given if name not in sample_shapes]
@@ -377,5 +381,10 @@ def resolve_encoders(given, sample_shapes):
             f"encoders names modality {unknown[0]!r}, which is not in X "
             f"(X has {sorted(sample_shapes)})."
         )
-    return {name: resolve_encoder(name, given.get(name), tuple(shape))
-            for name, shape in sample_shapes.items()}
+    specs = {}
+    for name, shape in sample_shapes.items():
+        if name not in given and small_cohort and infer_encoder_kind(tuple(shape)) == "mlp":
+            specs[name] = MLPEncoder(hidden_sizes=())
+        else:
+            specs[name] = resolve_encoder(name, given.get(name), tuple(shape))
+    return specs

@@ -89,10 +89,17 @@ class LowRankTensorFusion(FusionSpec):
 
 
 
-def resolve_fusion(fusion):
-    """Turn ``fusion`` (a name or a :class:`FusionSpec`) into a spec."""
+def resolve_fusion(fusion, small_cohort=False):
+    """Turn ``fusion`` (a name or a :class:`FusionSpec`) into a spec.
+
+    With ``small_cohort``, ``"concat"`` gets a narrow classifier
+    (``ConcatFusion(hidden_size=16)``), which overfits less on tens to
+    hundreds of samples.
+    """
     if isinstance(fusion, FusionSpec):
         return fusion
+    if fusion == "concat" and small_cohort:
+        return ConcatFusion(hidden_size=16)
     spec = REGISTRY.create("fusion", fusion) if isinstance(fusion, str) else None
     if spec is not None:
         return spec

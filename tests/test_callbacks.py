@@ -34,7 +34,8 @@ def data():
 
 
 def fit(X, y, callbacks, **params):
-    params = {"max_epochs": 4, "random_state": 0, "n_iter_no_change": 50, **params}
+    # One validation split (cv=None), so each stage has one net to inspect.
+    params = {"max_epochs": 4, "random_state": 0, "n_iter_no_change": 50, "cv": None, **params}
     return I2M2Classifier(callbacks=callbacks, **params).fit(X, y)
 
 

@@ -84,7 +84,7 @@ def test_expert_sets_per_dependencies(small_data):
 
 def test_stages_and_fitted_nets(small_data):
     X, y = small_data
-    clf = I2M2Classifier(max_epochs=4, finetune_epochs=3, early_stopping=False,
+    clf = I2M2Classifier(cv=None, max_epochs=4, finetune_epochs=3, early_stopping=False,
                          lr=2e-3, random_state=0).fit(X, y)
     assert len(clf.pretrain_net_.history) == 4
     assert len(clf.finetune_net_.history) == 3
@@ -98,13 +98,14 @@ def test_stages_and_fitted_nets(small_data):
 
     inter = I2M2Classifier("inter", max_epochs=3, random_state=0).fit(X, y)
     assert inter.finetune_net_ is None
-    skip = I2M2Classifier(max_epochs=3, finetune_epochs=0, random_state=0).fit(X, y)
+    skip = I2M2Classifier(cv=None, max_epochs=3, finetune_epochs=0, random_state=0).fit(X, y)
     assert skip.finetune_net_ is None and skip.module_ is skip.pretrain_net_.module_
 
 
 def test_early_stopping_restores_best_expert_epochs(small_data):
     X, y = small_data
-    clf = I2M2Classifier(max_epochs=40, n_iter_no_change=3, random_state=0).fit(X, y)
+    clf = I2M2Classifier(cv=None, encoders={"tab": "mlp"}, max_epochs=40, n_iter_no_change=3,
+                         random_state=0).fit(X, y)
     history = clf.pretrain_net_.history
     assert len(history) < 40
     for name in clf.expert_names_:
@@ -191,7 +192,7 @@ def test_custom_module_encoder(small_data):
         def forward(self, x):
             return self.conv(x).mean(dim=(2, 3))
 
-    clf = I2M2Classifier(encoders={"img": TinyCNN}, max_epochs=2, random_state=0).fit(X, y)
+    clf = I2M2Classifier(cv=None, encoders={"img": TinyCNN}, max_epochs=2, random_state=0).fit(X, y)
     assert type(clf.encoders_["img"]).__name__ == "ModuleEncoder"
     body = clf.module_.experts["img"].encoder.body.net
     assert isinstance(body, TinyCNN)
@@ -214,7 +215,7 @@ def test_frozen_module_encoder_does_not_train(small_data):
 def test_encoder_params_reachable_through_get_set_params(small_data):
     from sk_i2m2.encoders import Conv2dEncoder, MLPEncoder
 
-    clf = I2M2Classifier(encoders={"img": Conv2dEncoder(), "tab": "mlp"})
+    clf = I2M2Classifier(cv=None, encoders={"img": Conv2dEncoder(), "tab": "mlp"})
     params = clf.get_params()
     assert params["encoders__img__channels"] is None
     assert params["encoders__img__pool_size"] == 2
@@ -228,7 +229,7 @@ def test_encoder_params_reachable_through_get_set_params(small_data):
                    if isinstance(m, torch.nn.Conv2d)]
     assert [c.out_channels for c in conv_layers] == [4, 8]
     with pytest.raises(ValueError, match="modality 'other'"):
-        I2M2Classifier().set_params(encoders__other__hidden_sizes=(4,))
+        I2M2Classifier(cv=None).set_params(encoders__other__hidden_sizes=(4,))
 
 
 def test_dataframe_modality_and_standardisation():
@@ -242,7 +243,7 @@ def test_dataframe_modality_and_standardisation():
         "flag": rng.randint(0, 2, n),
     })
     other = rng.randn(n, 2).astype(np.float32)
-    clf = I2M2Classifier(**FAST).fit({"clinical": table, "other": other}, y)
+    clf = I2M2Classifier(cv=None, **FAST).fit({"clinical": table, "other": other}, y)
     assert list(clf.feature_names_in_["clinical"]) == ["age", "volume", "flag"]
     assert clf.score({"clinical": table, "other": other}, y) > 0.75
     scaler = clf.module_.experts["clinical"].encoder.scaler

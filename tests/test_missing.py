@@ -115,7 +115,7 @@ def test_per_sample_missingness_only_touches_those_samples():
 
 def test_inter_missing_drop_leaves_the_inter_expert_out():
     X, y = make_independent(200, n_modalities=2)
-    clf = I2M2Classifier(inter_missing="drop", calibration=None, **FAST).fit(X, y)
+    clf = I2M2Classifier(cv=None, inter_missing="drop", calibration=None, **FAST).fit(X, y)
     assert clf.module_.experts["inter"].null is None
     X_partial = _hide_rows(X, [0, 1], "m0")
     experts = clf.expert_proba(X_partial)
@@ -123,22 +123,22 @@ def test_inter_missing_drop_leaves_the_inter_expert_out():
     # Only m1's expert sees samples 0 and 1: the product is that expert.
     np.testing.assert_allclose(clf.predict_proba(X_partial)[[0, 1]], experts["m1"][[0, 1]],
                                rtol=1e-5)
-    inter_only = I2M2Classifier(dependencies="inter", inter_missing="drop", **FAST).fit(X, y)
+    inter_only = I2M2Classifier(cv=None, dependencies="inter", inter_missing="drop", **FAST).fit(X, y)
     message = (r"2 sample\(s\) miss a modality \(first sample 0, missing modality 'm0'\), "
                "but with dependencies='inter' and inter_missing='drop' no expert can see them")
     with pytest.raises(ValueError, match=message):
         inter_only.predict(X_partial)
     with pytest.raises(ValueError, match=message):
-        I2M2Classifier(dependencies="inter", inter_missing="drop", **FAST).fit(X_partial, y)
+        I2M2Classifier(cv=None, dependencies="inter", inter_missing="drop", **FAST).fit(X_partial, y)
 
 
 def test_complete_data_without_dropout_never_uses_the_null_embeddings():
     X, y = make_xor(300)
-    clf = I2M2Classifier(**FAST).fit(X, y)
+    clf = I2M2Classifier(cv=None, **FAST).fit(X, y)
     for null in clf.module_.experts["inter"].null:
         assert torch.count_nonzero(null) == 0
     assert clf.missing_rate_ == {"a": 0.0, "b": 0.0}
-    dropped = I2M2Classifier(inter_missing="drop", **FAST).fit(X, y)
+    dropped = I2M2Classifier(cv=None, inter_missing="drop", **FAST).fit(X, y)
     # The null embeddings are extra parameters that take no part: same model.
     np.testing.assert_array_equal(clf.predict_proba(X), dropped.predict_proba(X))
     with pytest.warns(UserWarning, match="inter expert never learned a null embedding for "
@@ -148,7 +148,7 @@ def test_complete_data_without_dropout_never_uses_the_null_embeddings():
 
 def test_modality_dropout_trains_the_null_embeddings():
     X, y = make_xor(300)
-    clf = I2M2Classifier(modality_dropout=0.3, **FAST).fit(X, y)
+    clf = I2M2Classifier(cv=None, modality_dropout=0.3, **FAST).fit(X, y)
     for null in clf.module_.experts["inter"].null:
         assert torch.count_nonzero(null) > 0
     with warnings.catch_warnings():
@@ -161,7 +161,7 @@ def test_modality_dropout_trains_the_null_embeddings():
 def test_samples_missing_a_modality_in_fit_train_the_null_embedding_without_warning():
     X, y = make_independent(300, n_modalities=2)
     X_partial = _hide_rows(X, np.arange(0, 300, 4), "m1")
-    clf = I2M2Classifier(**FAST).fit(X_partial, y)
+    clf = I2M2Classifier(cv=None, **FAST).fit(X_partial, y)
     assert clf.missing_rate_ == {"m0": 0.0, "m1": 0.25}
     assert torch.count_nonzero(clf.module_.experts["inter"].null[1]) > 0
     with warnings.catch_warnings():

@@ -135,7 +135,8 @@ def test_early_stopping_is_not_an_interrupt():
     X, y = _data()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        clf = I2M2Classifier(max_epochs=40, n_iter_no_change=1, random_state=0).fit(X, y)
+        clf = I2M2Classifier(cv=None, encoders={"tab": "mlp"}, max_epochs=40,
+                             n_iter_no_change=1, random_state=0).fit(X, y)
         assert len(clf.pretrain_net_.history) < 40 and len(clf.finetune_net_.history) < 40
         user_stop = EarlyStopping(monitor="train_loss", patience=1, threshold=10.0)
         clf.set_params(callbacks=[user_stop]).fit(X, y)

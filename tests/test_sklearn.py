@@ -476,7 +476,7 @@ _XFAIL_STRICT = ({"xfail_strict": True}
 
 
 @parametrize_with_checks(
-    [OneModalityI2M2(max_epochs=5, random_state=0),
+    [OneModalityI2M2(max_epochs=20, lr=1e-2, random_state=0),
      OneModalityPerModality({"x": StandardScaler()})],
     expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS[type(estimator)],
     **_XFAIL_STRICT,

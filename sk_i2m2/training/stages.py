@@ -33,7 +33,7 @@ from .callbacks import (
 )
 from .net import StageNet, optimizer_speed_kwargs
 
-__all__ = ["TrainingPlan", "auto_batch_size", "class_weight_tensor", "validation_split",
+__all__ = ["TrainingPlan", "class_weight_tensor", "validation_split",
            "split_datasets", "run_stages"]
 
 
@@ -73,11 +73,6 @@ class TrainingPlan:
         if plan["finetune_epochs"] is None:
             plan["finetune_epochs"] = params["max_epochs"]
         return cls(**plan, **fitted)
-
-
-def auto_batch_size(n_train):
-    """``n_train // 16`` clipped to [16, 256]: about 16 steps per epoch on small data."""
-    return int(min(256, max(16, n_train // 16)))
 
 
 def class_weight_tensor(class_weight, classes, y_encoded):

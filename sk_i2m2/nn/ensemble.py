@@ -1,0 +1,41 @@
+"""Models of several cross-fitting folds, combined into one product of experts."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["FoldEnsemble"]
+
+
+class FoldEnsemble(nn.Module):
+    """The I2M2 modules of K folds as one model.
+
+    Each expert's prediction is the geometric mean of its K fold versions:
+    the output, shaped like :class:`~sk_i2m2.nn.experts.I2M2Module`'s, holds
+    each expert's log-probabilities averaged over the folds, so the product
+    of experts (:func:`~sk_i2m2.nn.product.combine`) of the ensemble is
+    still a product of one intra expert per modality and one inter expert.
+    An expert that cannot see a sample has logits 0 in every fold, so its
+    averaged log-probabilities are uniform and drop out of the product.
+
+    Parameters
+    ----------
+    modules : list of I2M2Module
+        The fold models; same experts, same classes.
+    """
+
+    def __init__(self, modules):
+        super().__init__()
+        self.folds = nn.ModuleList(modules)
+
+    @property
+    def expert_names(self):
+        return self.folds[0].expert_names
+
+    def availability(self, X):
+        return self.folds[0].availability(X)
+
+    def forward(self, **X):
+        return torch.stack([F.log_softmax(fold(**X), dim=-1) for fold in self.folds]).mean(0)

@@ -1,0 +1,96 @@
+"""The small-cohort regime: inner cross-fitting and linear vector experts below 1000 samples."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_independent
+
+from sk_i2m2 import I2M2Classifier
+from sk_i2m2._sizing import SMALL_COHORT
+from sk_i2m2.encoders import MLPEncoder
+from sk_i2m2.fusion import ConcatFusion
+from sk_i2m2.nn.ensemble import FoldEnsemble
+from sk_i2m2.nn.product import combine
+
+
+@pytest.fixture(scope="module")
+def small_fit():
+    X, y = make_independent(150, n_modalities=2)
+    return I2M2Classifier(max_epochs=15, random_state=0).fit(X, y), X, y
+
+
+def test_small_cohort_defaults_cross_fit_linear_experts(small_fit):
+    clf, X, y = small_fit
+    assert clf.n_folds_ == 5 and isinstance(clf.module_, FoldEnsemble)
+    assert len(clf.fold_nets_) == 5
+    assert clf.pretrain_net_ is clf.fold_nets_[0][0]
+    assert clf.encoders_["m0"].hidden_sizes == ()  # a linear expert
+    assert isinstance(clf.fusion_, ConcatFusion) and clf.fusion_.hidden_size == 16
+    # Every row trained 4 of the 5 fold models and stopped the fifth.
+    validation_rows = sum(len(net.train_split.keywords["valid_ds"])
+                          for net, _ in clf.fold_nets_)
+    assert validation_rows == len(y)
+    assert clf.score(X, y) > 0.6
+
+
+def test_fold_ensemble_is_the_product_of_fold_averaged_experts(small_fit):
+    clf, X, _ = small_fit
+    tensors = {m: torch.as_tensor(v) for m, v in X.items()}
+    with torch.no_grad():
+        folds = [fold(**tensors).log_softmax(-1) for fold in clf.module_.folds]
+    expected = combine(torch.stack(folds).mean(0).double() / clf.temperature_).exp()
+    np.testing.assert_allclose(clf.predict_proba(X), expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_an_ensemble_saves_and_loads(small_fit, tmp_path):
+    clf, X, _ = small_fit
+    clf.save(tmp_path)
+    loaded = I2M2Classifier.load(tmp_path)
+    assert loaded.n_folds_ == 5 and loaded.fold_nets_ is None
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+
+
+def test_pretrain_stage_experts_of_an_ensemble(small_fit):
+    clf, X, _ = small_fit
+    proba = clf.expert_proba(X, stage="pretrain")
+    assert sorted(proba) == ["inter", "m0", "m1"]
+    assert all(p.shape == (len(X["m0"]), 2) for p in proba.values())
+
+
+def test_large_data_keeps_one_validation_split():
+    X, y = make_independent(SMALL_COHORT, n_modalities=2)
+    clf = I2M2Classifier(max_epochs=1, finetune_epochs=1, random_state=0).fit(X, y)
+    assert clf.n_folds_ == 1 and clf.fold_nets_ is None
+    assert clf.encoders_["m0"].hidden_sizes == (128, 64)
+    assert clf.fusion_.hidden_size == 64
+
+
+def test_explicit_folds_and_opting_out():
+    X, y = make_independent(120, n_modalities=2)
+    three = I2M2Classifier(cv=3, max_epochs=2, random_state=0).fit(X, y)
+    assert three.n_folds_ == 3
+    single = I2M2Classifier(cv=None, max_epochs=2, random_state=0).fit(X, y)
+    assert single.n_folds_ == 1
+    no_stopping = I2M2Classifier(early_stopping=False, max_epochs=2, random_state=0).fit(X, y)
+    assert no_stopping.n_folds_ == 1 and no_stopping.temperature_ == 1.0
+
+
+def test_too_many_folds_for_a_class_is_refused_before_training():
+    X, y = make_independent(120, n_modalities=2)
+    y = y.copy()
+    y[:4] = 2  # a third class with 4 samples
+    clf = I2M2Classifier(cv=5, max_epochs=2)
+    with pytest.raises(ValueError, match="cv=5 folds need at least 5 samples of each class"):
+        clf.fit(X, y)
+    assert not hasattr(clf, "module_")
+    # "auto" uses as many folds as the smallest class allows.
+    assert I2M2Classifier(max_epochs=1, random_state=0).fit(X, y).n_folds_ == 4
+
+
+def test_explicit_encoders_are_kept_on_small_data():
+    X, y = make_independent(120, n_modalities=2)
+    clf = I2M2Classifier(encoders={"m0": MLPEncoder(hidden_sizes=(8,))}, fusion="lrtf",
+                         cv=None, max_epochs=1, random_state=0).fit(X, y)
+    assert clf.encoders_["m0"].hidden_sizes == (8,)
+    assert clf.encoders_["m1"].hidden_sizes == ()
+    assert type(clf.fusion_).__name__ == "LowRankTensorFusion"
