@@ -71,8 +71,12 @@ def _synthetic(intra_strength, inter_strength):
     from sk_i2m2.datasets import make_multimodal_classification
 
     return lambda: make_multimodal_classification(
-        n_samples=1000, n_modalities=2, n_features=10, intra_strength=intra_strength,
-        inter_strength=inter_strength, random_state=0,
+        n_samples=1000,
+        n_modalities=2,
+        n_features=10,
+        intra_strength=intra_strength,
+        inter_strength=inter_strength,
+        random_state=0,
     )
 
 
@@ -85,33 +89,47 @@ def _kspace():
 #: Benchmark data sets by name.
 DATASETS = {
     "mfeat-fou-zer": Dataset(
-        "mfeat fou+zer", _mfeat(["fou", "zer"]), "both",
+        "mfeat fou+zer",
+        _mfeat(["fou", "zer"]),
+        "both",
         "UCI Multiple Features digits, Fourier (76) + Zernike (47) views, 2000 x 10 classes",
     ),
     "mfeat-mor-zer": Dataset(
-        "mfeat mor+zer", _mfeat(["mor", "zer"]), "both",
+        "mfeat mor+zer",
+        _mfeat(["mor", "zer"]),
+        "both",
         "UCI Multiple Features digits, morphological (6) + Zernike (47) views",
     ),
     "mfeat-all": Dataset(
-        "mfeat all six", _mfeat(["fou", "fac", "kar", "pix", "zer", "mor"]), "both",
+        "mfeat all six",
+        _mfeat(["fou", "fac", "kar", "pix", "zer", "mor"]),
+        "both",
         "UCI Multiple Features digits, all six views as six modalities",
     ),
     "synthetic-inter": Dataset(
-        "synthetic inter", _synthetic(0.0, 2.0), "inter",
+        "synthetic inter",
+        _synthetic(0.0, 2.0),
+        "inter",
         "make_multimodal_classification(1000, 2 modalities x 10 features, "
         "intra_strength=0, inter_strength=2): label = XOR of latents across modalities",
     ),
     "synthetic-intra": Dataset(
-        "synthetic intra", _synthetic(0.7, 0.0), "intra",
+        "synthetic intra",
+        _synthetic(0.7, 0.0),
+        "intra",
         "make_multimodal_classification(..., intra_strength=0.7, inter_strength=0): "
         "modalities independent given the label",
     ),
     "synthetic-mixed": Dataset(
-        "synthetic mixed", _synthetic(0.5, 1.5), "both",
+        "synthetic mixed",
+        _synthetic(0.5, 1.5),
+        "both",
         "make_multimodal_classification(..., intra_strength=0.5, inter_strength=1.5)",
     ),
     "kspace": Dataset(
-        "k-space mag+phase", _kspace, "both",
+        "k-space mag+phase",
+        _kspace,
+        "both",
         "load_kspace_digits(): log-magnitude and phase of the 2-D FFT of the 16 x 15 "
         "mfeat digit images, two (n, 1, 16, 15) image modalities",
     ),
@@ -145,8 +163,9 @@ BASELINES = {
 
 def _flatten(X):
     """Every modality as columns of one table (images and sequences flattened)."""
-    return np.concatenate([np.asarray(v, dtype=np.float64).reshape(len(v), -1)
-                           for v in X.values()], axis=1)
+    return np.concatenate(
+        [np.asarray(v, dtype=np.float64).reshape(len(v), -1) for v in X.values()], axis=1
+    )
 
 
 def _logistic():
@@ -170,12 +189,22 @@ def fit_baseline(kind, X_train, y_train, seed):
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     if kind == "logistic-product":
-        models = {m: _logistic().fit(np.asarray(v).reshape(len(v), -1), y_train)
-                  for m, v in X_train.items()}
+        models = {
+            m: _logistic().fit(np.asarray(v).reshape(len(v), -1), y_train)
+            for m, v in X_train.items()
+        }
 
         def predict_proba(X):
-            logs = sum(np.log(np.clip(models[m].predict_proba(
-                np.asarray(X[m]).reshape(len(X[m]), -1)), 1e-300, None)) for m in models)
+            logs = sum(
+                np.log(
+                    np.clip(
+                        models[m].predict_proba(np.asarray(X[m]).reshape(len(X[m]), -1)),
+                        1e-300,
+                        None,
+                    )
+                )
+                for m in models
+            )
             logs -= logs.max(axis=1, keepdims=True)
             proba = np.exp(logs)
             return proba / proba.sum(axis=1, keepdims=True)
@@ -225,8 +254,9 @@ def _scores(proba, classes, y_test):
     if proba.shape[1] == 2:
         auroc = roc_auc_score(y_index, proba[:, 1])
     else:
-        auroc = roc_auc_score(y_index, proba, multi_class="ovr", average="macro",
-                              labels=np.arange(proba.shape[1]))
+        auroc = roc_auc_score(
+            y_index, proba, multi_class="ovr", average="macro", labels=np.arange(proba.shape[1])
+        )
     return {
         "accuracy": float((proba.argmax(axis=1) == y_index).mean()),
         "auroc": float(auroc),
@@ -236,7 +266,7 @@ def _scores(proba, classes, y_test):
     }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load(name):
     return DATASETS[name].load()
 
@@ -260,11 +290,15 @@ def _run_one(name, model, seed, max_epochs, test_size, threads):
             start = time.perf_counter()
             predict_proba, classes = fit_baseline(BASELINES[model], X_train, y_train, seed)
             seconds = time.perf_counter() - start
-            return {"dataset": name, "model": model, "seed": seed,
-                    **_scores(predict_proba(X_test), classes, y_test),
-                    "fit_seconds": seconds}
+            return {
+                "dataset": name,
+                "model": model,
+                "seed": seed,
+                **_scores(predict_proba(X_test), classes, y_test),
+                "fit_seconds": seconds,
+            }
         if model.startswith(EXPERT_PREFIX):
-            modality = model[len(EXPERT_PREFIX):]
+            modality = model[len(EXPERT_PREFIX) :]
             X_train, X_test = {modality: X_train[modality]}, {modality: X_test[modality]}
             params = {}
         else:
@@ -274,9 +308,13 @@ def _run_one(name, model, seed, max_epochs, test_size, threads):
         start = time.perf_counter()
         clf = I2M2Classifier(random_state=seed, **params).fit(X_train, y_train)
         seconds = time.perf_counter() - start
-        return {"dataset": name, "model": model, "seed": seed,
-                **_scores(clf.predict_proba(X_test), clf.classes_, y_test),
-                "fit_seconds": seconds}
+        return {
+            "dataset": name,
+            "model": model,
+            "seed": seed,
+            **_scores(clf.predict_proba(X_test), clf.classes_, y_test),
+            "fit_seconds": seconds,
+        }
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -286,7 +324,7 @@ def _fit_key(name, model, seed):
     if not model.startswith(EXPERT_PREFIX):
         return name, model, seed
     X, y = _load(name)
-    x = np.ascontiguousarray(X[model[len(EXPERT_PREFIX):]])
+    x = np.ascontiguousarray(X[model[len(EXPERT_PREFIX) :]])
     digest = hashlib.sha1(str(x.shape).encode() + x.tobytes() + y.tobytes()).hexdigest()
     return digest, model, seed
 
@@ -297,8 +335,9 @@ def model_names(name):
     return [EXPERT_PREFIX + m for m in X] + list(MODELS) + list(BASELINES)
 
 
-def run_benchmark(datasets=None, seeds=5, max_epochs=None, *, test_size=0.3,
-                  n_jobs=1, threads=1, verbose=0):
+def run_benchmark(
+    datasets=None, seeds=5, max_epochs=None, *, test_size=0.3, n_jobs=1, threads=1, verbose=0
+):
     """Train every model on every data set and seed; return per-fit scores.
 
     Each seed draws a stratified train/test split and seeds the model
@@ -340,8 +379,9 @@ def run_benchmark(datasets=None, seeds=5, max_epochs=None, *, test_size=0.3,
     if unknown:
         raise ValueError(f"Unknown data set {unknown[0]!r}; choose from {list(DATASETS)}.")
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    tasks = [(name, model, seed) for name in names for model in model_names(name)
-             for seed in seed_list]
+    tasks = [
+        (name, model, seed) for name in names for model in model_names(name) for seed in seed_list
+    ]
     # A single-modality expert depends only on its modality, y and the seed: fit
     # it once when several data sets share that modality (the mfeat views).
     first_task = {}
@@ -350,8 +390,11 @@ def run_benchmark(datasets=None, seeds=5, max_epochs=None, *, test_size=0.3,
 
     def report(row):
         if verbose:
-            print(f"{row['dataset']:<16} {row['model']:<18} seed {row['seed']}: accuracy "
-                  f"{row['accuracy']:.3f} ({row['fit_seconds']:.1f}s)", flush=True)
+            print(
+                f"{row['dataset']:<16} {row['model']:<18} seed {row['seed']}: accuracy "
+                f"{row['accuracy']:.3f} ({row['fit_seconds']:.1f}s)",
+                flush=True,
+            )
         return row
 
     unique = list(first_task.values())
@@ -363,8 +406,7 @@ def run_benchmark(datasets=None, seeds=5, max_epochs=None, *, test_size=0.3,
         )
         fitted = [report(row) for row in jobs]
     by_key = {_fit_key(*task): row for task, row in zip(unique, fitted)}
-    rows = [{**by_key[_fit_key(*task)], "dataset": task[0], "model": task[1]}
-            for task in tasks]
+    rows = [{**by_key[_fit_key(*task)], "dataset": task[0], "model": task[1]} for task in tasks]
     return pd.DataFrame(rows)
 
 
@@ -413,7 +455,7 @@ def check_claims(summary):
         std = summary.loc[name, "accuracy_std"]
         inter_model = max(["inter (concat)", "inter (lrtf)"], key=lambda m: acc[m])
 
-        def geq(a, b):
+        def geq(a, b, acc=acc, std=std):
             return bool(acc[a] >= acc[b] - max(std[a], std[b]))
 
         expect = DATASETS[name].expect
@@ -453,12 +495,17 @@ def check_calibration(summary, ece_margin=0.005):
         parts = ["intra", "inter (concat)"]
         ece, best_ece = rows.loc["I2M2", "ece_mean"], rows.loc[parts, "ece_mean"].min()
         nll, best_nll = rows.loc["I2M2", "log_loss_mean"], rows.loc[parts, "log_loss_mean"].min()
-        checks.append({
-            "dataset": name, "ece": ece, "best_ece": best_ece,
-            "ece_holds": bool(ece <= best_ece + ece_margin),
-            "log_loss": nll, "best_log_loss": best_nll,
-            "log_loss_holds": bool(nll <= best_nll),
-        })
+        checks.append(
+            {
+                "dataset": name,
+                "ece": ece,
+                "best_ece": best_ece,
+                "ece_holds": bool(ece <= best_ece + ece_margin),
+                "log_loss": nll,
+                "best_log_loss": best_nll,
+                "log_loss_holds": bool(nll <= best_nll),
+            }
+        )
     return checks
 
 
@@ -478,8 +525,10 @@ def machine_description():
     parts = [f"{cpu}, {os.cpu_count()} cores", platform.system()]
     if torch.cuda.is_available():
         parts.append(f"GPU {torch.cuda.get_device_name()}")
-    parts.append(f"Python {platform.python_version()}, torch {torch.__version__}, "
-                 f"scikit-learn {sklearn.__version__}")
+    parts.append(
+        f"Python {platform.python_version()}, torch {torch.__version__}, "
+        f"scikit-learn {sklearn.__version__}"
+    )
     return "; ".join(parts)
 
 
@@ -488,8 +537,7 @@ def _fmt(summary, key, metric, digits=3):
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def results_section(summary, checks, *, command, seeds, max_epochs, plot_name=None,
-                    elapsed=None):
+def results_section(summary, checks, *, command, seeds, max_epochs, plot_name=None, elapsed=None):
     """The RESULTS.md section (between the compare markers) as a string."""
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     names = list(summary.index.get_level_values(0).unique())
@@ -510,7 +558,7 @@ def results_section(summary, checks, *, command, seeds, max_epochs, plot_name=No
         "AUROC is macro one-vs-rest; ECE is the top-label expected calibration error "
         "(15 bins, lower is better); Brier is the multi-class Brier score. Every "
         "`I2M2Classifier` calibrates its probabilities by default (`calibration="
-        "\"temperature\"`). Baselines on the same splits: `logistic (concat)` is "
+        '"temperature"`). Baselines on the same splits: `logistic (concat)` is '
         "`LogisticRegression` (default C) on the standardised concatenation of all "
         "modalities, `logistic (product)` the normalised product of one such model per "
         "modality, `HGB (concat)` `HistGradientBoostingClassifier` on the concatenation.",
@@ -523,14 +571,17 @@ def results_section(summary, checks, *, command, seeds, max_epochs, plot_name=No
         "",
         "### Claims (test accuracy)",
         "",
-        "\"A ≥ B within one std\": mean(A) ≥ mean(B) − max(std(A), std(B)); \"≫\": at least "
+        '"A ≥ B within one std": mean(A) ≥ mean(B) − max(std(A), std(B)); "≫": at least '
         "0.1 higher; inter is the better of concat and lrtf.",
         "",
         "| data set | claim | holds | I2M2, intra, inter |",
         "|---|---|---|---|",
     ]
-    lines += [f"| {DATASETS[c['dataset']].title} | {c['claim']} | "
-              f"{'yes' if c['holds'] else '**no**'} | {c['evidence']} |" for c in checks]
+    lines += [
+        f"| {DATASETS[c['dataset']].title} | {c['claim']} | "
+        f"{'yes' if c['holds'] else '**no**'} | {c['evidence']} |"
+        for c in checks
+    ]
     lines += [
         "",
         "### Calibration (test rows)",
@@ -542,10 +593,12 @@ def results_section(summary, checks, *, command, seeds, max_epochs, plot_name=No
         "min(intra, inter) log loss | holds |",
         "|---|---|---|---|---|---|---|",
     ]
-    lines += [f"| {DATASETS[c['dataset']].title} | {c['ece']:.3f} | {c['best_ece']:.3f} | "
-              f"{'yes' if c['ece_holds'] else '**no**'} | {c['log_loss']:.3f} | "
-              f"{c['best_log_loss']:.3f} | {'yes' if c['log_loss_holds'] else '**no**'} |"
-              for c in check_calibration(summary)]
+    lines += [
+        f"| {DATASETS[c['dataset']].title} | {c['ece']:.3f} | {c['best_ece']:.3f} | "
+        f"{'yes' if c['ece_holds'] else '**no**'} | {c['log_loss']:.3f} | "
+        f"{c['best_log_loss']:.3f} | {'yes' if c['log_loss_holds'] else '**no**'} |"
+        for c in check_calibration(summary)
+    ]
     lines += [
         "",
         "### Results",
@@ -593,7 +646,7 @@ def write_results(section, path, name="compare"):
     text = path.read_text(encoding="utf-8")
     start, end = text.find(start_marker), text.find(end_marker)
     if start != -1 and end > start:
-        text = text[:start] + section.rstrip("\n") + text[end + len(end_marker):]
+        text = text[:start] + section.rstrip("\n") + text[end + len(end_marker) :]
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text, encoding="utf-8")
@@ -627,24 +680,33 @@ def plot_results(summary, path):
     names = list(summary.index.get_level_values(0).unique())
     n_cols = min(4, len(names))
     n_rows = -(-len(names) // n_cols)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.2 * n_cols, 2.9 * n_rows),
-                             squeeze=False)
-    colors = {"intra": "#4c72b0", "inter (concat)": "#dd8452", "inter (lrtf)": "#c44e52",
-              "I2M2": "#55a868"}
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.2 * n_cols, 2.9 * n_rows), squeeze=False)
+    colors = {
+        "intra": "#4c72b0",
+        "inter (concat)": "#dd8452",
+        "inter (lrtf)": "#c44e52",
+        "I2M2": "#55a868",
+    }
     for ax, name in zip(axes.flat, names):
         part = summary.loc[name]
         models = list(part.index)
-        ax.bar(range(len(models)), part["accuracy_mean"], yerr=part["accuracy_std"],
-               color=[colors.get(m, "#a0a0a0") for m in models], capsize=2)
+        ax.bar(
+            range(len(models)),
+            part["accuracy_mean"],
+            yerr=part["accuracy_std"],
+            color=[colors.get(m, "#a0a0a0") for m in models],
+            capsize=2,
+        )
         ax.set_xticks(range(len(models)))
-        ax.set_xticklabels([m.replace(EXPERT_PREFIX, "") for m in models], rotation=60,
-                           ha="right", fontsize=7)
+        ax.set_xticklabels(
+            [m.replace(EXPERT_PREFIX, "") for m in models], rotation=60, ha="right", fontsize=7
+        )
         low = max(0.0, float((part["accuracy_mean"] - part["accuracy_std"]).min()) - 0.05)
         ax.set_ylim(low, 1.0)
         ax.set_title(DATASETS[name].title, fontsize=9)
         ax.tick_params(axis="y", labelsize=7)
         ax.grid(axis="y", alpha=0.3)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     for ax in axes[:, 0]:
         ax.set_ylabel("test accuracy (mean ± std)", fontsize=8)
@@ -653,8 +715,18 @@ def plot_results(summary, path):
     plt.close(fig)
 
 
-def main(*, quick=False, datasets=None, seeds=None, max_epochs=None, output_dir="benchmarks",
-         plot=True, n_jobs=1, command="sk-i2m2 benchmark", verbose=1):
+def main(
+    *,
+    quick=False,
+    datasets=None,
+    seeds=None,
+    max_epochs=None,
+    output_dir="benchmarks",
+    plot=True,
+    n_jobs=1,
+    command="sk-i2m2 benchmark",
+    verbose=1,
+):
     """Run the benchmark and write ``RESULTS.md`` (and ``compare.png``) to ``output_dir``.
 
     Parameters
@@ -699,8 +771,15 @@ def main(*, quick=False, datasets=None, seeds=None, max_epochs=None, output_dir=
     if plot:
         plot_name = "compare.png"
         plot_results(summary, output_dir / plot_name)
-    section = results_section(summary, checks, command=command, seeds=seed_list,
-                              max_epochs=max_epochs, plot_name=plot_name, elapsed=elapsed)
+    section = results_section(
+        summary,
+        checks,
+        command=command,
+        seeds=seed_list,
+        max_epochs=max_epochs,
+        plot_name=plot_name,
+        elapsed=elapsed,
+    )
     write_results(section, output_dir / "RESULTS.md")
     if verbose:
         for c in checks:
@@ -712,23 +791,42 @@ def main(*, quick=False, datasets=None, seeds=None, max_epochs=None, output_dir=
 
 def add_arguments(parser, output_dir="benchmarks"):
     """Add the benchmark's command-line options to an ``argparse`` parser."""
-    parser.add_argument("--quick", action="store_true",
-                        help="fewer data sets, seeds and epochs (a few minutes on 2 CPU cores)")
-    parser.add_argument("--datasets", nargs="+", default=None, choices=list(DATASETS),
-                        metavar="NAME", help=f"data sets to run (default: all of "
-                        f"{', '.join(DATASETS)})")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer data sets, seeds and epochs (a few minutes on 2 CPU cores)",
+    )
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        default=None,
+        choices=list(DATASETS),
+        metavar="NAME",
+        help=f"data sets to run (default: all of {', '.join(DATASETS)})",
+    )
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 5)")
-    parser.add_argument("--max-epochs", type=int, default=None,
-                        help="override I2M2Classifier's max_epochs")
+    parser.add_argument(
+        "--max-epochs", type=int, default=None, help="override I2M2Classifier's max_epochs"
+    )
     parser.add_argument("--n-jobs", type=int, default=1, help="fits run in parallel processes")
-    parser.add_argument("--output-dir", default=str(output_dir),
-                        help=f"folder of RESULTS.md and compare.png (default: {output_dir})")
+    parser.add_argument(
+        "--output-dir",
+        default=str(output_dir),
+        help=f"folder of RESULTS.md and compare.png (default: {output_dir})",
+    )
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG bar chart")
     return parser
 
 
 def run_from_args(args, command):
     """Run :func:`main` with options parsed by a parser from :func:`add_arguments`."""
-    return main(quick=args.quick, datasets=args.datasets, seeds=args.seeds,
-                max_epochs=args.max_epochs, output_dir=args.output_dir,
-                plot=not args.no_plot, n_jobs=args.n_jobs, command=command)
+    return main(
+        quick=args.quick,
+        datasets=args.datasets,
+        seeds=args.seeds,
+        max_epochs=args.max_epochs,
+        output_dir=args.output_dir,
+        plot=not args.no_plot,
+        n_jobs=args.n_jobs,
+        command=command,
+    )

@@ -30,13 +30,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from comparison import machine_description, write_results
 from sklearn.model_selection import train_test_split
 
 from sk_i2m2 import I2M2Classifier
 from sk_i2m2.datasets import load_mfeat, make_multimodal_classification
 from sk_i2m2.inspection import dependency_report
-
-from comparison import machine_description, write_results
 
 VIEWS = ["fou", "zer", "mor"]
 
@@ -51,8 +50,9 @@ def removed_view(seeds, params):
     rows = []
     X, y = load_mfeat(VIEWS)
     for seed in seeds:
-        X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.3, stratify=y,
-                                                  random_state=seed)
+        X_tr, X_te, y_tr, y_te = train_test_split(
+            X, y, test_size=0.3, stratify=y, random_state=seed
+        )
         dropout = I2M2Classifier(modality_dropout=0.3, random_state=seed, **params)
         dropout.fit(X_tr, y_tr)
         drop_inter = I2M2Classifier(inter_missing="drop", random_state=seed, **params)
@@ -60,13 +60,17 @@ def removed_view(seeds, params):
         singles = _stage1_accuracy(dropout, X_te, y_te)
         for removed in [None, *VIEWS]:
             X_left = {k: v for k, v in X_te.items() if k != removed}
-            rows.append({
-                "seed": seed, "removed": removed or "(none)",
-                "dropout": dropout.score(X_left, y_te),
-                "drop_inter": drop_inter.score(X_left, y_te),
-                "best_single": max(a for k, a in singles.items()
-                                   if k not in (removed, "inter")),
-            })
+            rows.append(
+                {
+                    "seed": seed,
+                    "removed": removed or "(none)",
+                    "dropout": dropout.score(X_left, y_te),
+                    "drop_inter": drop_inter.score(X_left, y_te),
+                    "best_single": max(
+                        a for k, a in singles.items() if k not in (removed, "inter")
+                    ),
+                }
+            )
     return rows
 
 
@@ -74,8 +78,9 @@ def missing_rows(seeds, params, rate=0.3):
     rows = []
     X, y = load_mfeat(VIEWS)
     for seed in seeds:
-        X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.3, stratify=y,
-                                                  random_state=seed)
+        X_tr, X_te, y_tr, y_te = train_test_split(
+            X, y, test_size=0.3, stratify=y, random_state=seed
+        )
         rng = np.random.RandomState(seed)
         X_tr = {k: np.array(v, dtype=np.float32) for k, v in X_tr.items()}
         hidden = rng.rand(len(y_tr)) < rate
@@ -126,7 +131,7 @@ def section(removed, missing, reports, *, command, minutes, seeds, params):
         "",
         "### A view removed at prediction time (mfeat fou+zer+mor, trained on complete data)",
         "",
-        "| removed view | I2M2, `modality_dropout=0.3` | I2M2, `inter_missing=\"drop\"` "
+        '| removed view | I2M2, `modality_dropout=0.3` | I2M2, `inter_missing="drop"` '
         "| best remaining single-view expert | holds (≥ best − 0.02) |",
         "|---|---|---|---|---|",
     ]
@@ -135,13 +140,15 @@ def section(removed, missing, reports, *, command, minutes, seeds, params):
         dropout = [r["dropout"] for r in sel]
         best = [r["best_single"] for r in sel]
         holds = "yes" if np.mean(dropout) >= np.mean(best) - 0.02 else "**no**"
-        lines.append(f"| {view} | {_mean_std(dropout)} | "
-                     f"{_mean_std([r['drop_inter'] for r in sel])} | {_mean_std(best)} | "
-                     f"{holds if view != '(none)' else ''} |")
+        lines.append(
+            f"| {view} | {_mean_std(dropout)} | "
+            f"{_mean_std([r['drop_inter'] for r in sel])} | {_mean_std(best)} | "
+            f"{holds if view != '(none)' else ''} |"
+        )
     lines += [
         "",
         "Chance is 0.100. Without the view, `modality_dropout` (learned null embeddings of "
-        "the inter expert) and `inter_missing=\"drop\"` (the inter expert left out) are "
+        'the inter expert) and `inter_missing="drop"` (the inter expert left out) are '
         "compared; the first row is the complete test set.",
         "",
         "### 30 % of training rows missing one view (which one at random)",
@@ -153,8 +160,9 @@ def section(removed, missing, reports, *, command, minutes, seeds, params):
     for view in [*VIEWS, "inter"]:
         label = f"expert: {view}" if view != "inter" else "inter expert (stage 1)"
         lines.append(f"| {label} | {_mean_std([r[view] for r in missing])} |")
-    beats = all(np.mean([r["I2M2"] for r in missing]) > np.mean([r[v] for r in missing])
-                for v in VIEWS)
+    beats = all(
+        np.mean([r["I2M2"] for r in missing]) > np.mean([r[v] for r in missing]) for v in VIEWS
+    )
     lines += [
         "",
         f"I2M2 beats every single-view expert: **{'yes' if beats else 'no'}**.",
@@ -168,7 +176,8 @@ def section(removed, missing, reports, *, command, minutes, seeds, params):
         score = report["score_mean"]
         lines.append(
             f"| {name} | {seed} | {report.attrs['dependency']} | {score['intra']:.3f} | "
-            f"{score['inter']:.3f} | {score['I2M2']:.3f} | {score['chance']:.3f} |")
+            f"{score['inter']:.3f} | {score['I2M2']:.3f} | {score['chance']:.3f} |"
+        )
     lines += [
         "",
         "Synthetic data: `make_multimodal_classification(n, ...)`, 5-fold cross-validation; "
@@ -192,8 +201,9 @@ def main(argv=None):
     reports = verdicts(seeds, params, n_samples=1000, cv=5)
     minutes = (time.perf_counter() - start) / 60
     command = " ".join(["python benchmarks/missing.py", *(argv or sys.argv[1:])])
-    text = section(removed, missing, reports, command=command, minutes=minutes,
-                   seeds=seeds, params=params)
+    text = section(
+        removed, missing, reports, command=command, minutes=minutes, seeds=seeds, params=params
+    )
     write_results(text, Path(__file__).resolve().parent / "RESULTS.md", name="missing")
     print(text)
 

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from comparison import expected_calibration_error, machine_description, write_results  # noqa: E402
+from comparison import expected_calibration_error, machine_description, write_results
 
 SECTION = "small"
 TEST_SIZE = 0.3
@@ -64,20 +64,24 @@ class SmallSet:
     description: str = ""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _breast_cancer():
     from sklearn.datasets import load_breast_cancer
 
     data = load_breast_cancer()
     names = [str(f) for f in data.feature_names]
     view_of = {f: "error" if f.endswith(" error") else f.split(" ")[0] for f in names}
-    X = {view: data.data[:, [i for i, f in enumerate(names) if view_of[f] == view]]
-         .astype(np.float32) for view in ("mean", "error", "worst")}
+    X = {
+        view: data.data[:, [i for i, f in enumerate(names) if view_of[f] == view]].astype(
+            np.float32
+        )
+        for view in ("mean", "error", "worst")
+    }
     assert all(x.shape[1] == 10 for x in X.values())
     return X, data.target
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _mfeat(views):
     from sk_i2m2.datasets import load_mfeat
 
@@ -85,7 +89,7 @@ def _mfeat(views):
     return {m: np.asarray(X[m]) for m in views}, np.asarray(y)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _digits():
     from sklearn.datasets import load_digits
 
@@ -100,9 +104,15 @@ def _synthetic(intra, inter):
         from sk_i2m2.datasets import make_multimodal_classification
 
         X, y = make_multimodal_classification(
-            n_samples=n, n_modalities=2, n_features=10, intra_strength=intra,
-            inter_strength=inter, random_state=seed)
+            n_samples=n,
+            n_modalities=2,
+            n_features=10,
+            intra_strength=intra,
+            inter_strength=inter,
+            random_state=seed,
+        )
         return {m: np.asarray(X[m]) for m in X}, np.asarray(y)
+
     return make
 
 
@@ -110,34 +120,56 @@ def _sets():
     sets = {}
     for n in (80, 150, 569):
         sets[f"bc-{n}"] = SmallSet(
-            f"breast cancer n={n}", _breast_cancer, n,
+            f"breast cancer n={n}",
+            _breast_cancer,
+            n,
             description="load_breast_cancer() as three views of 10 features: mean, error "
-                        "and worst values of the nuclei measurements; 2 classes")
+            "and worst values of the nuclei measurements; 2 classes",
+        )
     for views in (("fou", "zer"), ("mor", "zer")):
         for n in (100, 300):
             sets[f"mfeat-{'-'.join(views)}-{n}"] = SmallSet(
-                f"mfeat {'+'.join(views)} n={n}", functools.partial(_mfeat, views), n,
-                description=f"load_mfeat({list(views)}): UCI Multiple Features digits, "
-                            "10 classes")
-    for regime, (intra, inter) in {"intra": (0.7, 0.0), "inter": (0.0, 2.0),
-                                   "mixed": (0.5, 1.5)}.items():
+                f"mfeat {'+'.join(views)} n={n}",
+                functools.partial(_mfeat, views),
+                n,
+                description=f"load_mfeat({list(views)}): UCI Multiple Features digits, 10 classes",
+            )
+    for regime, (intra, inter) in {
+        "intra": (0.7, 0.0),
+        "inter": (0.0, 2.0),
+        "mixed": (0.5, 1.5),
+    }.items():
         for n in (100, 200):
             sets[f"synthetic-{regime}-{n}"] = SmallSet(
-                f"synthetic {regime} n={n}", None, n, make=_synthetic(intra, inter),
+                f"synthetic {regime} n={n}",
+                None,
+                n,
+                make=_synthetic(intra, inter),
                 description=f"make_multimodal_classification(n, 2 modalities x 10 features, "
-                            f"intra_strength={intra}, inter_strength={inter}), drawn per seed; "
-                            "2 classes")
+                f"intra_strength={intra}, inter_strength={inter}), drawn per seed; "
+                "2 classes",
+            )
     for n in (150, 300):
         sets[f"digits-{n}"] = SmallSet(
-            f"digits image+table n={n}", _digits, n,
+            f"digits image+table n={n}",
+            _digits,
+            n,
             description="load_digits(): the 8x8 image (n, 1, 8, 8), ink / 16, and a table of "
-                        "its 8 row and 8 column ink sums; 10 classes")
+            "its 8 row and 8 column ink sums; 10 classes",
+        )
     return sets
 
 
 SETS = _sets()
-QUICK_SETS = ["bc-80", "bc-150", "mfeat-fou-zer-100", "mfeat-mor-zer-300",
-              "synthetic-intra-100", "synthetic-mixed-200", "digits-150"]
+QUICK_SETS = [
+    "bc-80",
+    "bc-150",
+    "mfeat-fou-zer-100",
+    "mfeat-mor-zer-300",
+    "synthetic-intra-100",
+    "synthetic-mixed-200",
+    "digits-150",
+]
 
 
 def load_split(name, seed):
@@ -150,13 +182,19 @@ def load_split(name, seed):
     else:
         X, y = spec.pool()
         if spec.n < len(y):
-            rows, _ = train_test_split(np.arange(len(y)), train_size=spec.n, stratify=y,
-                                       random_state=seed)
+            rows, _ = train_test_split(
+                np.arange(len(y)), train_size=spec.n, stratify=y, random_state=seed
+            )
             X, y = {m: x[rows] for m, x in X.items()}, y[rows]
-    rows_train, rows_test = train_test_split(np.arange(len(y)), test_size=TEST_SIZE,
-                                             stratify=y, random_state=seed)
-    return ({m: x[rows_train] for m, x in X.items()}, {m: x[rows_test] for m, x in X.items()},
-            y[rows_train], y[rows_test])
+    rows_train, rows_test = train_test_split(
+        np.arange(len(y)), test_size=TEST_SIZE, stratify=y, random_state=seed
+    )
+    return (
+        {m: x[rows_train] for m, x in X.items()},
+        {m: x[rows_test] for m, x in X.items()},
+        y[rows_train],
+        y[rows_test],
+    )
 
 
 # ----------------------------------------------------------------------
@@ -181,6 +219,7 @@ def _i2m2(**params):
 
         clf = I2M2Classifier(random_state=seed, **params).fit(X, y)
         return {"": clf.predict_proba}
+
     return fit
 
 
@@ -195,9 +234,12 @@ def _lr_product(X, y, seed):
     models = {m: _logistic().fit(np.asarray(x).reshape(len(x), -1), y) for m, x in X.items()}
 
     def predict(Xn):
-        logs = sum(m.predict_log_proba(np.asarray(Xn[k]).reshape(len(Xn[k]), -1))
-                   for k, m in models.items())
+        logs = sum(
+            m.predict_log_proba(np.asarray(Xn[k]).reshape(len(Xn[k]), -1))
+            for k, m in models.items()
+        )
         return softmax(logs, axis=1)
+
     return {"": predict}
 
 
@@ -210,6 +252,7 @@ def _hgb(X, y, seed):
 
 def _regime(name, capacity=None, **kwargs):
     """A prototype regime of ``small_regimes.py`` (imported lazily: it needs sk_i2m2)."""
+
     def fit(X, y, seed):
         import small_regimes
 
@@ -217,6 +260,7 @@ def _regime(name, capacity=None, **kwargs):
         if capacity is not None:
             params.update(small_regimes.capacity_params(X, capacity))
         return getattr(small_regimes, f"regime_{name}")(X, y, seed, **params)
+
     return fit
 
 
@@ -254,12 +298,15 @@ def _scores(proba, y_test, classes):
     if proba.shape[1] == 2:
         auroc = roc_auc_score(y_index, proba[:, 1])
     else:
-        auroc = roc_auc_score(y_index, proba, multi_class="ovr", average="macro",
-                              labels=np.arange(proba.shape[1]))
-    return {"accuracy": float((proba.argmax(axis=1) == y_index).mean()),
-            "auroc": float(auroc),
-            "log_loss": float(log_loss(y_index, proba, labels=np.arange(proba.shape[1]))),
-            "ece": expected_calibration_error(y_index, proba)}
+        auroc = roc_auc_score(
+            y_index, proba, multi_class="ovr", average="macro", labels=np.arange(proba.shape[1])
+        )
+    return {
+        "accuracy": float((proba.argmax(axis=1) == y_index).mean()),
+        "auroc": float(auroc),
+        "log_loss": float(log_loss(y_index, proba, labels=np.arange(proba.shape[1]))),
+        "ece": expected_calibration_error(y_index, proba),
+    }
 
 
 def run_task(name, seed, models, threads=1):
@@ -282,9 +329,16 @@ def run_task(name, seed, models, threads=1):
             else:
                 predict, seconds_v = entry, seconds
             label = f"{model} {suffix}".strip() if suffix else model
-            rows.append({"dataset": name, "model": label, "seed": seed,
-                         **_scores(predict(X_test), y_test, classes),
-                         "fit_seconds": seconds_v, "info": repr(info) if info else ""})
+            rows.append(
+                {
+                    "dataset": name,
+                    "model": label,
+                    "seed": seed,
+                    **_scores(predict(X_test), y_test, classes),
+                    "fit_seconds": seconds_v,
+                    "info": repr(info) if info else "",
+                }
+            )
     return rows
 
 
@@ -307,8 +361,10 @@ def target_checks(summary):
         acc = summary.loc[name, "accuracy_mean"]
         for model in [m for m in acc.index if m == "I2M2" or m.startswith("regime: ")]:
             row = {"dataset": name, "candidate": model, "model": acc[model]}
-            for key, pair in {"vs_lr": ("LR concat", "LR product"),
-                              "vs_own": ("I2M2 intra", "I2M2 inter")}.items():
+            for key, pair in {
+                "vs_lr": ("LR concat", "LR product"),
+                "vs_own": ("I2M2 intra", "I2M2 inter"),
+            }.items():
                 present = [m for m in pair if m in acc]
                 if present:
                     best = max(acc[m] for m in present)
@@ -319,8 +375,10 @@ def target_checks(summary):
 
 
 def _fmt(summary, key, metric, digits=3):
-    return (f"{summary.loc[key, metric + '_mean']:.{digits}f} ± "
-            f"{summary.loc[key, metric + '_std']:.{digits}f}")
+    return (
+        f"{summary.loc[key, metric + '_mean']:.{digits}f} ± "
+        f"{summary.loc[key, metric + '_std']:.{digits}f}"
+    )
 
 
 def results_section(summary, checks, *, command, seeds, elapsed, notes=""):
@@ -374,9 +432,11 @@ def results_section(summary, checks, *, command, seeds, elapsed, notes=""):
                 cells += [f"{100 * c[key]:+.1f}", "yes" if c[key + "_ok"] else "**no**"]
             else:
                 cells += ["", ""]
-        lines.append(f"| {SETS[c['dataset']].title} | {c['candidate']} | {c['model']:.3f} | "
-                     + " | ".join(cells)
-                     + " |")
+        lines.append(
+            f"| {SETS[c['dataset']].title} | {c['candidate']} | {c['model']:.3f} | "
+            + " | ".join(cells)
+            + " |"
+        )
     lines += [
         "",
         "### Results",
@@ -390,29 +450,49 @@ def results_section(summary, checks, *, command, seeds, elapsed, notes=""):
         lines.append(
             f"| {SETS[name].title} | {label} | {_fmt(summary, key, 'accuracy')} | "
             f"{_fmt(summary, key, 'auroc')} | {_fmt(summary, key, 'log_loss')} | "
-            f"{_fmt(summary, key, 'ece')} | {summary.loc[key, 'fit_seconds_mean']:.2f} |")
+            f"{_fmt(summary, key, 'ece')} | {summary.loc[key, 'fit_seconds_mean']:.2f} |"
+        )
     lines.append(f"<!-- {SECTION}:end -->")
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help=f"3 seeds on {len(QUICK_SETS)} sets")
+    parser.add_argument("--quick", action="store_true", help=f"3 seeds on {len(QUICK_SETS)} sets")
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 10)")
-    parser.add_argument("--datasets", nargs="+", default=None, choices=list(SETS),
-                        metavar="NAME", help=f"data sets (default all: {', '.join(SETS)})")
-    parser.add_argument("--models", nargs="+", default=None, choices=list(MODELS),
-                        metavar="MODEL", help=f"models (default: {', '.join(DEFAULT_MODELS)}; "
-                        f"also {', '.join(m for m in MODELS if m not in DEFAULT_MODELS)})")
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        default=None,
+        choices=list(SETS),
+        metavar="NAME",
+        help=f"data sets (default all: {', '.join(SETS)})",
+    )
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        choices=list(MODELS),
+        metavar="MODEL",
+        help=f"models (default: {', '.join(DEFAULT_MODELS)}; "
+        f"also {', '.join(m for m in MODELS if m not in DEFAULT_MODELS)})",
+    )
     parser.add_argument("--n-jobs", type=int, default=1, help="parallel processes")
     parser.add_argument("--raw", default=None, help="also write per-fit rows to this CSV")
-    parser.add_argument("--from-raw", nargs="+", default=None, metavar="CSV",
-                        help="rebuild the section from per-fit CSVs written by --raw (e.g. "
-                        "defaults and a regime run separately) instead of fitting")
+    parser.add_argument(
+        "--from-raw",
+        nargs="+",
+        default=None,
+        metavar="CSV",
+        help="rebuild the section from per-fit CSVs written by --raw (e.g. "
+        "defaults and a regime run separately) instead of fitting",
+    )
     parser.add_argument("--notes", default="", help="extra line for the protocol notes")
-    parser.add_argument("--output", default=str(Path(__file__).parent / "RESULTS.md"),
-                        help="RESULTS.md to update ('-' prints only)")
+    parser.add_argument(
+        "--output",
+        default=str(Path(__file__).parent / "RESULTS.md"),
+        help="RESULTS.md to update ('-' prints only)",
+    )
     args = parser.parse_args(argv)
 
     import pandas as pd
@@ -433,18 +513,22 @@ def main(argv=None):
         # Worker processes import this folder's modules (comparison, small_regimes).
         here = str(Path(__file__).resolve().parent)
         os.environ["PYTHONPATH"] = os.pathsep.join(
-            p for p in (here, os.environ.get("PYTHONPATH")) if p)
+            p for p in (here, os.environ.get("PYTHONPATH")) if p
+        )
         # By reference to the importable module, not to __main__.
         import small_cohorts
 
         jobs = Parallel(n_jobs=args.n_jobs, return_as="generator")(
-            delayed(small_cohorts.run_task)(n, s, models) for n, s in tasks)
+            delayed(small_cohorts.run_task)(n, s, models) for n, s in tasks
+        )
         rows = []
         for task_rows in jobs:
             for r in task_rows:
-                print(f"{r['dataset']:<22} {r['model']:<26} seed {r['seed']}: acc "
-                      f"{r['accuracy']:.3f} ll {r['log_loss']:.3f} ({r['fit_seconds']:.1f}s)",
-                      flush=True)
+                print(
+                    f"{r['dataset']:<22} {r['model']:<26} seed {r['seed']}: acc "
+                    f"{r['accuracy']:.3f} ll {r['log_loss']:.3f} ({r['fit_seconds']:.1f}s)",
+                    flush=True,
+                )
             rows += task_rows
         elapsed = time.perf_counter() - start
         results = pd.DataFrame(rows)
@@ -453,21 +537,36 @@ def main(argv=None):
     summary = summarize(results)
     checks = target_checks(summary)
     pd.set_option("display.width", 200)
-    print(summary[["accuracy_mean", "accuracy_std", "log_loss_mean", "fit_seconds_mean"]]
-          .round(3).to_string())
+    print(
+        summary[["accuracy_mean", "accuracy_std", "log_loss_mean", "fit_seconds_mean"]]
+        .round(3)
+        .to_string()
+    )
     for c in checks:
-        print(f"target {c['dataset']:<22} {c['candidate']:<22} {c['model']:.3f}  "
-              + "  ".join(f"{k} {100 * c[k]:+.1f} {'ok' if c[k + '_ok'] else 'MISS'}"
-                          for k in ("vs_lr", "vs_own") if k in c))
+        print(
+            f"target {c['dataset']:<22} {c['candidate']:<22} {c['model']:.3f}  "
+            + "  ".join(
+                f"{k} {100 * c[k]:+.1f} {'ok' if c[k + '_ok'] else 'MISS'}"
+                for k in ("vs_lr", "vs_own")
+                if k in c
+            )
+        )
     shown = list(argv if argv is not None else sys.argv[1:])
     if "--notes" in shown:  # the notes get a line of their own
         i = shown.index("--notes")
-        del shown[i:i + 2]
+        del shown[i : i + 2]
     shown = [os.path.basename(a) if a.endswith(".csv") else a for a in shown]
     command = "PYTHONPATH=. python benchmarks/small_cohorts.py" + "".join(
-        " " + shlex.quote(a) for a in shown)
-    section = results_section(summary, checks, command=command, seeds=list(range(seeds)),
-                              elapsed=elapsed, notes=args.notes)
+        " " + shlex.quote(a) for a in shown
+    )
+    section = results_section(
+        summary,
+        checks,
+        command=command,
+        seeds=list(range(seeds)),
+        elapsed=elapsed,
+        notes=args.notes,
+    )
     if args.output != "-":
         write_results(section, args.output, name=SECTION)
         print(f"Wrote {args.output} in {elapsed / 60:.1f} min.")

@@ -34,7 +34,7 @@ from sk_i2m2.encoders import MLPEncoder
 from sk_i2m2.fusion import ConcatFusion
 from sk_i2m2.nn.product import combine
 
-__all__ = ["HeldOutStopping", "EpochSnapshot", "REGIMES", "auto_batch_size"]
+__all__ = ["HeldOutStopping", "EpochSnapshot", "auto_batch_size"]
 
 
 def auto_batch_size(n_train):
@@ -76,8 +76,10 @@ class HeldOutStopping(Callback):
         module.train(was_training)
         y = torch.as_tensor(self.y_valid, dtype=torch.long)
         if self.mode == "experts":
-            return {name: float(F.cross_entropy(logits[i], y))
-                    for i, name in enumerate(module.expert_names)}
+            return {
+                name: float(F.cross_entropy(logits[i], y))
+                for i, name in enumerate(module.expert_names)
+            }
         return {"product": float(F.nll_loss(combine(logits), y))}
 
     def _submodule(self, module, name):
@@ -151,8 +153,11 @@ CAPACITY = {
 def capacity_params(X, capacity="small"):
     """Capacity for small data: narrow (or no) hidden layers for vector views, narrow fusion."""
     hidden, fusion_hidden = CAPACITY[capacity]
-    encoders = {m: MLPEncoder(hidden_sizes=hidden, dropout=0.1)
-                for m, x in X.items() if np.asarray(x).ndim == 2}
+    encoders = {
+        m: MLPEncoder(hidden_sizes=hidden, dropout=0.1)
+        for m, x in X.items()
+        if np.asarray(x).ndim == 2
+    }
     return {"encoders": encoders or None, "fusion": ConcatFusion(hidden_size=fusion_hidden)}
 
 
@@ -173,7 +178,7 @@ def inner_cv(X, y, seed, params, *, n_folds=5, patience=10, max_epochs=100):
     fold a dict expert -> best stage-1 epoch, and per fold the best stage-2
     epoch (0 = fine-tuning did not help on that fold).
     """
-    classes, y_index = _encode(y)
+    _, y_index = _encode(y)
     n_folds = min(n_folds, int(np.bincount(y_index).min()))
     folds = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
     batch_size = params.pop("batch_size", auto_batch_size(len(y)))
@@ -181,12 +186,15 @@ def inner_cv(X, y, seed, params, *, n_folds=5, patience=10, max_epochs=100):
     for k, (train, valid) in enumerate(folds.split(np.zeros(len(y)), y_index)):
         X_valid, y_valid = _subset(X, valid), y_index[valid]
         clf = I2M2Classifier(
-            random_state=seed * 100 + k, early_stopping=False, max_epochs=max_epochs,
-            batch_size=batch_size, **params,
-            callbacks={"pretrain": [("held_out", HeldOutStopping(X_valid, y_valid, "experts",
-                                                                 patience))],
-                       "finetune": [("held_out", HeldOutStopping(X_valid, y_valid, "product",
-                                                                 patience))]},
+            random_state=seed * 100 + k,
+            early_stopping=False,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            **params,
+            callbacks={
+                "pretrain": [("held_out", HeldOutStopping(X_valid, y_valid, "experts", patience))],
+                "finetune": [("held_out", HeldOutStopping(X_valid, y_valid, "product", patience))],
+            },
         ).fit(_subset(X, train), y_index[train])
         models.append(clf)
         epochs1.append(dict(clf.pretrain_net_.callbacks_)["held_out"].best_epoch_)
@@ -197,13 +205,18 @@ def inner_cv(X, y, seed, params, *, n_folds=5, patience=10, max_epochs=100):
 
 def refit(X, y, seed, params, epochs1, epochs2, *, batch_size=None):
     """Refit on all rows, no holdout: each expert for the median of its fold epochs."""
-    target = {name: max(1, int(round(np.median([e[name] for e in epochs1]))))
-              for name in epochs1[0]}
+    target = {
+        name: max(1, int(round(np.median([e[name] for e in epochs1])))) for name in epochs1[0]
+    }
     finetune = int(round(np.median(epochs2))) if epochs2 else 0
     batch_size = batch_size or auto_batch_size(len(y))
     return I2M2Classifier(
-        random_state=seed, early_stopping=False, max_epochs=max(target.values()),
-        finetune_epochs=finetune, batch_size=batch_size, **params,
+        random_state=seed,
+        early_stopping=False,
+        max_epochs=max(target.values()),
+        finetune_epochs=finetune,
+        batch_size=batch_size,
+        **params,
         callbacks={"pretrain": [("snapshot", EpochSnapshot(target))]},
     ).fit(X, y)
 
@@ -233,8 +246,9 @@ def regime_cv(X, y, seed, max_epochs=100, n_folds=5, **params):
     import time
 
     start = time.perf_counter()
-    models, epochs1, epochs2 = inner_cv(X, y, seed, dict(params), n_folds=n_folds,
-                                        max_epochs=max_epochs)
+    models, epochs1, epochs2 = inner_cv(
+        X, y, seed, dict(params), n_folds=n_folds, max_epochs=max_epochs
+    )
     fold_seconds = time.perf_counter() - start
 
     def bag(X_new):
@@ -244,5 +258,7 @@ def regime_cv(X, y, seed, max_epochs=100, n_folds=5, **params):
     final = refit(X, y, seed, dict(params), epochs1, epochs2)
     refit_seconds = time.perf_counter() - start - fold_seconds
     info = {"epochs1": epochs1, "epochs2": epochs2}
-    return {"cv": (final.predict_proba, fold_seconds + refit_seconds, info),
-            "bag": (bag, fold_seconds, info)}
+    return {
+        "cv": (final.predict_proba, fold_seconds + refit_seconds, info),
+        "bag": (bag, fold_seconds, info),
+    }

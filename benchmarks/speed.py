@@ -26,16 +26,17 @@ import numpy as np
 import torch
 
 from sk_i2m2 import I2M2Classifier, ModalityDict
-from sk_i2m2.nn.losses import ExpertsNLLLoss, ProductOfExpertsNLLLoss
 from sk_i2m2.encoders import Conv2dEncoder, MLPEncoder
+from sk_i2m2.nn.losses import ExpertsNLLLoss, ProductOfExpertsNLLLoss
 
 
 def cpu_case(n_samples):
     """Three small vector modalities (MLP experts)."""
     rng = np.random.RandomState(0)
     y = rng.randint(0, 4, n_samples)
-    X = {f"m{k}": (rng.randn(n_samples, 32) + 0.3 * y[:, None]).astype(np.float32)
-         for k in range(3)}
+    X = {
+        f"m{k}": (rng.randn(n_samples, 32) + 0.3 * y[:, None]).astype(np.float32) for k in range(3)
+    }
     encoders = {name: MLPEncoder(hidden_sizes=(64, 32)) for name in X}
     return X, y, encoders
 
@@ -50,7 +51,7 @@ def avmnist_case(n_samples):
     image[np.arange(n_samples), 0, y * 2, :] += 0.06
     audio[np.arange(n_samples), 0, :, y * 8] += 0.03
     encoders = {
-        "image": Conv2dEncoder(channels=(6, 12, 24, 48)),          # 5x5 + 3 blocks
+        "image": Conv2dEncoder(channels=(6, 12, 24, 48)),  # 5x5 + 3 blocks
         "audio": Conv2dEncoder(channels=(6, 12, 24, 48, 96, 192)),  # 5x5 + 5 blocks
     }
     return {"image": image, "audio": audio}, y, encoders
@@ -65,19 +66,20 @@ def hand_loop(module, X, y, batch_size, epochs, lr, weight_decay, device):
     """The reference: slice batches from device tensors, no framework."""
     X = {k: torch.as_tensor(v, device=device) for k, v in X.items()}
     if device.type == "cuda":  # the layout the classifier uses for images
-        X = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
-             for k, v in X.items()}
+        X = {
+            k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
+            for k, v in X.items()
+        }
     y = torch.as_tensor(y, device=device)
     n = len(y)
     module.train()
     for loss_fn, stage_lr in [(ExpertsNLLLoss(), lr), (ProductOfExpertsNLLLoss(), lr / 10)]:
         loss_fn = loss_fn.to(device)
-        optimizer = torch.optim.AdamW(module.parameters(), lr=stage_lr,
-                                      weight_decay=weight_decay)
+        optimizer = torch.optim.AdamW(module.parameters(), lr=stage_lr, weight_decay=weight_decay)
         for _ in range(epochs):
             perm = torch.randperm(n, device=device)
             for start in range(0, n, batch_size):
-                idx = perm[start:start + batch_size]
+                idx = perm[start : start + batch_size]
                 if len(idx) < 2:
                     continue
                 optimizer.zero_grad()
@@ -90,8 +92,14 @@ def hand_loop(module, X, y, batch_size, epochs, lr, weight_decay, device):
 def run_case(name, X, y, encoders, batch_size, epochs, device):
     n = len(y)
     dataset_mb = sum(v.nbytes for v in X.values()) / 2**20
-    clf = I2M2Classifier(encoders=encoders, batch_size=batch_size, max_epochs=epochs,
-                         early_stopping=False, device=device, random_state=0)
+    clf = I2M2Classifier(
+        encoders=encoders,
+        batch_size=batch_size,
+        max_epochs=epochs,
+        early_stopping=False,
+        device=device,
+        random_state=0,
+    )
     # Warm-up, not timed: one epoch per stage on the same data, so that the
     # one-off cuDNN algorithm search for these batch shapes is out of both
     # timings (the hand loop below runs with the same cuDNN settings).
@@ -107,7 +115,8 @@ def run_case(name, X, y, encoders, batch_size, epochs, device):
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     training_time = sum(clf.pretrain_net_.history[:, "dur"]) + sum(
-        clf.finetune_net_.history[:, "dur"])
+        clf.finetune_net_.history[:, "dur"]
+    )
 
     module = copy.deepcopy(clf.module_)
     previous = torch.backends.cudnn.benchmark
@@ -123,13 +132,17 @@ def run_case(name, X, y, encoders, batch_size, epochs, device):
 
     samples = 2 * epochs * n  # two stages
     finetune_dur = sum(clf.finetune_net_.history[:, "dur"])
-    print(f"\n== {name}: {n} samples, {dataset_mb:.0f} MB of inputs, batch {clf.batch_size_}, "
-          f"{epochs} epochs per stage, device {device}")
+    print(
+        f"\n== {name}: {n} samples, {dataset_mb:.0f} MB of inputs, batch {clf.batch_size_}, "
+        f"{epochs} epochs per stage, device {device}"
+    )
     print(f"I2M2Classifier.fit   {fit_time:7.2f} s   {samples / fit_time:10.0f} samples/s")
     print(f"hand-written loop    {hand_time:7.2f} s   {samples / hand_time:10.0f} samples/s")
     print(f"  joint fine-tune stage alone {epochs * n / finetune_dur:10.0f} samples/s")
-    print(f"  set-up outside the epochs   {fit_time - training_time:7.2f} s (validation, "
-          "input statistics, model, data placement)")
+    print(
+        f"  set-up outside the epochs   {fit_time - training_time:7.2f} s (validation, "
+        "input statistics, model, data placement)"
+    )
     print(f"predict_proba        {predict_time:7.2f} s   {n / predict_time:10.0f} samples/s")
     print(f"peak process RSS     {peak_rss_mb:7.0f} MB (inputs {dataset_mb:.0f} MB)")
     if device.type == "cuda":
@@ -142,42 +155,75 @@ def accuracy_check(X, y, encoders, device, epochs, gpu_batch_size):
     from sklearn.model_selection import train_test_split
 
     X_tr, X_te, y_tr, y_te = train_test_split(
-        ModalityDict(X), y, test_size=0.25, stratify=y, random_state=0)
+        ModalityDict(X), y, test_size=0.25, stratify=y, random_state=0
+    )
     print("\n== accuracy, AV-MNIST shapes (fixed epochs, early stopping on)")
     for batch_size in [40, "auto", gpu_batch_size]:
-        clf = I2M2Classifier(encoders=encoders, batch_size=batch_size, max_epochs=epochs,
-                             device=device, random_state=0)
+        clf = I2M2Classifier(
+            encoders=encoders,
+            batch_size=batch_size,
+            max_epochs=epochs,
+            device=device,
+            random_state=0,
+        )
         start = time.perf_counter()
         score = clf.fit(X_tr, y_tr).score(X_te, y_te)
-        print(f"batch {clf.batch_size_:>5}: test accuracy {score:.4f} "
-              f"({time.perf_counter() - start:.0f} s)")
+        print(
+            f"batch {clf.batch_size_:>5}: test accuracy {score:.4f} "
+            f"({time.perf_counter() - start:.0f} s)"
+        )
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="CPU case only, fewer epochs")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--no-accuracy", action="store_true",
-                        help="skip the CUDA accuracy check (batch 40 against larger batches)")
-    parser.add_argument("--gpu-batch-size", type=int, default=2048,
-                        help="batch size of the CUDA case (the documented GPU setting)")
+    parser.add_argument(
+        "--no-accuracy",
+        action="store_true",
+        help="skip the CUDA accuracy check (batch 40 against larger batches)",
+    )
+    parser.add_argument(
+        "--gpu-batch-size",
+        type=int,
+        default=2048,
+        help="batch size of the CUDA case (the documented GPU setting)",
+    )
     args = parser.parse_args(argv)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else ("cpu" if args.device == "auto" else args.device))
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} threads, device {device}"
-          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
+    print(
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads, device {device}"
+        + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+    )
 
     X, y, encoders = cpu_case(20_000)
-    ratio = run_case("CPU case: 3 MLP experts + inter", X, y, encoders, batch_size=128,
-                     epochs=2 if args.quick else 5, device=torch.device("cpu"))
+    ratio = run_case(
+        "CPU case: 3 MLP experts + inter",
+        X,
+        y,
+        encoders,
+        batch_size=128,
+        epochs=2 if args.quick else 5,
+        device=torch.device("cpu"),
+    )
     if device.type == "cuda":
         X, y, encoders = avmnist_case(20_000)
-        ratio = run_case("AV-MNIST shapes", X, y, encoders, batch_size=args.gpu_batch_size,
-                         epochs=2 if args.quick else 5, device=device)
+        ratio = run_case(
+            "AV-MNIST shapes",
+            X,
+            y,
+            encoders,
+            batch_size=args.gpu_batch_size,
+            epochs=2 if args.quick else 5,
+            device=device,
+        )
         if not args.quick and not args.no_accuracy:
-            accuracy_check(X, y, encoders, device, epochs=10,
-                           gpu_batch_size=args.gpu_batch_size)
+            accuracy_check(X, y, encoders, device, epochs=10, gpu_batch_size=args.gpu_batch_size)
     print(f"ratio {ratio:.3f}")
 
 

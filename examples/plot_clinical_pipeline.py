@@ -41,7 +41,7 @@ n_patients = 60 if FAST else 200
 n_visits = 2 if FAST else 3
 
 digits, digit_labels = load_mfeat(["pix"], pix_as_image=True)
-images = digits["pix"]                              # (2000, 1, 16, 15) grayscale digits
+images = digits["pix"]  # (2000, 1, 16, 15) grayscale digits
 
 diagnosis = rng.randint(0, 2, n_patients)
 # The lesion type agrees with the diagnosis for 75 % of the patients.
@@ -56,12 +56,14 @@ scan = np.stack([images[rng.choice(np.flatnonzero(digit_labels == d))] for d in 
 # Patient-level variables, repeated on each visit, and a per-visit biomarker.
 age = (62 + 9 * rng.randn(n_patients) + 4 * diagnosis)[patient]
 baseline = rng.lognormal(1.0, 0.5, n_patients)
-clinical = pd.DataFrame({
-    "age": age.round(),
-    "crp": (baseline[patient] * np.exp(0.35 * y + 0.2 * rng.randn(len(y)))).round(2),
-    "sex": rng.choice(["F", "M"], n_patients)[patient],
-    "site": rng.choice(["north", "south", "east"], n_patients)[patient],
-})
+clinical = pd.DataFrame(
+    {
+        "age": age.round(),
+        "crp": (baseline[patient] * np.exp(0.35 * y + 0.2 * rng.randn(len(y)))).round(2),
+        "sex": rng.choice(["F", "M"], n_patients)[patient],
+        "site": rng.choice(["north", "south", "east"], n_patients)[patient],
+    }
+)
 # Some patients were never seen in the clinic: their rows of the table are
 # all NaN (``None`` in the text columns), the convention for a missing
 # modality.
@@ -73,8 +75,7 @@ no_scan = (rng.rand(len(y)) < 0.1) & ~no_table
 scan[no_scan] = np.nan
 X = ModalityDict(clinical=clinical, scan=scan)
 print(X)
-print(f"{no_table.mean():.0%} of the visits have no clinical table, "
-      f"{no_scan.mean():.0%} no scan")
+print(f"{no_table.mean():.0%} of the visits have no clinical table, {no_scan.mean():.0%} no scan")
 clinical.head()
 
 # %%
@@ -96,17 +97,33 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sk_i2m2 import I2M2Classifier, PerModality
 from sk_i2m2.encoders import MLPEncoder
 
-pipe = Pipeline([
-    ("prep", PerModality({
-        "clinical": ColumnTransformer([
-            ("num", StandardScaler(), ["age", "crp"]),
-            ("cat", OneHotEncoder(sparse_output=False, handle_unknown="ignore"),
-             ["sex", "site"]),
-        ]),
-    })),
-    ("clf", I2M2Classifier(encoders={"clinical": MLPEncoder()},
-                           max_epochs=8 if FAST else 60, random_state=0)),
-])
+pipe = Pipeline(
+    [
+        (
+            "prep",
+            PerModality(
+                {
+                    "clinical": ColumnTransformer(
+                        [
+                            ("num", StandardScaler(), ["age", "crp"]),
+                            (
+                                "cat",
+                                OneHotEncoder(sparse_output=False, handle_unknown="ignore"),
+                                ["sex", "site"],
+                            ),
+                        ]
+                    ),
+                }
+            ),
+        ),
+        (
+            "clf",
+            I2M2Classifier(
+                encoders={"clinical": MLPEncoder()}, max_epochs=8 if FAST else 60, random_state=0
+            ),
+        ),
+    ]
+)
 
 # %%
 # Grouped grid search
@@ -139,10 +156,10 @@ from sklearn.base import clone
 from sklearn.model_selection import KFold, cross_val_score
 
 best = clone(search.best_estimator_)
-grouped = cross_val_score(best, X, y, groups=patient, cv=GroupKFold(n_splits=3),
-                          scoring="roc_auc")
-ungrouped = cross_val_score(best, X, y, cv=KFold(n_splits=3, shuffle=True, random_state=0),
-                            scoring="roc_auc")
+grouped = cross_val_score(best, X, y, groups=patient, cv=GroupKFold(n_splits=3), scoring="roc_auc")
+ungrouped = cross_val_score(
+    best, X, y, cv=KFold(n_splits=3, shuffle=True, random_state=0), scoring="roc_auc"
+)
 print(f"GroupKFold AUROC {grouped.mean():.3f}, shuffled KFold AUROC {ungrouped.mean():.3f}")
 
 # %%
@@ -152,8 +169,10 @@ print(f"GroupKFold AUROC {grouped.mean():.3f}, shuffled KFold AUROC {ungrouped.m
 # table, and for new patients who come with a scan only (the table left out
 # of ``X``).
 fitted = search.best_estimator_
-print("share of training visits without a table:",
-      f"{fitted.named_steps['clf'].missing_rate_['clinical']:.2f}")
+print(
+    "share of training visits without a table:",
+    f"{fitted.named_steps['clf'].missing_rate_['clinical']:.2f}",
+)
 proba = fitted.predict_proba(X)[:, 1]
 has_scan = ~no_scan
 scan_only = fitted.predict_proba({"scan": X["scan"][has_scan]})[:, 1]
@@ -180,19 +199,27 @@ from sklearn.model_selection import cross_val_predict
 one_hot = pd.get_dummies(clinical, columns=["sex", "site"], dtype=float)
 one_hot[no_table] = np.nan  # get_dummies makes zeros of a missing category
 flat = np.hstack([one_hot.to_numpy(), scan.reshape(len(scan), -1)])
-logistic = Pipeline([("impute", SimpleImputer()), ("scale", StandardScaler()),
-                     ("model", LogisticRegression(max_iter=2000))])
+logistic = Pipeline(
+    [
+        ("impute", SimpleImputer()),
+        ("scale", StandardScaler()),
+        ("model", LogisticRegression(max_iter=2000)),
+    ]
+)
 folds = GroupKFold(n_splits=3)
 oof = {
     "I2M2 (best of the search)": cross_val_predict(
-        clone(search.best_estimator_), X, y, groups=patient, cv=folds,
-        method="predict_proba")[:, 1],
+        clone(search.best_estimator_), X, y, groups=patient, cv=folds, method="predict_proba"
+    )[:, 1],
     "logistic regression": cross_val_predict(
-        logistic, flat, y, groups=patient, cv=folds, method="predict_proba")[:, 1],
+        logistic, flat, y, groups=patient, cv=folds, method="predict_proba"
+    )[:, 1],
 }
 for name, p in oof.items():
-    print(f"{name:27s} AUROC {roc_auc_score(y, p):.3f}  Brier {brier_score_loss(y, p):.3f}  "
-          f"accuracy {((p > 0.5) == y).mean():.3f}")
+    print(
+        f"{name:27s} AUROC {roc_auc_score(y, p):.3f}  Brier {brier_score_loss(y, p):.3f}  "
+        f"accuracy {((p > 0.5) == y).mean():.3f}"
+    )
 
 
 # %%
@@ -210,8 +237,14 @@ for i, size in enumerate(sizes):
     part = results[results["hidden_sizes"] == size].set_index("dependencies")
     part = part.loc[grid["clf__dependencies"]]
     positions = np.arange(len(part)) + (i - (len(sizes) - 1) / 2) * width
-    ax1.bar(positions, part["mean_test_score"], width, yerr=part["std_test_score"],
-            capsize=3, label=f"clinical MLP {size}")
+    ax1.bar(
+        positions,
+        part["mean_test_score"],
+        width,
+        yerr=part["std_test_score"],
+        capsize=3,
+        label=f"clinical MLP {size}",
+    )
 ax1.set_xticks(np.arange(3))
 ax1.set_xticklabels(["intra", "inter", "I2M2 (both)"])
 ax1.set_ylabel("AUROC, GroupKFold (3 folds)")
@@ -219,8 +252,13 @@ ax1.set_ylim(0.5, 1.0)
 ax1.legend(fontsize=8, loc="lower right")
 ax1.set_title("Grid search over the model")
 
-ax2.bar([0, 1], [grouped.mean(), ungrouped.mean()], yerr=[grouped.std(), ungrouped.std()],
-        capsize=3, color=["#55a868", "#c44e52"])
+ax2.bar(
+    [0, 1],
+    [grouped.mean(), ungrouped.mean()],
+    yerr=[grouped.std(), ungrouped.std()],
+    capsize=3,
+    color=["#55a868", "#c44e52"],
+)
 ax2.set_xticks([0, 1])
 ax2.set_xticklabels(["grouped\nby patient", "shuffled\nvisits"])
 ax2.set_ylim(0.5, 1.0)

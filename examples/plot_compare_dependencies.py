@@ -48,15 +48,15 @@ max_epochs = 10 if FAST else 100
 def mfeat():
     X, y = load_mfeat(["fou", "zer"])
     if FAST:  # a stratified subsample of 600 digits
-        keep, _ = train_test_split(np.arange(len(y)), train_size=600, stratify=y,
-                                   random_state=0)
+        keep, _ = train_test_split(np.arange(len(y)), train_size=600, stratify=y, random_state=0)
         X, y = X[np.sort(keep)], y[np.sort(keep)]
     return X, y
 
 
 def synthetic(intra, inter):
     return lambda: make_multimodal_classification(
-        n_synthetic, intra_strength=intra, inter_strength=inter, random_state=0)
+        n_synthetic, intra_strength=intra, inter_strength=inter, random_state=0
+    )
 
 
 datasets = {
@@ -78,10 +78,12 @@ for name, load in datasets.items():
     X, y = load()
     for seed in seeds:
         X_train, X_test, y_train, y_test = train_test_split(
-            X, y, test_size=0.3, stratify=y, random_state=seed)
+            X, y, test_size=0.3, stratify=y, random_state=seed
+        )
         for model, dependencies in models.items():
-            clf = I2M2Classifier(dependencies=dependencies, max_epochs=max_epochs,
-                                 random_state=seed)
+            clf = I2M2Classifier(
+                dependencies=dependencies, max_epochs=max_epochs, random_state=seed
+            )
             clf.fit(X_train, y_train)
             scores[name][model].append(clf.score(X_test, y_test))
 
@@ -108,8 +110,15 @@ for i, model in enumerate(models):
     means = [np.mean(scores[name][model]) for name in datasets]
     stds = [np.std(scores[name][model]) for name in datasets]
     positions = np.arange(len(datasets)) + (i - 1) * width
-    ax.bar(positions, means, width, yerr=stds if len(seeds) > 1 else None,
-           color=colors[model], label=model, capsize=3)
+    ax.bar(
+        positions,
+        means,
+        width,
+        yerr=stds if len(seeds) > 1 else None,
+        color=colors[model],
+        label=model,
+        capsize=3,
+    )
 ax.set_xticks(np.arange(len(datasets)))
 ax.set_xticklabels(list(datasets), fontsize=9)
 ax.set_ylabel("test accuracy")

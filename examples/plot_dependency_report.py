@@ -66,7 +66,8 @@ print(digits_report.attrs["fold_scores"])
 # their product stay at chance while the inter expert and I2M2 do not.
 
 X_xor, y_xor = make_multimodal_classification(
-    N_SAMPLES, intra_strength=0.0, inter_strength=2.0, random_state=0)
+    N_SAMPLES, intra_strength=0.0, inter_strength=2.0, random_state=0
+)
 xor_report = dependency_report(clf, X_xor, y_xor, cv=CV)
 print(xor_report)
 print(xor_report.attrs["verdict"])

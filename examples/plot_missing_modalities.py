@@ -30,8 +30,7 @@ MAX_EPOCHS = 10 if FAST else 100
 
 VIEWS = ["fou", "zer", "mor"]
 X, y = load_mfeat(VIEWS)
-X_train, X_test, y_train, y_test = train_test_split(
-    X, y, test_size=0.3, stratify=y, random_state=0)
+X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, stratify=y, random_state=0)
 
 # %%
 # Two ways to handle a missing view
@@ -42,9 +41,11 @@ X_train, X_test, y_train, y_test = train_test_split(
 # product whenever a view is missing.
 models = {
     "null embedding, modality_dropout=0.3": I2M2Classifier(
-        modality_dropout=0.3, max_epochs=MAX_EPOCHS, random_state=0),
+        modality_dropout=0.3, max_epochs=MAX_EPOCHS, random_state=0
+    ),
     'inter_missing="drop"': I2M2Classifier(
-        inter_missing="drop", max_epochs=MAX_EPOCHS, random_state=0),
+        inter_missing="drop", max_epochs=MAX_EPOCHS, random_state=0
+    ),
 }
 for model in models.values():
     model.fit(X_train, y_train)
@@ -61,7 +62,7 @@ order = rng.permutation(len(y_test))
 
 def hide(view, share):
     X_missing = {name: np.array(values, dtype=np.float32) for name, values in X_test.items()}
-    X_missing[view][order[: int(round(share * len(y_test)))]] = np.nan
+    X_missing[view][order[: round(share * len(y_test))]] = np.nan
     return X_missing
 
 
@@ -95,8 +96,14 @@ fig, ax = plt.subplots(figsize=(6.5, 4), layout="constrained")
 colors = dict(zip(VIEWS, plt.get_cmap("tab10").colors))
 for (label, view), scores in accuracy.items():
     style = "-" if label.startswith("null") else "--"
-    ax.plot(shares, scores, style, marker="o", color=colors[view],
-            label=f"without {view} ({'null' if style == '-' else 'drop'})")
+    ax.plot(
+        shares,
+        scores,
+        style,
+        marker="o",
+        color=colors[view],
+        label=f"without {view} ({'null' if style == '-' else 'drop'})",
+    )
 for view, score in single.items():
     ax.axhline(score, color=colors[view], linestyle=":", linewidth=1)
 ax.set_xlabel("share of test samples missing the view")

@@ -185,8 +185,9 @@ class BatchSlicer:
         sample). Defaults to ``shuffle``, i.e. only while training.
     """
 
-    def __init__(self, dataset, batch_size, shuffle=False, generator=None,
-                 device=None, drop_singleton=None):
+    def __init__(
+        self, dataset, batch_size, shuffle=False, generator=None, device=None, drop_singleton=None
+    ):
         if isinstance(dataset, torch.utils.data.Subset):
             self.dataset = dataset.dataset
             self.rows = torch.as_tensor(np.asarray(dataset.indices), dtype=torch.long)
@@ -195,8 +196,7 @@ class BatchSlicer:
             self.rows = None
         if not isinstance(self.dataset, ModalityTensorDataset):
             raise TypeError(
-                "BatchSlicer needs a ModalityTensorDataset; got "
-                f"{type(self.dataset).__name__}."
+                f"BatchSlicer needs a ModalityTensorDataset; got {type(self.dataset).__name__}."
             )
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
@@ -204,9 +204,14 @@ class BatchSlicer:
         data_device = next(iter(self.dataset.X.values())).device
         self.device = torch.device(device) if device is not None else data_device
         # "cuda" and "cuda:0" name the same device: compare types and given indices.
-        self.stream = not (self.device.type == data_device.type and (
-            self.device.index is None or data_device.index is None
-            or self.device.index == data_device.index))
+        self.stream = not (
+            self.device.type == data_device.type
+            and (
+                self.device.index is None
+                or data_device.index is None
+                or self.device.index == data_device.index
+            )
+        )
         self.drop_singleton = shuffle if drop_singleton is None else drop_singleton
 
     def __len__(self):

@@ -58,8 +58,7 @@ def to_channels_last(module):
     """Channels-last weights for conv encoders: faster cuDNN kernels on GPU."""
     for sub in module.modules():
         if isinstance(sub, ConvNet):
-            sub.to(memory_format=torch.channels_last if sub.ndim == 2
-                   else torch.channels_last_3d)
+            sub.to(memory_format=torch.channels_last if sub.ndim == 2 else torch.channels_last_3d)
 
 
 @contextlib.contextmanager

@@ -10,8 +10,7 @@ from ._device import data_device, place
 __all__ = ["expert_logits"]
 
 
-def expert_logits(module, tensors, *, device, batch_size, memory_budget=0.5,
-                  mixed_precision=False):
+def expert_logits(module, tensors, *, device, batch_size, memory_budget=0.5, mixed_precision=False):
     """Stacked expert logits ``(n_experts, n_samples, n_classes)`` on the CPU.
 
     ``tensors`` maps modality (and the presence-mask key, if any) to CPU

@@ -22,8 +22,12 @@ def check_fit_options(inter_missing, modality_dropout):
 
 def check_samples_have_an_expert(present, modalities, dependencies, inter_missing):
     """Refuse samples that no expert can see (the inter expert alone, with ``"drop"``)."""
-    if (present is None or dependencies != "inter" or inter_missing != "drop"
-            or present.shape[1] == 1):
+    if (
+        present is None
+        or dependencies != "inter"
+        or inter_missing != "drop"
+        or present.shape[1] == 1
+    ):
         return
     unseen = torch.nonzero(~present.all(1)).flatten()
     if len(unseen):
@@ -39,11 +43,17 @@ def check_samples_have_an_expert(present, modalities, dependencies, inter_missin
 
 def warn_untrained_null(estimator, present):
     """Warn when a prediction needs a null embedding that never learned."""
-    if (INTER not in estimator.expert_names_ or estimator.inter_missing != "null"
-            or estimator.modality_dropout > 0):
+    if (
+        INTER not in estimator.expert_names_
+        or estimator.inter_missing != "null"
+        or estimator.modality_dropout > 0
+    ):
         return
-    untrained = [m for i, m in enumerate(estimator.modalities_)
-                 if estimator.missing_rate_[m] == 0 and not bool(present[:, i].all())]
+    untrained = [
+        m
+        for i, m in enumerate(estimator.modalities_)
+        if estimator.missing_rate_[m] == 0 and not bool(present[:, i].all())
+    ]
     if untrained:
         warn_user(
             f"Some samples miss modality {untrained[0]!r}, but the inter expert "

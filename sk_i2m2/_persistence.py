@@ -35,8 +35,14 @@ WEIGHTS_NAME = "model.safetensors"
 # Fitted attributes that are not stored as configuration: the module is
 # rebuilt and gets the stored weights; the training nets are not kept.
 _NOT_CONFIG = ("module_", "pretrain_net_", "finetune_net_", "fold_nets_")
-_REQUIRED_FITTED = ("classes_", "modalities_", "input_shapes_", "encoders_", "fusion_",
-                    "expert_names_")
+_REQUIRED_FITTED = (
+    "classes_",
+    "modalities_",
+    "input_shapes_",
+    "encoders_",
+    "fusion_",
+    "expert_names_",
+)
 
 
 class _Unstorable(TypeError):
@@ -126,8 +132,10 @@ def save(estimator, path):
     for name, value in estimator.get_params(deep=False).items():
         if name == "encoders" and isinstance(value, dict):
             # A torch module given directly is stored like a ModuleEncoder.
-            value = {m: spec if isinstance(spec, (EncoderSpec, str)) else ModuleEncoder(spec)
-                     for m, spec in value.items()}
+            value = {
+                m: spec if isinstance(spec, (EncoderSpec, str)) else ModuleEncoder(spec)
+                for m, spec in value.items()
+            }
         try:
             params[name] = _encode(value)
         except _Unstorable:
@@ -150,8 +158,10 @@ def save(estimator, path):
     # Copies on the CPU: tensors must not share memory (the intra and inter
     # experts of a modality start from the same scaler tensors), and a model
     # trained on CUDA must load on a machine without one.
-    state = {key: value.detach().to("cpu", copy=True).contiguous()
-             for key, value in estimator.module_.state_dict().items()}
+    state = {
+        key: value.detach().to("cpu", copy=True).contiguous()
+        for key, value in estimator.module_.state_dict().items()
+    }
     os.makedirs(path, exist_ok=True)
     with open(os.path.join(path, CONFIG_NAME), "w", encoding="utf-8") as f:
         json.dump(config, f, indent=2)
@@ -169,8 +179,7 @@ def load(cls, path, encoders=None, device=None):
     for file in (config_path, weights_path):
         if not os.path.isfile(file):
             raise FileNotFoundError(
-                f"{file} does not exist; pass the directory written by "
-                "I2M2Classifier.save."
+                f"{file} does not exist; pass the directory written by I2M2Classifier.save."
             )
     params, fitted = _read_config(cls, config_path)
     _check_custom_encoders(params, fitted, dict(encoders or {}))
@@ -215,8 +224,11 @@ def _read_config(cls, config_path):
             config = json.load(f)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelFileError(f"{config_path} is not valid JSON ({exc}).") from None
-    if (not isinstance(config, dict) or config.get("format") != FORMAT
-            or config.get("format_version") != FORMAT_VERSION):
+    if (
+        not isinstance(config, dict)
+        or config.get("format") != FORMAT
+        or config.get("format_version") != FORMAT_VERSION
+    ):
         found = config if not isinstance(config, dict) else config.get("format")
         version = config.get("format_version") if isinstance(config, dict) else None
         raise ModelFileError(
@@ -226,8 +238,9 @@ def _read_config(cls, config_path):
     try:
         accepted = inspect.signature(cls).parameters
         unknown = [name for name in config["params"] if name not in accepted]
-        params = {name: _decode(value) for name, value in config["params"].items()
-                  if name in accepted}
+        params = {
+            name: _decode(value) for name, value in config["params"].items() if name in accepted
+        }
         fitted = {name: _decode(value) for name, value in config["fitted"].items()}
         # Saved before calibration and cross-fitting existed.
         fitted.setdefault("temperature_", 1.0)
@@ -236,9 +249,7 @@ def _read_config(cls, config_path):
         if absent:
             raise KeyError(f"fitted attribute {absent[0]!r} is missing")
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ModelFileError(
-            f"{config_path} is damaged: {type(exc).__name__}: {exc}."
-        ) from None
+        raise ModelFileError(f"{config_path} is damaged: {type(exc).__name__}: {exc}.") from None
     if unknown:
         warn_user(
             f"Ignoring saved parameters {unknown}, which this version of "
@@ -280,12 +291,19 @@ def _rebuild_module(estimator, config_path):
     example = {m: torch.zeros((2, *estimator.input_shapes_[m])) for m in estimator.modalities_}
     # Building draws initial weights; keep the caller's random stream as it was.
     with torch.random.fork_rng(devices=[]):
-        folds = [build_module(
-            example, estimator.encoders_, estimator.fusion_, len(estimator.classes_),
-            dependencies=estimator.dependencies, standardize=estimator.standardize,
-            inter_missing=estimator.inter_missing,
-            modality_dropout=estimator.modality_dropout,
-        ) for _ in range(estimator.n_folds_)]
+        folds = [
+            build_module(
+                example,
+                estimator.encoders_,
+                estimator.fusion_,
+                len(estimator.classes_),
+                dependencies=estimator.dependencies,
+                standardize=estimator.standardize,
+                inter_missing=estimator.inter_missing,
+                modality_dropout=estimator.modality_dropout,
+            )
+            for _ in range(estimator.n_folds_)
+        ]
     module = folds[0] if len(folds) == 1 else FoldEnsemble(folds)
     if module.expert_names != list(estimator.expert_names_):
         raise ModelFileError(
@@ -333,8 +351,11 @@ def _encode(value):
                 "rebuilt from JSON"
             )
         return {"__spec__": name, "params": _encode(value.get_params(deep=False))}
-    if inspect.isclass(value) and issubclass(value, torch.optim.Optimizer) \
-            and getattr(torch.optim, value.__name__, None) is value:
+    if (
+        inspect.isclass(value)
+        and issubclass(value, torch.optim.Optimizer)
+        and getattr(torch.optim, value.__name__, None) is value
+    ):
         return {"__torch_optim__": value.__name__}
     if isinstance(value, torch.nn.Module) or callable(value):
         raise _Unstorable(f"{value!r} is code, not data")

@@ -19,11 +19,13 @@ class SpecRegistry:
 
     def register(self, kind, name=None):
         """Class decorator: register a spec of ``kind``, under ``name`` if given."""
+
         def decorator(cls):
             self._classes[cls.__name__] = cls
             if name is not None:
                 self._names[kind][name] = cls
             return cls
+
         return decorator
 
     def names(self, kind):

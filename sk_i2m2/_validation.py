@@ -50,7 +50,8 @@ def n_samples_of(value):
     """Number of samples (first axis) of one modality, ``None`` if it is not array-like."""
     # A dict is not a modality, but scipy's dok_matrix (a dict with a shape) is.
     if isinstance(value, (str, bytes)) or (
-            isinstance(value, Mapping) and not hasattr(value, "shape")):
+        isinstance(value, Mapping) and not hasattr(value, "shape")
+    ):
         return None
     try:
         return int(_num_samples(value))
@@ -75,15 +76,13 @@ def check_modality_names(names, *, reserved=None, torch_names=False):
     for name in names:
         if not isinstance(name, str):
             raise TypeError(
-                f"Modality names must be strings; got {name!r} of type "
-                f"{type(name).__name__}."
+                f"Modality names must be strings; got {name!r} of type {type(name).__name__}."
             )
         if not name:
             raise ValueError("Modality name '' is not allowed: names must be non-empty.")
         if name in reserved:
             raise ValueError(
-                f"Modality name {name!r} is reserved ({reserved[name]}); rename the "
-                "modality."
+                f"Modality name {name!r} is reserved ({reserved[name]}); rename the modality."
             )
         if "__" in name:
             # As for the steps of a scikit-learn Pipeline: "__" separates the
@@ -113,13 +112,11 @@ def check_known_modalities(names, fitted):
     extra = [m for m in names if m not in fitted]
     if extra:
         raise ValueError(
-            f"Modality {extra[0]!r} was not seen in fit (fitted modalities: "
-            f"{list(fitted)})."
+            f"Modality {extra[0]!r} was not seen in fit (fitted modalities: {list(fitted)})."
         )
 
 
-def check_modality_mapping(X, *, known=None, reserved=None, torch_names=False,
-                           allow_empty=False):
+def check_modality_mapping(X, *, known=None, reserved=None, torch_names=False, allow_empty=False):
     """Check that ``X`` is a mapping of modality name to samples; return ``n_samples``.
 
     The one check of the container, shared by everything that takes ``X``:
@@ -295,8 +292,7 @@ def check_modalities(X, fitted=None):
         for name, rows in rows_present.items():
             if rows is not None and not bool(rows.any()):
                 raise ValueError(
-                    f"Modality {name!r} is missing (all NaN) in every sample; drop it "
-                    "from X."
+                    f"Modality {name!r} is missing (all NaN) in every sample; drop it from X."
                 )
     else:
         for name, tensor in tensors.items():
@@ -309,11 +305,13 @@ def check_modalities(X, fitted=None):
         tensors = {m: tensors[m] for m in fitted.modalities_}
     if all(rows is None for rows in rows_present.values()):
         return tensors, columns, None
-    present = torch.stack([
-        torch.ones(n_samples, dtype=torch.bool) if rows_present[m] is None
-        else rows_present[m]
-        for m in tensors
-    ], dim=1)
+    present = torch.stack(
+        [
+            torch.ones(n_samples, dtype=torch.bool) if rows_present[m] is None else rows_present[m]
+            for m in tensors
+        ],
+        dim=1,
+    )
     empty = torch.nonzero(~present.any(1)).flatten()
     if len(empty):
         raise ValueError(
@@ -336,8 +334,9 @@ def _check_like_fit(fitted, name, shape, columns):
     if fitted_columns is not None and columns is not None:
         if list(columns) != list(fitted_columns):
             renamed = sorted(set(map(str, columns)) ^ set(map(str, fitted_columns)))
-            problem = (f"columns {renamed[:5]} differ" if renamed
-                       else "columns are in a different order")
+            problem = (
+                f"columns {renamed[:5]} differ" if renamed else "columns are in a different order"
+            )
             raise ValueError(
                 f"Modality {name!r}: the DataFrame's {problem} from those seen in "
                 f"fit. Expected columns {list(fitted_columns)}; select them with "
@@ -347,13 +346,15 @@ def _check_like_fit(fitted, name, shape, columns):
         warnings.warn(
             f"Modality {name!r} has no column names, but it was a DataFrame in fit; "
             "its columns are taken in the order seen in fit.",
-            UserWarning, stacklevel=6,
+            UserWarning,
+            stacklevel=6,
         )
     elif columns is not None:
         warnings.warn(
             f"Modality {name!r} is a DataFrame, but it had no column names in fit; "
             "its columns are taken by position.",
-            UserWarning, stacklevel=6,
+            UserWarning,
+            stacklevel=6,
         )
 
 
@@ -400,8 +401,12 @@ def check_modality_array(name, value):
         # Values beyond float32 become inf in the cast and are reported below.
         with np.errstate(over="ignore"):
             array = check_array(
-                value, accept_sparse=True, dtype=np.float32, ensure_all_finite=False,
-                allow_nd=True, input_name=name,
+                value,
+                accept_sparse=True,
+                dtype=np.float32,
+                ensure_all_finite=False,
+                allow_nd=True,
+                input_name=name,
             )
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"Modality {name!r}: {exc}") from exc
@@ -465,9 +470,7 @@ def check_target(y, n_samples):
     type), then encoded by a ``LabelEncoder``.
     """
     if y is None:
-        raise ValueError(
-            "I2M2Classifier requires y to be passed, but the target y is None."
-        )
+        raise ValueError("I2M2Classifier requires y to be passed, but the target y is None.")
     y = column_or_1d(y, warn=True)
     if len(y) != n_samples:
         raise ValueError(f"y has {len(y)} samples but the modalities have {n_samples}.")

@@ -24,22 +24,28 @@ def demo(views=("fou", "zer", "mor"), random_state=0):
     X_train, X_test, y_train, y_test = train_test_split(
         X, y, test_size=0.3, stratify=y, random_state=random_state
     )
-    print(f"UCI Multiple Features digits, views {', '.join(views)}: "
-          f"{len(X_train)} training and {len(X_test)} test samples, 10 classes.")
+    print(
+        f"UCI Multiple Features digits, views {', '.join(views)}: "
+        f"{len(X_train)} training and {len(X_test)} test samples, 10 classes."
+    )
     rows = []
-    for dependencies, label in [("intra", "intra (product of per-view experts)"),
-                                ("inter", "inter (late-fusion expert)"),
-                                ("both", "I2M2 (intra x inter)")]:
+    for dependencies, label in [
+        ("intra", "intra (product of per-view experts)"),
+        ("inter", "inter (late-fusion expert)"),
+        ("both", "I2M2 (intra x inter)"),
+    ]:
         print(f"\nTraining {label} ...", flush=True)
         start = time.perf_counter()
         clf = I2M2Classifier(dependencies=dependencies, random_state=random_state, verbose=1)
         clf.fit(X_train, y_train)
         rows.append((label, clf.score(X_test, y_test), time.perf_counter() - start))
         if dependencies == "both":
-            experts = {name: (p.argmax(1) == y_test).mean()
-                       for name, p in clf.expert_proba(X_test).items()}
-    expert_rows = [(f"  expert {name} of the fitted I2M2", acc, None)
-                   for name, acc in experts.items()]
+            experts = {
+                name: (p.argmax(1) == y_test).mean() for name, p in clf.expert_proba(X_test).items()
+            }
+    expert_rows = [
+        (f"  expert {name} of the fitted I2M2", acc, None) for name, acc in experts.items()
+    ]
     rows = expert_rows + rows
     width = max(len(r[0]) for r in rows) + 2
     print("\nTest accuracy")
@@ -52,14 +58,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="sk-i2m2", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser("demo", help="train intra, inter and I2M2 on bundled data")
-    demo_parser.add_argument("--views", nargs="+", default=["fou", "zer", "mor"],
-                             help="mfeat views to use as modalities")
+    demo_parser.add_argument(
+        "--views", nargs="+", default=["fou", "zer", "mor"], help="mfeat views to use as modalities"
+    )
     demo_parser.add_argument("--random-state", type=int, default=0)
     comparison = _comparison_module()
     benchmark_parser = commands.add_parser(
         "benchmark",
         help="compare single-modality experts, intra, inter and I2M2; write RESULTS.md "
-             "(source checkout only)",
+        "(source checkout only)",
     )
     if comparison is not None:
         comparison.add_arguments(benchmark_parser, output_dir=BENCHMARKS)
@@ -68,8 +75,10 @@ def main(argv=None):
         demo(tuple(args.views), args.random_state)
     elif args.command == "benchmark":
         if comparison is None:
-            parser.error(f"the benchmark suite is not installed with the package; run it "
-                         f"from a source checkout ({BENCHMARKS} does not exist).")
+            parser.error(
+                f"the benchmark suite is not installed with the package; run it "
+                f"from a source checkout ({BENCHMARKS} does not exist)."
+            )
         command = " ".join(["sk-i2m2", *(sys.argv[1:] if argv is None else argv)])
         comparison.run_from_args(args, command)
     return 0

@@ -14,7 +14,6 @@ import inspect
 import math
 from collections.abc import Mapping
 
-import torch
 from sklearn.base import BaseEstimator
 from torch import nn
 
@@ -68,8 +67,6 @@ class EncoderSpec(BaseEstimator, metaclass=abc.ABCMeta):
             )
 
 
-
-
 @REGISTRY.register("encoder", "mlp")
 class MLPEncoder(EncoderSpec):
     """Multi-layer perceptron for vector modalities ``(n_samples, n_features)``.
@@ -95,13 +92,11 @@ class MLPEncoder(EncoderSpec):
         return MLP(int(sample_shape[0]), tuple(self.hidden_sizes), self.dropout)
 
 
-
-
 def _default_channels(spatial):
     # One block per halving of the smallest side down to about 4, 1 to 4 blocks,
     # 16 channels doubling per block up to 64.
     n_blocks = min(4, max(1, int(math.log2(max(min(spatial), 2) / 4)) + 1))
-    return tuple(min(16 * 2 ** i, 64) for i in range(n_blocks))
+    return tuple(min(16 * 2**i, 64) for i in range(n_blocks))
 
 
 class _ConvSpec(EncoderSpec):
@@ -118,11 +113,12 @@ class _ConvSpec(EncoderSpec):
 
     def build(self, sample_shape):
         has_channels = len(sample_shape) == self.ndim + 1
-        spatial = tuple(sample_shape[-self.ndim:])
+        spatial = tuple(sample_shape[-self.ndim :])
         in_channels = int(sample_shape[0]) if has_channels else 1
         channels = self.channels if self.channels is not None else _default_channels(spatial)
-        net = ConvNet(self.ndim, in_channels, spatial, tuple(channels),
-                       self.pool_size, self.dropout)
+        net = ConvNet(
+            self.ndim, in_channels, spatial, tuple(channels), self.pool_size, self.dropout
+        )
         net.add_channel_axis = not has_channels
         return net
 
@@ -173,8 +169,6 @@ class Conv3dEncoder(_ConvSpec):
     sample_ndims = (3, 4)
 
 
-
-
 @REGISTRY.register("encoder", "gru")
 class GRUEncoder(EncoderSpec):
     """GRU for sequences ``(n_samples, n_steps, n_features)``.
@@ -203,8 +197,13 @@ class GRUEncoder(EncoderSpec):
         return (len(sample_shape) - 1,)
 
     def build(self, sample_shape):
-        return GRUNet(int(sample_shape[-1]), self.hidden_size, self.num_layers,
-                    self.bidirectional, self.dropout)
+        return GRUNet(
+            int(sample_shape[-1]),
+            self.hidden_size,
+            self.num_layers,
+            self.bidirectional,
+            self.dropout,
+        )
 
 
 @REGISTRY.register("encoder")
@@ -263,9 +262,6 @@ class ModuleEncoder(EncoderSpec):
         return Flatten(net)
 
 
-
-
-
 def infer_encoder_kind(sample_shape):
     """Name of the default encoder for samples of ``sample_shape``.
 
@@ -312,8 +308,11 @@ def resolve_encoder(modality, spec, sample_shape):
             )
     elif isinstance(spec, EncoderSpec):
         spec = copy.deepcopy(spec)
-    elif isinstance(spec, nn.Module) or (inspect.isclass(spec) and issubclass(spec, nn.Module)) \
-            or callable(spec):
+    elif (
+        isinstance(spec, nn.Module)
+        or (inspect.isclass(spec) and issubclass(spec, nn.Module))
+        or callable(spec)
+    ):
         spec = ModuleEncoder(spec)
     else:
         raise TypeError(
@@ -347,7 +346,7 @@ def set_nested_encoder_params(encoders, nested):
     """
     encoders = dict(encoders or {})
     for key in sorted(nested, key=lambda k: k.count("__")):
-        name, _, sub = key[len("encoders__"):].partition("__")
+        name, _, sub = key[len("encoders__") :].partition("__")
         if not sub:
             encoders[name] = nested[key]
             continue

@@ -33,8 +33,6 @@ class FusionSpec(BaseEstimator, metaclass=abc.ABCMeta):
         """
 
 
-
-
 @REGISTRY.register("fusion", "concat")
 class ConcatFusion(FusionSpec):
     """Late fusion: concatenate the modalities' features (``fusion="concat"``).
@@ -53,8 +51,6 @@ class ConcatFusion(FusionSpec):
 
     def build(self, in_features):
         return Concat(in_features)
-
-
 
 
 @REGISTRY.register("fusion", "lrtf")
@@ -86,7 +82,6 @@ class LowRankTensorFusion(FusionSpec):
 
     def build(self, in_features):
         return LowRankFusion(in_features, self.rank, self.out_features)
-
 
 
 def resolve_fusion(fusion, small_cohort=False):

@@ -17,13 +17,13 @@ from sklearn.dummy import DummyClassifier
 from sklearn.metrics import check_scoring, get_scorer_names
 from sklearn.model_selection import check_cv
 from sklearn.pipeline import Pipeline
-from sklearn.utils.parallel import Parallel, delayed
 
 # Private scikit-learn helpers with no public equivalent: row indexing of
 # any array-like (sklearn.utils.safe_indexing was removed) and the parameter
 # validation of scikit-learn's own public functions.
 from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import HasMethods, StrOptions, validate_params
+from sklearn.utils.parallel import Parallel, delayed
 
 from ._data import ModalityDict
 from ._estimator import I2M2Classifier
@@ -48,7 +48,7 @@ _REASONS = {
     "inter-dominated": "the label lives in the interaction of modalities",
     "both contribute": "each modality informs the label and their interaction adds to it",
     "intra-dominated": "the modalities inform the label on their own; "
-                       "their interaction adds nothing measurable",
+    "their interaction adds nothing measurable",
     "no dependency detected": "no model beats the prior baseline",
 }
 
@@ -80,15 +80,19 @@ def _check_estimator(estimator):
     """The estimator with ``dependencies="both"`` set on a fresh clone."""
     last = estimator[-1] if isinstance(estimator, Pipeline) else estimator
     if not isinstance(last, I2M2Classifier):
-        what = (f"a Pipeline ending in {type(last).__name__}"
-                if isinstance(estimator, Pipeline) else type(estimator).__name__)
+        what = (
+            f"a Pipeline ending in {type(last).__name__}"
+            if isinstance(estimator, Pipeline)
+            else type(estimator).__name__
+        )
         raise TypeError(
             "dependency_report needs an I2M2Classifier or a Pipeline whose last step "
             f"is one; got {what}."
         )
     estimator = clone(estimator)
     (estimator[-1] if isinstance(estimator, Pipeline) else estimator).set_params(
-        dependencies="both")
+        dependencies="both"
+    )
     return estimator
 
 
@@ -155,7 +159,8 @@ def _fold(estimator, X, y, train, test, scorer):
         seen = np.flatnonzero(~np.isnan(proba).any(axis=1))
         scores[name] = (
             scorer(_FixedProba(proba, classes), seen[:, None], _safe_indexing(y_test, seen))
-            if len(seen) else np.nan
+            if len(seen)
+            else np.nan
         )
         label = np.full(len(proba), None, dtype=object)
         label[seen] = classes[proba[seen].argmax(axis=1)]
@@ -320,9 +325,12 @@ def dependency_report(estimator, X, y, *, cv=5, groups=None, scoring="accuracy",
     ['kind', 'score_mean', 'score_std', 'agreement', 'mean_entropy']
     """
     base = _check_estimator(estimator)
-    check_modality_mapping(X, reserved={
-        name: "it is also the name of a row of the report" for name in (INTRA, I2M2, CHANCE)
-    })
+    check_modality_mapping(
+        X,
+        reserved={
+            name: "it is also the name of a row of the report" for name in (INTRA, I2M2, CHANCE)
+        },
+    )
     modalities = list(X)
     if len(modalities) < 2:
         raise ValueError(
@@ -360,13 +368,17 @@ def dependency_report(estimator, X, y, *, cv=5, groups=None, scoring="accuracy",
     experts = [m for m in models if m not in (INTRA, I2M2, CHANCE)]
     agreement_matrix = pd.DataFrame(
         [[_agreement(labels[a], labels[b]) for b in experts] for a in experts],
-        index=experts, columns=experts,
+        index=experts,
+        columns=experts,
     )
     scoring_name = _scoring_name(scoring)
     label, verdict = _verdict(fold_scores, scoring_name)
     report.attrs.update(
-        fold_scores=fold_scores, agreement_matrix=agreement_matrix, scoring=scoring_name,
-        dependency=label, verdict=verdict,
+        fold_scores=fold_scores,
+        agreement_matrix=agreement_matrix,
+        scoring=scoring_name,
+        dependency=label,
+        verdict=verdict,
     )
     return report
 
@@ -408,15 +420,27 @@ def plot_dependency_report(report, *, ax=None):
     kinds = list(dict.fromkeys(bars["kind"]))
     colors = dict(zip(kinds, plt.get_cmap("tab10").colors))
     positions = np.arange(len(bars))
-    ax.barh(positions, bars["score_mean"], xerr=bars["score_std"], capsize=3,
-            color=[colors[k] for k in bars["kind"]])
+    ax.barh(
+        positions,
+        bars["score_mean"],
+        xerr=bars["score_std"],
+        capsize=3,
+        color=[colors[k] for k in bars["kind"]],
+    )
     ax.set_yticks(positions, labels=list(bars.index))
     ax.invert_yaxis()  # models top to bottom in the report's order
     chance_line = ax.axvline(report.loc[CHANCE, "score_mean"], color="grey", linestyle="--")
     handles = [plt.Rectangle((0, 0), 1, 1, color=colors[k]) for k in kinds]
     # Below the axes, where it hides no bar.
-    ax.legend(handles + [chance_line], kinds + [KINDS[CHANCE]], fontsize=8, ncol=3,
-              loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
+    ax.legend(
+        handles + [chance_line],
+        kinds + [KINDS[CHANCE]],
+        fontsize=8,
+        ncol=3,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.18),
+        frameon=False,
+    )
     ax.set_xlabel(report.attrs.get("scoring", "score"))
     ax.set_title(textwrap.fill(report.attrs.get("verdict", ""), 60), fontsize=9)
     return ax

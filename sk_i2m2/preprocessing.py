@@ -8,21 +8,23 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
-from sklearn.base import TransformerMixin, clone
-from sklearn.utils import get_tags
-from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping, process_routing
-from sklearn.utils.validation import check_is_fitted
 
 # Private scikit-learn helpers with no public equivalent, used the way
 # ColumnTransformer uses them: parameter validation in fit, nested parameters
 # of named sub-estimators, set_output of a sub-estimator, refusing metadata
 # without routing, the column names of a DataFrame.
-from sklearn.base import _fit_context
+from sklearn.base import TransformerMixin, _fit_context, clone
+from sklearn.utils import get_tags
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils._set_output import _safe_set_output
-from sklearn.utils.metadata_routing import _raise_for_params
+from sklearn.utils.metadata_routing import (
+    MetadataRouter,
+    MethodMapping,
+    _raise_for_params,
+    process_routing,
+)
 from sklearn.utils.metaestimators import _BaseComposition
-from sklearn.utils.validation import _get_feature_names
+from sklearn.utils.validation import _get_feature_names, check_is_fitted
 
 from ._data import ModalityDict, index_rows
 from ._validation import check_modality_mapping, missing_rows, n_samples_of
@@ -208,8 +210,7 @@ class PerModality(TransformerMixin, _BaseComposition, auto_wrap_output_keys=None
         missing = [name for name in names if name not in X]
         if missing:
             raise ValueError(
-                f"transformers names modality {missing[0]!r}, which is not in X "
-                f"(X has {list(X)})."
+                f"transformers names modality {missing[0]!r}, which is not in X (X has {list(X)})."
             )
         for name, transformer in self.transformers.items():
             if isinstance(transformer, str):
@@ -219,7 +220,8 @@ class PerModality(TransformerMixin, _BaseComposition, auto_wrap_output_keys=None
                         "string must be 'passthrough' or 'drop'."
                     )
             elif isinstance(transformer, type) or not (
-                    hasattr(transformer, "fit") and hasattr(transformer, "transform")):
+                hasattr(transformer, "fit") and hasattr(transformer, "transform")
+            ):
                 raise TypeError(
                     f"Transformer for modality {name!r} must be a scikit-learn "
                     "transformer instance (with fit and transform), 'passthrough' or "
@@ -359,7 +361,8 @@ class PerModality(TransformerMixin, _BaseComposition, auto_wrap_output_keys=None
             n = n_samples_of(X[name])
             step_params = _rows_of_params(routed[name].transform, n, observed)
             outputs[name] = _with_missing_rows(
-                transformer.transform(value, **step_params), X[name], observed, n, name)
+                transformer.transform(value, **step_params), X[name], observed, n, name
+            )
         return ModalityDict(outputs)
 
     def get_feature_names_out(self, input_features=None):
@@ -487,8 +490,9 @@ def _with_missing_rows(output, value, observed, n_samples, name):
         return full
     if isinstance(output, torch.Tensor):
         dtype = output.dtype if output.is_floating_point() else torch.float32
-        full = torch.full((n_samples, *output.shape[1:]), float("nan"), dtype=dtype,
-                          device=output.device)
+        full = torch.full(
+            (n_samples, *output.shape[1:]), float("nan"), dtype=dtype, device=output.device
+        )
         full[torch.as_tensor(observed, device=output.device)] = output.to(dtype)
         return full
     try:

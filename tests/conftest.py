@@ -26,8 +26,12 @@ def make_independent(n, seed=0, n_modalities=3, n_features=5, shift=0.45):
     rng = np.random.RandomState(seed)
     y = rng.randint(0, 2, n)
     sign = (2 * y - 1)[:, None]
-    X = {f"m{k}": (rng.randn(n, n_features) + shift * sign * (np.arange(n_features) < 2))
-         .astype(np.float32) for k in range(n_modalities)}
+    X = {
+        f"m{k}": (rng.randn(n, n_features) + shift * sign * (np.arange(n_features) < 2)).astype(
+            np.float32
+        )
+        for k in range(n_modalities)
+    }
     return X, y
 
 

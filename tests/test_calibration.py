@@ -26,10 +26,14 @@ def overconfident():
     """A product of four experts on weak, independent signals: overconfident."""
     X, y = make_independent(500, n_modalities=3, shift=0.35)
     X_train, X_test, y_train, y_test = train_test_split(
-        ModalityDict(X), y, test_size=0.5, random_state=0, stratify=y)
-    fits = {calibration: I2M2Classifier(calibration=calibration, max_epochs=40,
-                                        n_iter_no_change=20, random_state=0)
-            .fit(X_train, y_train) for calibration in (None, "temperature")}
+        ModalityDict(X), y, test_size=0.5, random_state=0, stratify=y
+    )
+    fits = {
+        calibration: I2M2Classifier(
+            calibration=calibration, max_epochs=40, n_iter_no_change=20, random_state=0
+        ).fit(X_train, y_train)
+        for calibration in (None, "temperature")
+    }
     return fits, X_test, y_test
 
 
@@ -39,8 +43,9 @@ def test_calibration_lowers_held_out_log_loss_and_keeps_predictions(overconfiden
     assert raw.temperature_ == 1.0
     assert calibrated.temperature_ > 1.05  # the product was overconfident
     np.testing.assert_array_equal(raw.predict(X_test), calibrated.predict(X_test))
-    assert log_loss(y_test, calibrated.predict_proba(X_test)) < \
-        log_loss(y_test, raw.predict_proba(X_test))
+    assert log_loss(y_test, calibrated.predict_proba(X_test)) < log_loss(
+        y_test, raw.predict_proba(X_test)
+    )
 
 
 def test_temperature_lowers_the_validation_nll(overconfident):

@@ -52,8 +52,9 @@ class ScoreByHand(Callback):
     def on_epoch_end(self, net, dataset_valid=None, **kwargs):
         y_valid = dataset_valid.y.numpy()
         proba = net.predict_proba(dataset_valid)
-        self.records.append((accuracy_score(y_valid, proba.argmax(1)),
-                             -log_loss(y_valid, proba, labels=[0, 1])))
+        self.records.append(
+            (accuracy_score(y_valid, proba.argmax(1)), -log_loss(y_valid, proba, labels=[0, 1]))
+        )
 
 
 @pytest.mark.parametrize("as_modality_dict", [True, False])
@@ -61,9 +62,14 @@ def test_epoch_scoring_equals_sklearn_metrics_on_validation_rows(data, as_modali
     X, y = data
     X = X if as_modality_dict else dict(X)
     records = {stage: [] for stage in STAGES}
-    callbacks = {stage: [EpochScoring("accuracy", lower_is_better=False, name="acc"),
-                         EpochScoring("neg_log_loss", name="nll", use_caching=False),
-                         ScoreByHand(records[stage])] for stage in STAGES}
+    callbacks = {
+        stage: [
+            EpochScoring("accuracy", lower_is_better=False, name="acc"),
+            EpochScoring("neg_log_loss", name="nll", use_caching=False),
+            ScoreByHand(records[stage]),
+        ]
+        for stage in STAGES
+    }
     clf = fit(X, y, callbacks, calibration=None)
     for stage, net in nets(clf).items():
         expected = np.array(records[stage])
@@ -79,8 +85,15 @@ def test_epoch_scoring_equals_sklearn_metrics_on_validation_rows(data, as_modali
 
 def test_epoch_scoring_on_train(data):
     X, y = data
-    clf = fit(X, y, [EpochScoring("balanced_accuracy", on_train=True, name="train_bacc",
-                                  lower_is_better=False)])
+    clf = fit(
+        X,
+        y,
+        [
+            EpochScoring(
+                "balanced_accuracy", on_train=True, name="train_bacc", lower_is_better=False
+            )
+        ],
+    )
     for net in nets(clf).values():
         scores = net.history[:, "train_bacc"]
         assert len(scores) == len(net.history)
@@ -128,8 +141,15 @@ class RecordingLogger(Callback):
 
     def on_epoch_end(self, net, **kwargs):
         row = net.history[-1]
-        self.calls.append(("epoch_end", row["epoch"], row["train_loss"], row["valid_loss"],
-                           [b["train_loss"] for b in row["batches"] if "train_loss" in b]))
+        self.calls.append(
+            (
+                "epoch_end",
+                row["epoch"],
+                row["train_loss"],
+                row["valid_loss"],
+                [b["train_loss"] for b in row["batches"] if "train_loss" in b],
+            )
+        )
 
     def on_train_end(self, net, **kwargs):
         self.calls.append(("train_end", id(net)))
@@ -210,10 +230,13 @@ def test_default_progress_bar_in_a_terminal(data, monkeypatch):
     X, y = data
     stream = io.StringIO()
     monkeypatch.setattr("sk_i2m2.training.stages.interactive_output", lambda: True)
-    monkeypatch.setattr(StageProgressBar, "__init__",
-                        lambda self, stage="training", file=None: (
-                            setattr(self, "stage", stage), setattr(self, "file", stream))
-                        and None)
+    monkeypatch.setattr(
+        StageProgressBar,
+        "__init__",
+        lambda self, stage="training", file=None: (
+            (setattr(self, "stage", stage), setattr(self, "file", stream)) and None
+        ),
+    )
     clf = fit(X, y, None, verbose=1)
     assert "pretrain" in stream.getvalue() and "finetune" in stream.getvalue()
     assert "progress" in dict(clf.finetune_net_.callbacks_)
@@ -231,8 +254,12 @@ def test_checkpoint_and_load_init_state_resume_an_interrupted_fit(data, tmp_path
     checkpoint = Checkpoint(dirname=str(tmp_path), monitor=None)
     params = dict(max_epochs=3, finetune_epochs=5, early_stopping=False)
     with pytest.warns(UserWarning, match="interrupted in the finetune stage"):
-        first = fit(X, y, {"pretrain": [checkpoint],
-                           "finetune": [checkpoint, InterruptFinetune()]}, **params)
+        first = fit(
+            X,
+            y,
+            {"pretrain": [checkpoint], "finetune": [checkpoint, InterruptFinetune()]},
+            **params,
+        )
     assert first.interrupted_stage_ == "finetune"
     files = {p.name for p in tmp_path.iterdir()}
     assert {"pretrain_params.pt", "finetune_params.pt", "finetune_history.json"} <= files
@@ -242,7 +269,8 @@ def test_checkpoint_and_load_init_state_resume_an_interrupted_fit(data, tmp_path
     # Stage 2 picked up its 2 checkpointed epochs and ran its 5 more.
     assert len(resumed.finetune_net_.history) == 2 + 5
     assert resumed.finetune_net_.history[1, "train_loss"] == pytest.approx(
-        first.finetune_net_.history[1, "train_loss"])
+        first.finetune_net_.history[1, "train_loss"]
+    )
     assert len(resumed.pretrain_net_.history) == 3 + 3
 
 
@@ -258,15 +286,24 @@ def test_lr_scheduler_changes_the_learning_rate_per_stage(data):
     clf = fit(X, y, [LRScheduler(policy="StepLR", step_size=1, gamma=0.5)], lr=1e-2)
     pre = clf.pretrain_net_.history[:, "event_lr"]
     fine = clf.finetune_net_.history[:, "event_lr"]
-    np.testing.assert_allclose(pre, [1e-2 * 0.5 ** k for k in range(len(pre))])
-    np.testing.assert_allclose(fine, [1e-3 * 0.5 ** k for k in range(len(fine))])
+    np.testing.assert_allclose(pre, [1e-2 * 0.5**k for k in range(len(pre))])
+    np.testing.assert_allclose(fine, [1e-3 * 0.5**k for k in range(len(fine))])
 
 
 def test_user_early_stopping_ends_a_stage(data):
     X, y = data
-    clf = fit(X, y, {"finetune": [EarlyStopping(monitor="train_loss", patience=1,
-                                                threshold=10.0, threshold_mode="abs")]},
-              max_epochs=10)
+    clf = fit(
+        X,
+        y,
+        {
+            "finetune": [
+                EarlyStopping(
+                    monitor="train_loss", patience=1, threshold=10.0, threshold_mode="abs"
+                )
+            ]
+        },
+        max_epochs=10,
+    )
     assert len(clf.finetune_net_.history) == 2
     assert clf.interrupted_stage_ is None
     assert len(clf.pretrain_net_.history) > 2

@@ -1,6 +1,7 @@
+import pickle
+
 import numpy as np
 import pandas as pd
-import pickle
 import pytest
 import torch
 
@@ -9,8 +10,11 @@ from sk_i2m2._data import BatchSlicer, ModalityTensorDataset
 
 
 def test_modality_dict_rows():
-    X = ModalityDict(a=np.arange(10).reshape(5, 2), t=torch.arange(5.0),
-                     df=pd.DataFrame({"x": range(5), "y": range(5, 10)}))
+    X = ModalityDict(
+        a=np.arange(10).reshape(5, 2),
+        t=torch.arange(5.0),
+        df=pd.DataFrame({"x": range(5), "y": range(5, 10)}),
+    )
     assert len(X) == 5 and X.shape == (5,) and X.n_modalities == 3
     sub = X[np.array([0, 3])]
     assert isinstance(sub, ModalityDict)
@@ -31,15 +35,16 @@ def test_modality_dict_checks_lengths():
 
 def test_batch_slicer_covers_rows_once_and_drops_singletons():
     ds = ModalityTensorDataset({"a": torch.arange(9.0)[:, None]}, torch.arange(9))
-    batches = list(BatchSlicer(ds, batch_size=4, shuffle=True,
-                               generator=torch.Generator().manual_seed(0)))
+    batches = list(
+        BatchSlicer(ds, batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(0))
+    )
     assert [len(yb) for _, yb in batches] == [4, 4]  # a final batch of 1 is dropped
     seen = torch.cat([yb for _, yb in batches])
     assert len(set(seen.tolist())) == 8
     ordered = list(BatchSlicer(ds, batch_size=4))
     assert torch.cat([yb for _, yb in ordered]).tolist() == list(range(9))
     subset = torch.utils.data.Subset(ds, [1, 5, 7])
-    (Xb, yb), = list(BatchSlicer(subset, batch_size=8))
+    ((Xb, yb),) = list(BatchSlicer(subset, batch_size=8))
     assert yb.tolist() == [1, 5, 7] and Xb["a"].squeeze(1).tolist() == [1.0, 5.0, 7.0]
 
 
@@ -65,8 +70,9 @@ def test_modality_dict_rows_for_scikit_learn():
     restored = pickle.loads(pickle.dumps(X))
     assert isinstance(restored, ModalityDict) and len(restored) == 5
     assert isinstance(X.copy(), ModalityDict)
-    assert repr(X) == ("ModalityDict(df: DataFrame(5, 1), t: Tensor(5,) torch.float32, "
-                       "notes: list[5])")
+    assert repr(X) == (
+        "ModalityDict(df: DataFrame(5, 1), t: Tensor(5,) torch.float32, notes: list[5])"
+    )
 
 
 def test_modality_dict_rejects_non_arrays_and_checks_new_entries():

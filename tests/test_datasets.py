@@ -11,7 +11,8 @@ from sk_i2m2.cli import BENCHMARKS, main
 
 # The benchmark suite lives in benchmarks/, outside the package.
 sys.path.insert(0, str(BENCHMARKS))
-import comparison as bench  # noqa: E402
+import comparison as bench
+
 from sk_i2m2.datasets import (
     MFEAT_VIEWS,
     load_kspace_digits,
@@ -31,8 +32,7 @@ def test_load_mfeat_shapes_and_dtypes():
     assert isinstance(frames["zer"], pd.DataFrame) and frames["zer"].shape == (2000, 47)
 
 
-@pytest.mark.parametrize("source, n, shape", [("mfeat", 2000, (16, 15)),
-                                               ("sklearn", 1797, (8, 8))])
+@pytest.mark.parametrize("source, n, shape", [("mfeat", 2000, (16, 15)), ("sklearn", 1797, (8, 8))])
 def test_load_kspace_digits_is_the_fft_of_the_images(source, n, shape):
     X, y = load_kspace_digits(source)
     assert isinstance(X, ModalityDict) and list(X) == ["magnitude", "phase"]
@@ -53,13 +53,19 @@ def test_load_kspace_digits_is_the_fft_of_the_images(source, n, shape):
     np.testing.assert_allclose(images, expected, atol=1e-3)
 
 
-@pytest.mark.parametrize("load, kwargs, match", [
-    (load_kspace_digits, dict(source="mnist"),
-     r"'source' parameter of load_kspace_digits must be a str among \{"),
-    (load_mfeat, dict(views="pix"), "'views' parameter of load_mfeat must be an array-like"),
-    (load_mfeat, dict(as_frame="yes"), "'as_frame' parameter of load_mfeat"),
-    (load_mfeat, dict(pix_as_image=None), "'pix_as_image' parameter of load_mfeat"),
-])
+@pytest.mark.parametrize(
+    "load, kwargs, match",
+    [
+        (
+            load_kspace_digits,
+            dict(source="mnist"),
+            r"'source' parameter of load_kspace_digits must be a str among \{",
+        ),
+        (load_mfeat, dict(views="pix"), "'views' parameter of load_mfeat must be an array-like"),
+        (load_mfeat, dict(as_frame="yes"), "'as_frame' parameter of load_mfeat"),
+        (load_mfeat, dict(pix_as_image=None), "'pix_as_image' parameter of load_mfeat"),
+    ],
+)
 def test_loaders_validate_their_parameters(load, kwargs, match):
     with pytest.raises(InvalidParameterError, match=match):
         load(**kwargs)
@@ -68,31 +74,37 @@ def test_loaders_validate_their_parameters(load, kwargs, match):
 
 
 def test_generator_shapes_balance_and_determinism():
-    X, y = make_multimodal_classification(301, n_modalities=3, n_features=8, n_classes=3,
-                                          random_state=0)
+    X, y = make_multimodal_classification(
+        301, n_modalities=3, n_features=8, n_classes=3, random_state=0
+    )
     assert isinstance(X, ModalityDict) and list(X) == ["m0", "m1", "m2"]
     assert all(X[m].shape == (301, 8) and X[m].dtype == np.float32 for m in X)
     assert y.shape == (301,) and y.dtype == np.int64
     np.testing.assert_array_equal(np.bincount(y), [101, 100, 100])
-    X2, y2 = make_multimodal_classification(301, n_modalities=3, n_features=8, n_classes=3,
-                                            random_state=0)
+    X2, y2 = make_multimodal_classification(
+        301, n_modalities=3, n_features=8, n_classes=3, random_state=0
+    )
     np.testing.assert_array_equal(y, y2)
     for m in X:
         np.testing.assert_array_equal(X[m], X2[m])
-    X3, _ = make_multimodal_classification(301, n_modalities=3, n_features=8, n_classes=3,
-                                           random_state=1)
+    X3, _ = make_multimodal_classification(
+        301, n_modalities=3, n_features=8, n_classes=3, random_state=1
+    )
     assert not np.array_equal(X["m0"], X3["m0"])
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(n_samples=0), r"'n_samples' parameter .* an int in the range \[1, inf\)"),
-    (dict(n_modalities=1), r"'n_modalities' parameter .* an int in the range \[2, inf\)"),
-    (dict(n_modalities=2.0), "'n_modalities' parameter"),
-    (dict(n_classes=1), r"'n_classes' parameter .* an int in the range \[2, inf\)"),
-    (dict(intra_strength=-1.0), r"'intra_strength' parameter .* range \[0.0, inf\)"),
-    (dict(inter_strength=float("nan")), "'inter_strength' parameter"),
-    (dict(random_state="seed"), "'random_state' parameter"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(n_samples=0), r"'n_samples' parameter .* an int in the range \[1, inf\)"),
+        (dict(n_modalities=1), r"'n_modalities' parameter .* an int in the range \[2, inf\)"),
+        (dict(n_modalities=2.0), "'n_modalities' parameter"),
+        (dict(n_classes=1), r"'n_classes' parameter .* an int in the range \[2, inf\)"),
+        (dict(intra_strength=-1.0), r"'intra_strength' parameter .* range \[0.0, inf\)"),
+        (dict(inter_strength=float("nan")), "'inter_strength' parameter"),
+        (dict(random_state="seed"), "'random_state' parameter"),
+    ],
+)
 def test_generator_rejects_bad_parameters(kwargs, match):
     with pytest.raises(InvalidParameterError, match=match):
         make_multimodal_classification(**kwargs)
@@ -114,10 +126,11 @@ def _cross_products(X):
 
 
 def test_inter_only_regime_is_invisible_per_modality():
-    X, y = make_multimodal_classification(3000, intra_strength=0.0, inter_strength=2.0,
-                                          random_state=0)
+    X, y = make_multimodal_classification(
+        3000, intra_strength=0.0, inter_strength=2.0, random_state=0
+    )
     for m in X:
-        assert _split_scores(X, y, lambda X: X[m]) < 0.56
+        assert _split_scores(X, y, lambda X, m=m: X[m]) < 0.56
     # Not even a linear model on both modalities side by side sees it ...
     assert _split_scores(X, y, lambda X: np.hstack([X["m0"], X["m1"]])) < 0.56
     # ... but one of their interaction does (Bayes accuracy about 0.955).
@@ -125,31 +138,34 @@ def test_inter_only_regime_is_invisible_per_modality():
 
 
 def test_intra_only_regime_is_per_modality():
-    X, y = make_multimodal_classification(3000, intra_strength=0.7, inter_strength=0.0,
-                                          random_state=0)
+    X, y = make_multimodal_classification(
+        3000, intra_strength=0.7, inter_strength=0.0, random_state=0
+    )
     # Phi(0.7) = 0.76 per modality and Phi(0.7 * sqrt(2)) = 0.84 from both.
     for m in X:
-        assert 0.70 < _split_scores(X, y, lambda X: X[m]) < 0.82
+        assert 0.70 < _split_scores(X, y, lambda X, m=m: X[m]) < 0.82
     assert _split_scores(X, y, lambda X: np.hstack([X["m0"], X["m1"]])) > 0.80
     # Modalities are independent given y: no cross-modal interaction signal.
     assert _split_scores(X, y, _cross_products) < 0.56
 
 
 def test_multiclass_inter_only_regime_is_near_chance_per_modality():
-    X, y = make_multimodal_classification(3000, n_features=8, n_classes=3,
-                                          intra_strength=0.0, inter_strength=2.5,
-                                          random_state=0)
+    X, y = make_multimodal_classification(
+        3000, n_features=8, n_classes=3, intra_strength=0.0, inter_strength=2.5, random_state=0
+    )
     for m in X:
-        assert _split_scores(X, y, lambda X: X[m]) < 0.40
+        assert _split_scores(X, y, lambda X, m=m: X[m]) < 0.40
     assert _split_scores(X, y, _cross_products) > 0.70
 
 
 def test_expected_calibration_error():
     proba = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.4, 0.6]])
     assert bench.expected_calibration_error([0, 0, 0, 1], proba) == pytest.approx(
-        0.5 * 0.1 + 0.5 * 0.4)
-    assert bench.expected_calibration_error([0, 1], np.array([[0.5, 0.5], [0.5, 0.5]])) \
-        == pytest.approx(0.0)
+        0.5 * 0.1 + 0.5 * 0.4
+    )
+    assert bench.expected_calibration_error(
+        [0, 1], np.array([[0.5, 0.5], [0.5, 0.5]])
+    ) == pytest.approx(0.0)
 
 
 def test_write_results_replaces_only_its_section(tmp_path):
@@ -157,8 +173,11 @@ def test_write_results_replaces_only_its_section(tmp_path):
     section = f"{bench.START_MARKER}\nfirst\n{bench.END_MARKER}\n"
     bench.write_results(section, path)
     assert path.read_text().count("first") == 1
-    path.write_text("# Benchmarks\n\n## Speed\nfast\n\n" + path.read_text().split("\n\n", 1)[1]
-                    + "\n## Other\nkept\n")
+    path.write_text(
+        "# Benchmarks\n\n## Speed\nfast\n\n"
+        + path.read_text().split("\n\n", 1)[1]
+        + "\n## Other\nkept\n"
+    )
     bench.write_results(section.replace("first", "second"), path)
     text = path.read_text()
     assert "second" in text and "first" not in text
@@ -174,13 +193,31 @@ def test_quick_settings_name_known_datasets():
 def test_benchmark_cli_runs_a_tiny_configuration(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     (tmp_path / "RESULTS.md").write_text("# Benchmarks\n\n## Speed\nkept\n")
-    main(["benchmark", "--datasets", "synthetic-inter", "--seeds", "2", "--max-epochs", "1",
-          "--output-dir", str(tmp_path)])
+    main(
+        [
+            "benchmark",
+            "--datasets",
+            "synthetic-inter",
+            "--seeds",
+            "2",
+            "--max-epochs",
+            "1",
+            "--output-dir",
+            str(tmp_path),
+        ]
+    )
     text = (tmp_path / "RESULTS.md").read_text()
     assert "## Speed\nkept" in text
     assert "sk-i2m2 benchmark --datasets synthetic-inter" in text
-    for model in ["expert: m0", "expert: m1", "intra", "inter (concat)", "inter (lrtf)",
-                  "**I2M2**", "I2M2 ≈ inter ≫ intra"]:
+    for model in [
+        "expert: m0",
+        "expert: m1",
+        "intra",
+        "inter (concat)",
+        "inter (lrtf)",
+        "**I2M2**",
+        "I2M2 ≈ inter ≫ intra",
+    ]:
         assert model in text
     assert (tmp_path / "compare.png").stat().st_size > 1000
     assert "synthetic inter: I2M2 ≈ inter ≫ intra" in capsys.readouterr().out

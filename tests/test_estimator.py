@@ -21,8 +21,9 @@ def test_inter_only_signal_needs_inter_expert(fusion):
     X_tr, X_te, y_tr, y_te = _split(X, y)
     scores = {}
     for dependencies in ["inter", "both", "intra"]:
-        clf = I2M2Classifier(dependencies, fusion=fusion, max_epochs=60, n_iter_no_change=10,
-                             random_state=0)
+        clf = I2M2Classifier(
+            dependencies, fusion=fusion, max_epochs=60, n_iter_no_change=10, random_state=0
+        )
         scores[dependencies] = clf.fit(X_tr, y_tr).score(X_te, y_te)
     assert scores["inter"] >= 0.9, scores
     assert scores["both"] >= 0.9, scores
@@ -33,8 +34,7 @@ def test_independent_signals_need_intra_experts():
     X, y = make_independent(1600)
     X_tr, X_te, y_tr, y_te = _split(X, y)
     single = {
-        name: I2M2Classifier(**FAST).fit({name: X_tr[name]}, y_tr)
-        .score({name: X_te[name]}, y_te)
+        name: I2M2Classifier(**FAST).fit({name: X_tr[name]}, y_tr).score({name: X_te[name]}, y_te)
         for name in X
     }
     intra = I2M2Classifier("intra", **FAST).fit(X_tr, y_tr).score(X_te, y_te)
@@ -43,11 +43,14 @@ def test_independent_signals_need_intra_experts():
     assert both > max(single.values()) + 0.03, (both, single)
 
 
-@pytest.mark.parametrize("labels", [
-    np.array(["cat", "dog", "emu"]),
-    np.array([3, -1, 7]),
-    np.array([True, False]),
-])
+@pytest.mark.parametrize(
+    "labels",
+    [
+        np.array(["cat", "dog", "emu"]),
+        np.array([3, -1, 7]),
+        np.array([True, False]),
+    ],
+)
 def test_labels_round_trip_and_proba(small_data, labels):
     X, y = small_data
     y_labels = labels[y % len(labels)]
@@ -76,16 +79,18 @@ def test_learns_above_chance_on_image_and_table(small_data):
 
 def test_expert_sets_per_dependencies(small_data):
     X, y = small_data
-    names = {dep: I2M2Classifier(dep, max_epochs=2, random_state=0).fit(X, y).expert_names_
-             for dep in ["both", "intra", "inter"]}
-    assert names == {"both": ["tab", "img", "inter"], "intra": ["tab", "img"],
-                     "inter": ["inter"]}
+    names = {
+        dep: I2M2Classifier(dep, max_epochs=2, random_state=0).fit(X, y).expert_names_
+        for dep in ["both", "intra", "inter"]
+    }
+    assert names == {"both": ["tab", "img", "inter"], "intra": ["tab", "img"], "inter": ["inter"]}
 
 
 def test_stages_and_fitted_nets(small_data):
     X, y = small_data
-    clf = I2M2Classifier(cv=None, max_epochs=4, finetune_epochs=3, early_stopping=False,
-                         lr=2e-3, random_state=0).fit(X, y)
+    clf = I2M2Classifier(
+        cv=None, max_epochs=4, finetune_epochs=3, early_stopping=False, lr=2e-3, random_state=0
+    ).fit(X, y)
     assert len(clf.pretrain_net_.history) == 4
     assert len(clf.finetune_net_.history) == 3
     assert clf.pretrain_net_.lr == 2e-3
@@ -104,8 +109,9 @@ def test_stages_and_fitted_nets(small_data):
 
 def test_early_stopping_restores_best_expert_epochs(small_data):
     X, y = small_data
-    clf = I2M2Classifier(cv=None, encoders={"tab": "mlp"}, max_epochs=40, n_iter_no_change=3,
-                         random_state=0).fit(X, y)
+    clf = I2M2Classifier(
+        cv=None, encoders={"tab": "mlp"}, max_epochs=40, n_iter_no_change=3, random_state=0
+    ).fit(X, y)
     history = clf.pretrain_net_.history
     assert len(history) < 40
     for name in clf.expert_names_:
@@ -135,15 +141,15 @@ def test_fit_does_not_change_global_torch_rng(small_data):
 
 def test_lrtf_factors_are_parameters_that_train(small_data):
     X, y = small_data
-    clf = I2M2Classifier("inter", fusion="lrtf", max_epochs=3, early_stopping=False,
-                         random_state=0)
+    clf = I2M2Classifier("inter", fusion="lrtf", max_epochs=3, early_stopping=False, random_state=0)
     clf.fit(X, y)
     fusion = clf.module_.experts["inter"].fusion
     names = [n for n, _ in clf.module_.named_parameters() if ".fusion." in n]
     assert any("factors" in n for n in names)
     # Compare with a fresh module built from the same seed: the factors moved.
-    fresh = I2M2Classifier("inter", fusion="lrtf", max_epochs=1, early_stopping=False,
-                           lr=1e-12, random_state=0).fit(X, y)
+    fresh = I2M2Classifier(
+        "inter", fusion="lrtf", max_epochs=1, early_stopping=False, lr=1e-12, random_state=0
+    ).fit(X, y)
     for trained, initial in zip(fusion.factors, fresh.module_.experts["inter"].fusion.factors):
         assert trained.shape == initial.shape
         assert not torch.allclose(trained, initial)
@@ -167,8 +173,12 @@ def test_three_modalities_and_kinds():
     }
     clf = I2M2Classifier(max_epochs=2, random_state=0).fit(X, y)
     kinds = {m: type(spec).__name__ for m, spec in clf.encoders_.items()}
-    assert kinds == {"vec": "MLPEncoder", "seq": "GRUEncoder", "img": "Conv2dEncoder",
-                     "vol": "Conv3dEncoder"}
+    assert kinds == {
+        "vec": "MLPEncoder",
+        "seq": "GRUEncoder",
+        "img": "Conv2dEncoder",
+        "vol": "Conv3dEncoder",
+    }
     assert clf.expert_names_ == ["vec", "seq", "img", "vol", "inter"]
     assert clf.predict_proba(X).shape == (n, 2)
 
@@ -206,8 +216,12 @@ def test_frozen_module_encoder_does_not_train(small_data):
 
     X, y = small_data
     backbone = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 5))
-    clf = I2M2Classifier(encoders={"img": ModuleEncoder(backbone, trainable=False)},
-                         max_epochs=2, early_stopping=False, random_state=0).fit(X, y)
+    clf = I2M2Classifier(
+        encoders={"img": ModuleEncoder(backbone, trainable=False)},
+        max_epochs=2,
+        early_stopping=False,
+        random_state=0,
+    ).fit(X, y)
     trained = clf.module_.experts["img"].encoder.body.net[1].weight
     torch.testing.assert_close(trained, backbone[1].weight)
 
@@ -225,8 +239,9 @@ def test_encoder_params_reachable_through_get_set_params(small_data):
     assert clf.encoders["tab"].hidden_sizes == (16,)
     X, y = small_data
     clf.set_params(max_epochs=2, random_state=0).fit(X, y)
-    conv_layers = [m for m in clf.module_.experts["img"].encoder.modules()
-                   if isinstance(m, torch.nn.Conv2d)]
+    conv_layers = [
+        m for m in clf.module_.experts["img"].encoder.modules() if isinstance(m, torch.nn.Conv2d)
+    ]
     assert [c.out_channels for c in conv_layers] == [4, 8]
     with pytest.raises(ValueError, match="modality 'other'"):
         I2M2Classifier(cv=None).set_params(encoders__other__hidden_sizes=(4,))
@@ -237,11 +252,13 @@ def test_dataframe_modality_and_standardisation():
     n = 200
     y = rng.randint(0, 2, n)
     # Raw clinical scales: age ~ 60, volume ~ 3000, a 0/1 flag.
-    table = pd.DataFrame({
-        "age": 60 + 10 * rng.randn(n) + 15 * y,
-        "volume": 3000 + 400 * rng.randn(n) - 600 * y,
-        "flag": rng.randint(0, 2, n),
-    })
+    table = pd.DataFrame(
+        {
+            "age": 60 + 10 * rng.randn(n) + 15 * y,
+            "volume": 3000 + 400 * rng.randn(n) - 600 * y,
+            "flag": rng.randint(0, 2, n),
+        }
+    )
     other = rng.randn(n, 2).astype(np.float32)
     clf = I2M2Classifier(cv=None, **FAST).fit({"clinical": table, "other": other}, y)
     assert list(clf.feature_names_in_["clinical"]) == ["age", "volume", "flag"]

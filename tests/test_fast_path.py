@@ -11,8 +11,7 @@ from sk_i2m2.training.net import optimizer_speed_kwargs
 
 def test_history_keeps_per_batch_float_losses(small_data):
     X, y = small_data
-    clf = I2M2Classifier(max_epochs=2, finetune_epochs=2, batch_size=32,
-                         random_state=0).fit(X, y)
+    clf = I2M2Classifier(max_epochs=2, finetune_epochs=2, batch_size=32, random_state=0).fit(X, y)
     for net in [clf.pretrain_net_, clf.finetune_net_]:
         for epoch in net.history:
             train = [b["train_loss"] for b in epoch["batches"] if "train_loss" in b]
@@ -43,8 +42,7 @@ def test_cuda_data_resident_and_streamed_give_same_model(small_data):
     kwargs = dict(device="cuda", max_epochs=5, early_stopping=False, random_state=0)
     resident = I2M2Classifier(**kwargs).fit(X, y)
     streamed = I2M2Classifier(device_memory_budget=0, **kwargs).fit(X, y)
-    np.testing.assert_allclose(resident.predict_proba(X), streamed.predict_proba(X),
-                               atol=1e-4)
+    np.testing.assert_allclose(resident.predict_proba(X), streamed.predict_proba(X), atol=1e-4)
 
 
 @requires_cuda
@@ -53,6 +51,5 @@ def test_cuda_conv_weights_channels_last_and_compile(small_data):
     clf = I2M2Classifier(device="cuda", max_epochs=2, random_state=0).fit(X, y)
     conv = next(m for m in clf.module_.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
-    compiled = I2M2Classifier(device="cuda", compile=True, max_epochs=2,
-                              random_state=0).fit(X, y)
+    compiled = I2M2Classifier(device="cuda", compile=True, max_epochs=2, random_state=0).fit(X, y)
     assert compiled.predict_proba(X).shape == (len(y), 3)

@@ -3,6 +3,7 @@ import sys
 import matplotlib
 import numpy as np
 import pytest
+from conftest import FAST
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
@@ -15,8 +16,6 @@ from sk_i2m2 import I2M2Classifier, ModalityDict, PerModality, inspection
 from sk_i2m2.datasets import make_multimodal_classification
 from sk_i2m2.inspection import dependency_report, plot_dependency_report
 
-from conftest import FAST
-
 matplotlib.use("Agg")
 
 MODELS = ["m0", "m1", "intra", "inter", "I2M2", "chance"]
@@ -27,7 +26,8 @@ TINY = dict(max_epochs=3, n_iter_no_change=3, random_state=0)
 
 def _data(intra_strength, inter_strength, n=300):
     return make_multimodal_classification(
-        n, intra_strength=intra_strength, inter_strength=inter_strength, random_state=0)
+        n, intra_strength=intra_strength, inter_strength=inter_strength, random_state=0
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +59,12 @@ def test_report_frame(inter_report):
     assert list(report.index) == MODELS
     assert list(report.columns) == COLUMNS
     assert list(report["kind"]) == [
-        "single-modality expert", "single-modality expert", "product of intra experts",
-        "inter expert", "I2M2", "prior baseline",
+        "single-modality expert",
+        "single-modality expert",
+        "product of intra experts",
+        "inter expert",
+        "I2M2",
+        "prior baseline",
     ]
     assert report["score_mean"].between(0, 1).all()
     assert (report["score_std"] >= 0).all()
@@ -102,12 +106,15 @@ def test_group_kfold_pipeline_and_log_loss():
     patient = np.empty(len(y), dtype=int)
     for label in (0, 1):
         patient[y == label] = np.arange(np.sum(y == label))
-    pipe = Pipeline([
-        ("prep", PerModality({"m0": StandardScaler()})),
-        ("clf", I2M2Classifier(**TINY)),
-    ])
-    report = dependency_report(pipe, X, y, cv=GroupKFold(n_splits=3), groups=patient,
-                               scoring="neg_log_loss")
+    pipe = Pipeline(
+        [
+            ("prep", PerModality({"m0": StandardScaler()})),
+            ("clf", I2M2Classifier(**TINY)),
+        ]
+    )
+    report = dependency_report(
+        pipe, X, y, cv=GroupKFold(n_splits=3), groups=patient, scoring="neg_log_loss"
+    )
     assert list(report.index) == MODELS
     assert report.attrs["scoring"] == "neg_log_loss"
     assert report.attrs["fold_scores"].shape == (3, len(MODELS))
@@ -120,8 +127,7 @@ def test_group_kfold_pipeline_and_log_loss():
 
 def test_any_classifier_scorer_and_plain_dict():
     X, y = _data(0.7, 0.0, n=120)
-    report = dependency_report(I2M2Classifier(**TINY), dict(X), y, cv=2,
-                               scoring="roc_auc_ovr")
+    report = dependency_report(I2M2Classifier(**TINY), dict(X), y, cv=2, scoring="roc_auc_ovr")
     assert report.loc["chance", "score_mean"] == pytest.approx(0.5)
     assert report["score_mean"].between(0, 1).all()
 
@@ -139,8 +145,14 @@ def test_missing_modality_rows_are_scored_only_where_seen():
     report = dependency_report(I2M2Classifier(**TINY), X, y, cv=2, scoring=counting_accuracy)
     # Each fold scores m0, m1, intra, inter, I2M2 and chance, in this order.
     per_model = dict(zip(MODELS, np.reshape(n_scored, (2, len(MODELS))).sum(axis=0)))
-    assert per_model == {"m0": 80, "m1": 120, "intra": 120, "inter": 120, "I2M2": 120,
-                         "chance": 120}
+    assert per_model == {
+        "m0": 80,
+        "m1": 120,
+        "intra": 120,
+        "inter": 120,
+        "I2M2": 120,
+        "chance": 120,
+    }
     assert report.attrs["scoring"] == "counting_accuracy"
     numbers = report.drop(columns="kind").to_numpy(dtype=float)
     assert np.isfinite(numbers).all()
@@ -171,36 +183,37 @@ def test_modalities_the_report_cannot_separate():
         dependency_report(I2M2Classifier(), {"m0": X["m0"]}, y)
     with pytest.raises(TypeError, match="mapping of modality name"):
         dependency_report(I2M2Classifier(), X["m0"], y)
-    with pytest.raises(ValueError, match="Modality name 'chance' is reserved .*a row of the "
-                                         "report"):
+    with pytest.raises(
+        ValueError, match="Modality name 'chance' is reserved .*a row of the report"
+    ):
         dependency_report(I2M2Classifier(), {"m0": X["m0"], "chance": X["m1"]}, y)
     with pytest.raises(ValueError, match="Modality name 'm__1' contains '__'"):
         dependency_report(I2M2Classifier(), {"m0": X["m0"], "m__1": X["m1"]}, y)
-    with pytest.raises(ValueError, match="Modality 'm1' has 59 samples but modality 'm0' "
-                                         "has 60"):
+    with pytest.raises(ValueError, match="Modality 'm1' has 59 samples but modality 'm0' has 60"):
         dependency_report(I2M2Classifier(), {"m0": X["m0"], "m1": X["m1"][:-1]}, y)
 
 
 def test_one_scorer_only():
     X, y = _data(0.7, 0.0, n=60)
-    with pytest.raises(InvalidParameterError, match="'scoring' parameter of "
-                                                    "dependency_report"):
+    with pytest.raises(InvalidParameterError, match="'scoring' parameter of dependency_report"):
         dependency_report(I2M2Classifier(), X, y, scoring=["accuracy", "roc_auc"])
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(estimator="I2M2"), "'estimator' parameter of dependency_report"),
-    (dict(cv="five"), "'cv' parameter of dependency_report"),
-    (dict(scoring="acuracy"), "'scoring' parameter of dependency_report"),
-    (dict(n_jobs=1.5), "'n_jobs' parameter of dependency_report"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(estimator="I2M2"), "'estimator' parameter of dependency_report"),
+        (dict(cv="five"), "'cv' parameter of dependency_report"),
+        (dict(scoring="acuracy"), "'scoring' parameter of dependency_report"),
+        (dict(n_jobs=1.5), "'n_jobs' parameter of dependency_report"),
+    ],
+)
 def test_parameters_are_validated(kwargs, match):
     X, y = _data(0.7, 0.0, n=60)
     args = dict(estimator=I2M2Classifier(), X=X, y=y) | kwargs
     with pytest.raises(InvalidParameterError, match=match):
         dependency_report(**args)
-    with pytest.raises(InvalidParameterError, match="'report' parameter of "
-                                                    "plot_dependency_report"):
+    with pytest.raises(InvalidParameterError, match="'report' parameter of plot_dependency_report"):
         plot_dependency_report({"m0": 0.5})
 
 

@@ -15,9 +15,9 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from sk_i2m2 import I2M2Classifier, ModalityDict, PerModality
+from sk_i2m2.datasets import load_mfeat
 from sk_i2m2.encoders import Conv2dEncoder, MLPEncoder
 from sk_i2m2.nn.losses import ExpertsNLLLoss
-from sk_i2m2.datasets import load_mfeat
 
 
 def _accuracy(proba, y):
@@ -40,7 +40,8 @@ def _hide_rows(X, rows, modality):
 def mfeat_split():
     X, y = load_mfeat(["fou", "zer", "mor"])
     X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=0.3, stratify=y, random_state=0)
+        X, y, test_size=0.3, stratify=y, random_state=0
+    )
     return X_train, X_test, y_train, y_test
 
 
@@ -52,7 +53,8 @@ def mfeat_dropout_model(mfeat_split):
 
 @pytest.mark.parametrize("removed", ["fou", "zer", "mor"])
 def test_removing_a_view_keeps_accuracy_of_best_remaining_expert(
-        mfeat_dropout_model, mfeat_split, removed):
+    mfeat_dropout_model, mfeat_split, removed
+):
     clf = mfeat_dropout_model
     _, X_test, _, y_test = mfeat_split
     X_without = {k: v for k, v in X_test.items() if k != removed}
@@ -75,7 +77,8 @@ def test_thirty_percent_missing_rows_still_beat_every_single_expert(mfeat_split)
         X_train[name][hidden & (which == k)] = np.nan
     clf = I2M2Classifier(**FAST).fit(X_train, y_train)
     assert clf.missing_rate_ == pytest.approx(
-        {name: float(np.mean(hidden & (which == k))) for k, name in enumerate(X_train)})
+        {name: float(np.mean(hidden & (which == k))) for k, name in enumerate(X_train)}
+    )
     accuracy = clf.score(X_test, y_test)
     singles = _stage1_accuracy(clf, X_test, y_test)
     for name in X_train:
@@ -121,15 +124,22 @@ def test_inter_missing_drop_leaves_the_inter_expert_out():
     experts = clf.expert_proba(X_partial)
     assert np.isnan(experts["inter"][[0, 1]]).all() and np.isfinite(experts["inter"][2:]).all()
     # Only m1's expert sees samples 0 and 1: the product is that expert.
-    np.testing.assert_allclose(clf.predict_proba(X_partial)[[0, 1]], experts["m1"][[0, 1]],
-                               rtol=1e-5)
-    inter_only = I2M2Classifier(cv=None, dependencies="inter", inter_missing="drop", **FAST).fit(X, y)
-    message = (r"2 sample\(s\) miss a modality \(first sample 0, missing modality 'm0'\), "
-               "but with dependencies='inter' and inter_missing='drop' no expert can see them")
+    np.testing.assert_allclose(
+        clf.predict_proba(X_partial)[[0, 1]], experts["m1"][[0, 1]], rtol=1e-5
+    )
+    inter_only = I2M2Classifier(cv=None, dependencies="inter", inter_missing="drop", **FAST).fit(
+        X, y
+    )
+    message = (
+        r"2 sample\(s\) miss a modality \(first sample 0, missing modality 'm0'\), "
+        "but with dependencies='inter' and inter_missing='drop' no expert can see them"
+    )
     with pytest.raises(ValueError, match=message):
         inter_only.predict(X_partial)
     with pytest.raises(ValueError, match=message):
-        I2M2Classifier(cv=None, dependencies="inter", inter_missing="drop", **FAST).fit(X_partial, y)
+        I2M2Classifier(cv=None, dependencies="inter", inter_missing="drop", **FAST).fit(
+            X_partial, y
+        )
 
 
 def test_complete_data_without_dropout_never_uses_the_null_embeddings():
@@ -141,8 +151,10 @@ def test_complete_data_without_dropout_never_uses_the_null_embeddings():
     dropped = I2M2Classifier(cv=None, inter_missing="drop", **FAST).fit(X, y)
     # The null embeddings are extra parameters that take no part: same model.
     np.testing.assert_array_equal(clf.predict_proba(X), dropped.predict_proba(X))
-    with pytest.warns(UserWarning, match="inter expert never learned a null embedding for "
-                                         "it: no training sample missed it"):
+    with pytest.warns(
+        UserWarning,
+        match="inter expert never learned a null embedding for it: no training sample missed it",
+    ):
         clf.predict({"a": X["a"]})
 
 
@@ -183,8 +195,10 @@ def test_experts_loss_averages_over_the_samples_each_expert_sees():
     weighted = ExpertsNLLLoss(weight=torch.tensor([1.0, 2.0, 3.0]))
     torch.testing.assert_close(
         weighted.per_expert(logits, y, available)[1],
-        torch.nn.functional.cross_entropy(logits[1][seen], y[seen],
-                                          weight=torch.tensor([1.0, 2.0, 3.0])))
+        torch.nn.functional.cross_entropy(
+            logits[1][seen], y[seen], weight=torch.tensor([1.0, 2.0, 3.0])
+        ),
+    )
 
 
 def test_modality_contributions_decompose_the_prediction():
@@ -199,8 +213,9 @@ def test_modality_contributions_decompose_the_prediction():
     predicted = log_proba.argmax(1)
     np.testing.assert_array_equal(contributions.attrs["predicted"], clf.classes_[predicted])
     centred = log_proba - log_proba.mean(1, keepdims=True)
-    np.testing.assert_allclose(contributions.sum(axis=1), centred[np.arange(200), predicted],
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        contributions.sum(axis=1), centred[np.arange(200), predicted], rtol=1e-4, atol=1e-5
+    )
     assert contributions.loc[5, "m0"] == 0.0  # abstains
     assert (contributions.drop(index=5) != 0).all().all()
 
@@ -225,11 +240,13 @@ def _clinical_with_absent_patients(n=60, seed=0):
     """A mixed table (numbers and a str category) where every 6th patient has no row."""
     rng = np.random.RandomState(seed)
     y = rng.randint(0, 2, n)
-    clinical = pd.DataFrame({
-        "age": 60 + 10 * rng.randn(n) + 8 * y,
-        "volume": 3000 + 400 * rng.randn(n) - 300 * y,
-        "site": np.where(y == 1, "A", rng.choice(["A", "B", "C"], n)).astype(object),
-    })
+    clinical = pd.DataFrame(
+        {
+            "age": 60 + 10 * rng.randn(n) + 8 * y,
+            "volume": 3000 + 400 * rng.randn(n) - 300 * y,
+            "site": np.where(y == 1, "A", rng.choice(["A", "B", "C"], n)).astype(object),
+        }
+    )
     absent = np.arange(0, n, 6)
     clinical.loc[absent, ["age", "volume"]] = np.nan
     clinical.loc[absent, "site"] = [None, np.nan] * (len(absent) // 2)
@@ -239,20 +256,32 @@ def _clinical_with_absent_patients(n=60, seed=0):
 
 
 def _encode_clinical():
-    return ColumnTransformer([
-        ("num", make_pipeline(SimpleImputer(), StandardScaler()), ["age", "volume"]),
-        ("cat", OneHotEncoder(handle_unknown="ignore"), ["site"]),  # sparse output
-    ])
+    return ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(), StandardScaler()), ["age", "volume"]),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), ["site"]),  # sparse output
+        ]
+    )
 
 
 def test_column_transformer_pipeline_with_patients_without_the_table():
     X, y, absent = _clinical_with_absent_patients()
-    pipe = Pipeline([
-        ("pre", PerModality({"clinical": _encode_clinical()})),
-        ("clf", I2M2Classifier(max_epochs=3, random_state=0,
-                               encoders={"clinical": MLPEncoder(hidden_sizes=(8,)),
-                                         "image": Conv2dEncoder(channels=(4,))})),
-    ])
+    pipe = Pipeline(
+        [
+            ("pre", PerModality({"clinical": _encode_clinical()})),
+            (
+                "clf",
+                I2M2Classifier(
+                    max_epochs=3,
+                    random_state=0,
+                    encoders={
+                        "clinical": MLPEncoder(hidden_sizes=(8,)),
+                        "image": Conv2dEncoder(channels=(4,)),
+                    },
+                ),
+            ),
+        ]
+    )
     pipe.fit(X, y)
     clf = pipe.named_steps["clf"]
     assert clf.missing_rate_["clinical"] == pytest.approx(len(absent) / len(y))
@@ -270,8 +299,7 @@ def test_column_transformer_pipeline_with_patients_without_the_table():
         some = pipe.predict_proba(X[absent[:3]])
     np.testing.assert_allclose(some, proba[absent[:3]], rtol=1e-5)
     np.testing.assert_allclose(without[absent], proba[absent], rtol=1e-5, atol=1e-6)
-    assert not np.allclose(np.delete(without, absent, axis=0),
-                           np.delete(proba, absent, axis=0))
+    assert not np.allclose(np.delete(without, absent, axis=0), np.delete(proba, absent, axis=0))
 
 
 def test_per_modality_fits_on_and_transforms_only_the_observed_rows():
@@ -286,8 +314,9 @@ def test_per_modality_fits_on_and_transforms_only_the_observed_rows():
     # the patients who have none; it learnt its means from the observed rows.
     assert np.isnan(clinical[absent]).all() and np.isfinite(clinical[observed]).all()
     imputer = pm.transformers_["clinical"].named_transformers_["num"][0]
-    np.testing.assert_allclose(imputer.statistics_,
-                               X["clinical"].loc[observed, ["age", "volume"]].mean())
+    np.testing.assert_allclose(
+        imputer.statistics_, X["clinical"].loc[observed, ["age", "volume"]].mean()
+    )
     np.testing.assert_allclose(clinical[observed, :2].mean(0), 0, atol=1e-12)
     np.testing.assert_allclose(pm.transform(X)["clinical"], clinical)
     # A plain SimpleImputer alone keeps all-NaN rows missing as well.
@@ -333,7 +362,8 @@ def test_per_modality_routes_per_sample_metadata_to_the_observed_rows():
         pm = PerModality({"t": scaler}).fit({"t": table}, sample_weight=weight)
     np.testing.assert_allclose(
         pm.transformers_["t"].mean_,
-        np.average(table.iloc[observed], axis=0, weights=weight[observed]))
+        np.average(table.iloc[observed], axis=0, weights=weight[observed]),
+    )
 
 
 def test_text_modality_with_absent_notes():
@@ -359,11 +389,15 @@ def test_pandas_nullable_dtypes_are_read_with_na_as_nan(dtype):
     nullable = plain.astype(dtype)
     assert nullable.iloc[2].isna().all() and nullable["a"].dtype == dtype
     image = (rng.randn(n, 1, 8, 8) + y[:, None, None, None]).astype(np.float32)
-    fits = [I2M2Classifier(max_epochs=3, random_state=0).fit({"tab": tab, "img": image}, y)
-            for tab in (plain, nullable)]
+    fits = [
+        I2M2Classifier(max_epochs=3, random_state=0).fit({"tab": tab, "img": image}, y)
+        for tab in (plain, nullable)
+    ]
     assert fits[1].missing_rate_["tab"] == pytest.approx(3 / n)
-    np.testing.assert_allclose(fits[1].predict_proba({"tab": nullable, "img": image}),
-                               fits[0].predict_proba({"tab": plain, "img": image}))
+    np.testing.assert_allclose(
+        fits[1].predict_proba({"tab": nullable, "img": image}),
+        fits[0].predict_proba({"tab": plain, "img": image}),
+    )
     # pd.NA inside an observed row is a gap to impute, as NaN is.
     gap = nullable.copy()
     gap.iloc[0, 1] = pd.NA
@@ -378,8 +412,9 @@ def test_saved_model_keeps_null_embeddings_and_missing_rates(tmp_path):
     loaded = I2M2Classifier.load(tmp_path)
     assert loaded.missing_rate_ == clf.missing_rate_
     X_partial = _hide_rows(X, np.arange(10), "m1")
-    np.testing.assert_allclose(loaded.predict_proba(X_partial), clf.predict_proba(X_partial),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        loaded.predict_proba(X_partial), clf.predict_proba(X_partial), rtol=1e-6
+    )
 
 
 @requires_cuda

@@ -16,8 +16,8 @@ from sklearn.utils.validation import check_is_fitted
 
 import sk_i2m2
 from sk_i2m2 import I2M2Classifier
+from sk_i2m2.encoders import MLPEncoder, ModuleEncoder
 from sk_i2m2.exceptions import ModelFileError
-from sk_i2m2.encoders import ModuleEncoder, MLPEncoder
 from sk_i2m2.fusion import FusionSpec, LowRankTensorFusion
 
 N = 40
@@ -49,8 +49,11 @@ def fitted():
     clf = I2M2Classifier(
         fusion=LowRankTensorFusion(rank=2, out_features=8),
         encoders={"clinical": MLPEncoder(hidden_sizes=(16,))},
-        max_epochs=2, lr=3e-3, optimizer=torch.optim.Adam,
-        class_weight={"high": 2.0}, random_state=0,
+        max_epochs=2,
+        lr=3e-3,
+        optimizer=torch.optim.Adam,
+        class_weight={"high": 2.0},
+        random_state=0,
         device="cpu",  # bit-identical comparisons; CUDA has its own test below
     )
     return clf.fit(X, y)
@@ -76,7 +79,9 @@ def test_save_load_round_trip(fitted, tmp_path):
     X, y = _data()
     fitted.save(tmp_path / "model")
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == [
-        "config.json", "model.safetensors"]
+        "config.json",
+        "model.safetensors",
+    ]
     loaded = I2M2Classifier.load(tmp_path / "model")
     check_is_fitted(loaded)
     _assert_same_predictions(fitted, loaded, X)
@@ -125,8 +130,11 @@ def test_custom_module_encoder_is_passed_again_at_load(tmp_path):
     for at_fit, at_load in [(TinyCNN, TinyCNN), (frozen, lambda: TinyCNN(4))]:
         clf = I2M2Classifier(encoders={"img": at_fit}, max_epochs=1, random_state=0).fit(X, y)
         clf.save(tmp_path)
-        with pytest.raises(ValueError, match=r"Modality 'img' used a custom torch module "
-                                             r"encoder \(.*TinyCNN\).*encoders=\{'img'"):
+        with pytest.raises(
+            ValueError,
+            match=r"Modality 'img' used a custom torch module "
+            r"encoder \(.*TinyCNN\).*encoders=\{'img'",
+        ):
             I2M2Classifier.load(tmp_path)
         with pytest.raises(ValueError, match="encoders names modality 'clinical'"):
             I2M2Classifier.load(tmp_path, encoders={"img": at_load, "clinical": at_load})
@@ -142,8 +150,9 @@ def test_unstorable_parameters_warn_and_custom_fusion_is_refused(fitted, tmp_pat
     X, y = _data()
     from skorch.callbacks import EpochTimer
 
-    clf = I2M2Classifier(max_epochs=1, callbacks=[EpochTimer()],
-                         random_state=np.random.RandomState(0)).fit(X, y)
+    clf = I2M2Classifier(
+        max_epochs=1, callbacks=[EpochTimer()], random_state=np.random.RandomState(0)
+    ).fit(X, y)
     with pytest.warns(UserWarning, match=r"\['callbacks', 'random_state'\] cannot be stored"):
         clf.save(tmp_path)
     loaded = I2M2Classifier.load(tmp_path)
@@ -202,16 +211,20 @@ def _corrupt_binary_config(path):
     (path / "config.json").write_bytes(bytes(range(256)))
 
 
-@pytest.mark.parametrize("corrupt, file", [
-    (_corrupt_truncated_config, "config.json"),
-    (_corrupt_truncated_weights, "model.safetensors"),
-    (_corrupt_missing_fitted_key, "config.json"),
-    (_corrupt_edited_shapes, "model.safetensors"),
-    (_corrupt_foreign_json, "config.json"),
-    (_corrupt_binary_config, "config.json"),
-])
+@pytest.mark.parametrize(
+    "corrupt, file",
+    [
+        (_corrupt_truncated_config, "config.json"),
+        (_corrupt_truncated_weights, "model.safetensors"),
+        (_corrupt_missing_fitted_key, "config.json"),
+        (_corrupt_edited_shapes, "model.safetensors"),
+        (_corrupt_foreign_json, "config.json"),
+        (_corrupt_binary_config, "config.json"),
+    ],
+)
 def test_damaged_model_files_raise_model_file_error_naming_the_file(
-        fitted, tmp_path, corrupt, file):
+    fitted, tmp_path, corrupt, file
+):
     fitted.save(tmp_path)
     corrupt(tmp_path)
     with pytest.raises(ModelFileError, match=re.escape(str(tmp_path / file))):

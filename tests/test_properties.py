@@ -16,9 +16,13 @@ from sk_i2m2 import I2M2Classifier
 DOCUMENTED = (ValueError, TypeError)
 # Numeric types, listed more than once, are drawn more often than the invalid ones.
 DTYPES = [np.float32, np.float64, np.float16, np.int64, np.uint8, np.bool_] * 8 + [
-    object, str, np.complex64]
-SETTINGS = settings(max_examples=60, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+    object,
+    str,
+    np.complex64,
+]
+SETTINGS = settings(
+    max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @st.composite
@@ -26,8 +30,9 @@ def modality(draw, n_samples):
     rng = np.random.RandomState(draw(st.integers(0, 2**16)))
     n = n_samples if draw(st.integers(0, 9)) else draw(st.integers(0, 12))
     sides = st.integers(1, 5) if draw(st.integers(0, 9)) else st.integers(0, 5)
-    sample_shape = draw(st.lists(sides, min_size=0 if draw(st.integers(0, 9)) == 0 else 1,
-                                 max_size=4))
+    sample_shape = draw(
+        st.lists(sides, min_size=0 if draw(st.integers(0, 9)) == 0 else 1, max_size=4)
+    )
     dtype = draw(st.sampled_from(DTYPES))
     values = 3 * rng.randn(n, *sample_shape)
     if draw(st.integers(0, 9)) == 0 and values.size:
@@ -45,8 +50,9 @@ def modality(draw, n_samples):
 @st.composite
 def problems(draw):
     n = draw(st.integers(0, 16) if draw(st.integers(0, 9)) == 0 else st.integers(4, 16))
-    names = ["a", "b", "c"][:draw(st.integers(0, 3) if draw(st.integers(0, 9)) == 0
-                                  else st.integers(1, 3))]
+    names = ["a", "b", "c"][
+        : draw(st.integers(0, 3) if draw(st.integers(0, 9)) == 0 else st.integers(1, 3))
+    ]
     if names and draw(st.integers(0, 9)) == 0:
         names[-1] = draw(st.sampled_from(["inter", "", "x.y", "values"]))
     X = {name: draw(modality(n)) for name in names}
@@ -81,8 +87,10 @@ def _mutate(X, kind):
 
 
 @SETTINGS
-@given(problem=problems(), mutation=st.sampled_from(
-    ["none", "drop", "add", "reshape", "strings", "nan", "rows"]))
+@given(
+    problem=problems(),
+    mutation=st.sampled_from(["none", "drop", "add", "reshape", "strings", "nan", "rows"]),
+)
 def test_any_input_works_or_raises_documented_errors(problem, mutation):
     X, y, params = problem
     clf = I2M2Classifier(max_epochs=1, finetune_epochs=1, random_state=0, **params)

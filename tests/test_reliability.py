@@ -9,8 +9,8 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from skorch.callbacks import Callback, EarlyStopping
 from sklearn.metrics import balanced_accuracy_score
+from skorch.callbacks import Callback, EarlyStopping
 
 from sk_i2m2 import I2M2Classifier
 from sk_i2m2.encoders import ModuleEncoder
@@ -45,9 +45,13 @@ for seed in (0, 1):
 def test_same_seed_is_bit_identical_across_processes():
     tests = str(pathlib.Path(__file__).parent)
     runs = [
-        subprocess.Popen([sys.executable, "-c", _SCRIPT.format(tests=tests)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env=dict(os.environ, PYTHONHASHSEED=str(hash_seed)))
+        subprocess.Popen(
+            [sys.executable, "-c", _SCRIPT.format(tests=tests)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ, PYTHONHASHSEED=str(hash_seed)),
+        )
         for hash_seed in (1, 2)
     ]
     outputs = []
@@ -62,6 +66,7 @@ def test_same_seed_is_bit_identical_across_processes():
 
 # --------------------------------------------------------------------------
 # Interruption
+
 
 class InterruptAt(Callback):
     """Raise KeyboardInterrupt in the middle of epoch ``epoch`` of ``stage``."""
@@ -88,8 +93,13 @@ def _assert_state_equal(actual, expected):
 
 def test_interrupt_in_pretrain_keeps_best_experts_and_skips_finetune():
     X, y = _data()
-    clf = I2M2Classifier(max_epochs=8, n_iter_no_change=50, random_state=0, verbose=1,
-                         callbacks=[InterruptAt("pretrain", 3)])
+    clf = I2M2Classifier(
+        max_epochs=8,
+        n_iter_no_change=50,
+        random_state=0,
+        verbose=1,
+        callbacks=[InterruptAt("pretrain", 3)],
+    )
     with pytest.warns(UserWarning, match=r"interrupted in the pretrain stage \(epoch 3 of 8\)"):
         clf.fit(X, y)
     assert clf.interrupted_stage_ == "pretrain"
@@ -111,8 +121,9 @@ def test_interrupt_in_pretrain_keeps_best_experts_and_skips_finetune():
 
 def test_interrupt_in_finetune_keeps_best_epoch_and_next_fit_starts_clean():
     X, y = _data()
-    clf = I2M2Classifier(max_epochs=4, n_iter_no_change=50, random_state=0,
-                         callbacks=[InterruptAt("finetune", 2)])
+    clf = I2M2Classifier(
+        max_epochs=4, n_iter_no_change=50, random_state=0, callbacks=[InterruptAt("finetune", 2)]
+    )
     with pytest.warns(UserWarning, match=r"interrupted in the finetune stage \(epoch 2 of 4\)"):
         clf.fit(X, y)
     assert clf.interrupted_stage_ == "finetune"
@@ -135,8 +146,9 @@ def test_early_stopping_is_not_an_interrupt():
     X, y = _data()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        clf = I2M2Classifier(cv=None, encoders={"tab": "mlp"}, max_epochs=40,
-                             n_iter_no_change=1, random_state=0).fit(X, y)
+        clf = I2M2Classifier(
+            cv=None, encoders={"tab": "mlp"}, max_epochs=40, n_iter_no_change=1, random_state=0
+        ).fit(X, y)
         assert len(clf.pretrain_net_.history) < 40 and len(clf.finetune_net_.history) < 40
         user_stop = EarlyStopping(monitor="train_loss", patience=1, threshold=10.0)
         clf.set_params(callbacks=[user_stop]).fit(X, y)
@@ -161,6 +173,7 @@ def test_interrupt_outside_training_keeps_previous_model():
 # --------------------------------------------------------------------------
 # Numerical robustness
 
+
 class _NaNEncoder(torch.nn.Module):
     def __init__(self):
         super().__init__()
@@ -175,9 +188,11 @@ def test_nan_loss_stops_with_an_error_and_keeps_previous_model():
     clf = I2M2Classifier(max_epochs=1, random_state=0).fit(X, y)
     before = clf.predict_proba(X)
     clf.set_params(encoders={"tab": ModuleEncoder(_NaNEncoder)}, max_epochs=20)
-    with pytest.raises(FloatingPointError,
-                       match=r"The pretrain stage diverged: train_loss is nan in epoch 1\. "
-                             r"Lower the learning rate"):
+    with pytest.raises(
+        FloatingPointError,
+        match=r"The pretrain stage diverged: train_loss is nan in epoch 1\. "
+        r"Lower the learning rate",
+    ):
         clf.fit(X, y)
     np.testing.assert_array_equal(clf.predict_proba(X), before)
 

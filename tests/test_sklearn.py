@@ -34,11 +34,13 @@ def make_clinical_image(n_patients=40, visits=3, seed=0, categorical=False):
     groups = np.repeat(np.arange(n_patients), visits)
     y = rng.randint(0, 2, n_patients)[groups]
     n = len(groups)
-    clinical = pd.DataFrame({
-        "age": 60 + 10 * rng.randn(n) + 8 * y,
-        "volume": 3000 + 400 * rng.randn(n) - 300 * y,
-        "flag": rng.randint(0, 2, n),
-    })
+    clinical = pd.DataFrame(
+        {
+            "age": 60 + 10 * rng.randn(n) + 8 * y,
+            "volume": 3000 + 400 * rng.randn(n) - 300 * y,
+            "flag": rng.randint(0, 2, n),
+        }
+    )
     if categorical:
         clinical["site"] = np.where(y == 1, "A", rng.choice(["A", "B", "C"], n))
     image = (rng.randn(n, 1, 8, 8) + 0.5 * y[:, None, None, None]).astype(np.float32)
@@ -47,17 +49,23 @@ def make_clinical_image(n_patients=40, visits=3, seed=0, categorical=False):
 
 def tiny_clf(**params):
     params = {
-        "encoders": {"clinical": MLPEncoder(hidden_sizes=(8,)),
-                     "image": Conv2dEncoder(channels=(4,))},
-        "max_epochs": 3, "early_stopping": False, "lr": 3e-3, "random_state": 0,
+        "encoders": {
+            "clinical": MLPEncoder(hidden_sizes=(8,)),
+            "image": Conv2dEncoder(channels=(4,)),
+        },
+        "max_epochs": 3,
+        "early_stopping": False,
+        "lr": 3e-3,
+        "random_state": 0,
         **params,
     }
     return I2M2Classifier(**params)
 
 
 def tiny_pipeline(**clf_params):
-    return Pipeline([("prep", PerModality({"clinical": StandardScaler()})),
-                     ("clf", tiny_clf(**clf_params))])
+    return Pipeline(
+        [("prep", PerModality({"clinical": StandardScaler()})), ("clf", tiny_clf(**clf_params))]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +130,11 @@ def test_per_modality_feature_names_out(data):
     assert names["image"] is None
     assert list(names["extra"]) == ["x0", "x1"]
     assert list(pm.get_feature_names_out({"extra": ["a", "b"]})["extra"]) == ["a", "b"]
-    assert list(PerModality({}).fit(X).get_feature_names_out()["clinical"]) == \
-        ["age", "volume", "flag"]
+    assert list(PerModality({}).fit(X).get_feature_names_out()["clinical"]) == [
+        "age",
+        "volume",
+        "flag",
+    ]
 
 
 def test_per_modality_nested_params_and_clone():
@@ -208,8 +219,8 @@ def test_pipeline_fit_predict(data, fitted_pipeline):
     assert clf.expert_names_ == ["clinical", "image", "inter"]
     # The scaler's own fitted means, not the classifier's, standardised the table.
     np.testing.assert_allclose(
-        fitted_pipeline.named_steps["prep"].transformers_["clinical"].mean_,
-        X["clinical"].mean())
+        fitted_pipeline.named_steps["prep"].transformers_["clinical"].mean_, X["clinical"].mean()
+    )
 
 
 def test_grid_search_over_components_in_parallel(data, tmp_path, monkeypatch):
@@ -217,12 +228,22 @@ def test_grid_search_over_components_in_parallel(data, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     grid = [
         {"clf__dependencies": ["both", "inter"], "clf__fusion": ["concat", "lrtf"]},
-        {"clf__encoders__clinical__hidden_sizes": [(4,)], "clf__lr": [1e-2],
-         "clf__max_epochs": [2]},
+        {
+            "clf__encoders__clinical__hidden_sizes": [(4,)],
+            "clf__lr": [1e-2],
+            "clf__max_epochs": [2],
+        },
     ]
     scoring = ["roc_auc", "neg_log_loss", "balanced_accuracy"]
-    search = GridSearchCV(tiny_pipeline(), grid, cv=GroupKFold(2), scoring=scoring,
-                          refit="neg_log_loss", n_jobs=2, error_score="raise")
+    search = GridSearchCV(
+        tiny_pipeline(),
+        grid,
+        cv=GroupKFold(2),
+        scoring=scoring,
+        refit="neg_log_loss",
+        n_jobs=2,
+        error_score="raise",
+    )
     search.fit(X, y, groups=groups)
     results = search.cv_results_
     assert len(results["params"]) == 5
@@ -239,8 +260,14 @@ def test_grid_search_over_components_in_parallel(data, tmp_path, monkeypatch):
     # Each candidate is fitted on its own: the parallel scores are those of a
     # sequential run of the same candidate.
     params = results["params"][4]
-    sequential = cross_validate(tiny_pipeline().set_params(**params), X, y, groups=groups,
-                                cv=GroupKFold(2), scoring="neg_log_loss")
+    sequential = cross_validate(
+        tiny_pipeline().set_params(**params),
+        X,
+        y,
+        groups=groups,
+        cv=GroupKFold(2),
+        scoring="neg_log_loss",
+    )
     parallel = [results[f"split{i}_test_neg_log_loss"][4] for i in range(2)]
     np.testing.assert_allclose(sequential["test_score"], parallel, rtol=1e-4)
     assert list(tmp_path.iterdir()) == []  # no checkpoint files
@@ -248,11 +275,15 @@ def test_grid_search_over_components_in_parallel(data, tmp_path, monkeypatch):
 
 def test_encoder_hyperparameter_reaches_the_fitted_model(data):
     X, y, _ = data
-    pipe = tiny_pipeline().set_params(clf__encoders__clinical__hidden_sizes=(5, 3),
-                                      clf__max_epochs=1, clf__finetune_epochs=0)
+    pipe = tiny_pipeline().set_params(
+        clf__encoders__clinical__hidden_sizes=(5, 3), clf__max_epochs=1, clf__finetune_epochs=0
+    )
     clf = pipe.fit(X, y).named_steps["clf"]
-    widths = [m.out_features for m in clf.module_.experts["clinical"].encoder.modules()
-              if isinstance(m, torch.nn.Linear)]
+    widths = [
+        m.out_features
+        for m in clf.module_.experts["clinical"].encoder.modules()
+        if isinstance(m, torch.nn.Linear)
+    ]
     assert widths == [5, 3]
     assert len(clf.pretrain_net_.history) == 1
 
@@ -262,10 +293,10 @@ def test_group_splits_keep_patients_together(data, routing):
     X, y, groups = data
     with config_context(enable_metadata_routing=routing):
         split_args = {"params": {"groups": groups}} if routing else {"groups": groups}
-        result = cross_validate(tiny_pipeline(max_epochs=2), X, y, cv=GroupKFold(2),
-                                return_indices=True, **split_args)
-        scores = cross_val_score(tiny_pipeline(max_epochs=2), X, y, cv=GroupKFold(2),
-                                 **split_args)
+        result = cross_validate(
+            tiny_pipeline(max_epochs=2), X, y, cv=GroupKFold(2), return_indices=True, **split_args
+        )
+        scores = cross_val_score(tiny_pipeline(max_epochs=2), X, y, cv=GroupKFold(2), **split_args)
     np.testing.assert_allclose(scores, result["test_score"])
     for train, test in zip(result["indices"]["train"], result["indices"]["test"]):
         assert not set(groups[train]) & set(groups[test])
@@ -274,9 +305,12 @@ def test_group_splits_keep_patients_together(data, routing):
 def test_grid_search_with_metadata_routing(data):
     X, y, groups = data
     with config_context(enable_metadata_routing=True):
-        search = GridSearchCV(tiny_pipeline(max_epochs=2),
-                              {"clf__dependencies": ["intra", "both"]},
-                              cv=GroupKFold(2), scoring="roc_auc")
+        search = GridSearchCV(
+            tiny_pipeline(max_epochs=2),
+            {"clf__dependencies": ["intra", "both"]},
+            cv=GroupKFold(2),
+            scoring="roc_auc",
+        )
         search.fit(X, y, groups=groups)
     assert search.best_params_["clf__dependencies"] in ("intra", "both")
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
@@ -292,8 +326,11 @@ def test_dataframe_feature_names_per_modality(data):
     clf = pipe.named_steps["clf"]
     assert list(clf.feature_names_in_) == ["clinical"]  # the image has no columns
     assert list(clf.feature_names_in_["clinical"]) == ["age", "volume", "flag"]
-    assert list(pipe.named_steps["prep"].get_feature_names_out()["clinical"]) == \
-        ["age", "volume", "flag"]
+    assert list(pipe.named_steps["prep"].get_feature_names_out()["clinical"]) == [
+        "age",
+        "volume",
+        "flag",
+    ]
     # scikit-learn's global pandas output reaches the modalities, not the container.
     with config_context(transform_output="pandas"):
         Xt = PerModality({"clinical": StandardScaler()}).fit_transform(X)
@@ -319,15 +356,23 @@ def test_mixed_numeric_categorical_table_via_column_transformer():
     X, y, _ = make_clinical_image(categorical=True)
     with pytest.raises(TypeError, match="non-numeric column 'site'.*PerModality"):
         tiny_clf(max_epochs=1).fit(X, y)
-    encode = ColumnTransformer([
-        ("num", StandardScaler(), ["age", "volume", "flag"]),
-        ("cat", OneHotEncoder(sparse_output=False), ["site"]),
-    ])
+    encode = ColumnTransformer(
+        [
+            ("num", StandardScaler(), ["age", "volume", "flag"]),
+            ("cat", OneHotEncoder(sparse_output=False), ["site"]),
+        ]
+    )
     pipe = Pipeline([("prep", PerModality({"clinical": encode})), ("clf", tiny_clf())])
     pipe.fit(X, y)
     assert pipe.named_steps["clf"].input_shapes_["clinical"] == (6,)
     assert list(pipe.named_steps["prep"].get_feature_names_out()["clinical"]) == [
-        "num__age", "num__volume", "num__flag", "cat__site_A", "cat__site_B", "cat__site_C"]
+        "num__age",
+        "num__volume",
+        "num__flag",
+        "cat__site_A",
+        "cat__site_B",
+        "cat__site_C",
+    ]
     assert pipe.score(X, y) > 0.7
 
 
@@ -365,7 +410,7 @@ def test_clone_and_check_is_fitted(fitted_pipeline):
 
 
 def test_pickle_unfitted_and_fitted(data, fitted_pipeline):
-    X, y, _ = data
+    X, _, _ = data
     unfitted = pickle.loads(pickle.dumps(tiny_pipeline()))
     assert unfitted.get_params()["clf__encoders__clinical__hidden_sizes"] == (8,)
     restored = pickle.loads(pickle.dumps(fitted_pipeline))
@@ -453,8 +498,9 @@ class OneModalityPerModality(PerModality):
         return tags
 
 
-_NO_N_FEATURES_IN = ("X is a dict of modalities: there is no single n_features_in_ "
-                     "(see input_shapes_)")
+_NO_N_FEATURES_IN = (
+    "X is a dict of modalities: there is no single n_features_in_ (see input_shapes_)"
+)
 
 EXPECTED_FAILED_CHECKS = {
     OneModalityI2M2: {
@@ -470,14 +516,18 @@ EXPECTED_FAILED_CHECKS = {
 
 # Where scikit-learn offers it (>= 1.8), an expected failure that passes is an
 # error, so that a stale entry above gets noticed; older releases only mark them xfail.
-_XFAIL_STRICT = ({"xfail_strict": True}
-                 if "xfail_strict" in inspect.signature(parametrize_with_checks).parameters
-                 else {})
+_XFAIL_STRICT = (
+    {"xfail_strict": True}
+    if "xfail_strict" in inspect.signature(parametrize_with_checks).parameters
+    else {}
+)
 
 
 @parametrize_with_checks(
-    [OneModalityI2M2(max_epochs=20, lr=1e-2, random_state=0),
-     OneModalityPerModality({"x": StandardScaler()})],
+    [
+        OneModalityI2M2(max_epochs=20, lr=1e-2, random_state=0),
+        OneModalityPerModality({"x": StandardScaler()}),
+    ],
     expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS[type(estimator)],
     **_XFAIL_STRICT,
 )
@@ -492,25 +542,46 @@ def test_sklearn_estimator_checks(estimator, check):
 def test_canonical_workflow_end_to_end():
     """Pipeline(PerModality, I2M2Classifier) on a table plus images, searched with GroupKFold."""
     X, y, patients = make_clinical_image(n_patients=30, visits=2, categorical=True)
-    pipe = Pipeline([
-        ("prep", PerModality({"clinical": ColumnTransformer([
-            ("num", StandardScaler(), ["age", "volume", "flag"]),
-            ("cat", OneHotEncoder(sparse_output=False, handle_unknown="ignore"), ["site"]),
-        ])})),
-        ("clf", tiny_clf(max_epochs=4)),
-    ])
+    pipe = Pipeline(
+        [
+            (
+                "prep",
+                PerModality(
+                    {
+                        "clinical": ColumnTransformer(
+                            [
+                                ("num", StandardScaler(), ["age", "volume", "flag"]),
+                                (
+                                    "cat",
+                                    OneHotEncoder(sparse_output=False, handle_unknown="ignore"),
+                                    ["site"],
+                                ),
+                            ]
+                        )
+                    }
+                ),
+            ),
+            ("clf", tiny_clf(max_epochs=4)),
+        ]
+    )
     search = GridSearchCV(
         pipe,
-        {"clf__dependencies": ["both", "inter"],
-         "clf__encoders__clinical__hidden_sizes": [(4,), (8,)]},
-        cv=GroupKFold(n_splits=2), scoring="roc_auc", n_jobs=2,
+        {
+            "clf__dependencies": ["both", "inter"],
+            "clf__encoders__clinical__hidden_sizes": [(4,), (8,)],
+        },
+        cv=GroupKFold(n_splits=2),
+        scoring="roc_auc",
+        n_jobs=2,
     )
     search.fit(X, y, groups=patients)
     assert len(search.cv_results_["params"]) == 4
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
     best = search.best_estimator_
-    assert best.named_steps["clf"].encoders_["clinical"].hidden_sizes == \
-        search.best_params_["clf__encoders__clinical__hidden_sizes"]
+    assert (
+        best.named_steps["clf"].encoders_["clinical"].hidden_sizes
+        == search.best_params_["clf__encoders__clinical__hidden_sizes"]
+    )
     assert best.named_steps["clf"].dependencies == search.best_params_["clf__dependencies"]
     assert search.score(X, y) > 0.7
     assert search.predict(X).shape == y.shape

@@ -27,8 +27,7 @@ def test_small_cohort_defaults_cross_fit_linear_experts(small_fit):
     assert clf.encoders_["m0"].hidden_sizes == ()  # a linear expert
     assert isinstance(clf.fusion_, ConcatFusion) and clf.fusion_.hidden_size == 16
     # Every row trained 4 of the 5 fold models and stopped the fifth.
-    validation_rows = sum(len(net.train_split.keywords["valid_ds"])
-                          for net, _ in clf.fold_nets_)
+    validation_rows = sum(len(net.train_split.keywords["valid_ds"]) for net, _ in clf.fold_nets_)
     assert validation_rows == len(y)
     assert clf.score(X, y) > 0.6
 
@@ -89,8 +88,13 @@ def test_too_many_folds_for_a_class_is_refused_before_training():
 
 def test_explicit_encoders_are_kept_on_small_data():
     X, y = make_independent(120, n_modalities=2)
-    clf = I2M2Classifier(encoders={"m0": MLPEncoder(hidden_sizes=(8,))}, fusion="lrtf",
-                         cv=None, max_epochs=1, random_state=0).fit(X, y)
+    clf = I2M2Classifier(
+        encoders={"m0": MLPEncoder(hidden_sizes=(8,))},
+        fusion="lrtf",
+        cv=None,
+        max_epochs=1,
+        random_state=0,
+    ).fit(X, y)
     assert clf.encoders_["m0"].hidden_sizes == (8,)
     assert clf.encoders_["m1"].hidden_sizes == ()
     assert type(clf.fusion_).__name__ == "LowRankTensorFusion"

@@ -48,6 +48,7 @@ class _Fails(torch.nn.Module):
 def _with(name, value):
     def build(X, y):
         return {}, dict(X, **{name: value(X[name]) if callable(value) else value}), y
+
     return build
 
 
@@ -56,6 +57,7 @@ def _tab_values(change):
         values = df.to_numpy().copy()
         change(values)
         return values
+
     return value
 
 
@@ -103,12 +105,14 @@ def _strings(df):
 
 def _without_sample(i):
     """Sample ``i`` misses every modality (all NaN)."""
+
     def build(X, y):
         tab = X["tab"].astype(float)
         tab.iloc[i] = np.nan
         img = X["img"].copy()
         img[i] = np.nan
         return {}, dict(X, tab=tab, img=img), y
+
     return build
 
 
@@ -117,116 +121,297 @@ FIT_CASES = [
     ("X-array", lambda X, y: ({}, X["img"], y), TypeError, "X must be a mapping"),
     ("X-list", lambda X, y: ({}, list(X.values()), y), TypeError, "X must be a mapping"),
     ("X-empty", lambda X, y: ({}, {}, y), ValueError, "empty mapping"),
-    ("zero-samples", lambda X, y: ({}, {k: v[:0] for k, v in X.items()}, y[:0]),
-     ValueError, r"Modality 'tab': Found array with 0 sample\(s\)"),
-    ("counts-differ", _with("img", lambda v: v[:-1]), ValueError,
-     f"Modality 'img' has {N - 1} samples but modality 'tab' has {N}"),
+    (
+        "zero-samples",
+        lambda X, y: ({}, {k: v[:0] for k, v in X.items()}, y[:0]),
+        ValueError,
+        r"Modality 'tab': Found array with 0 sample\(s\)",
+    ),
+    (
+        "counts-differ",
+        _with("img", lambda v: v[:-1]),
+        ValueError,
+        f"Modality 'img' has {N - 1} samples but modality 'tab' has {N}",
+    ),
     ("y-length", lambda X, y: ({}, X, y[:-1]), ValueError, f"y has {N - 1} samples"),
-    ("y-single-class", lambda X, y: ({}, X, np.zeros_like(y)), ValueError,
-     r"y contains only one class \(0\)"),
+    (
+        "y-single-class",
+        lambda X, y: ({}, X, np.zeros_like(y)),
+        ValueError,
+        r"y contains only one class \(0\)",
+    ),
     ("y-continuous", lambda X, y: ({}, X, np.linspace(0, 1, N)), ValueError, "continuous"),
     ("y-2d", lambda X, y: ({}, X, np.c_[y, y]), ValueError, "y should be a 1d array"),
     ("y-none", lambda X, y: ({}, X, None), ValueError, "requires y to be passed"),
-    ("y-nan", lambda X, y: ({}, X, np.where(y == 0, np.nan, 1.0)), ValueError,
-     r"y has 15 missing label\(s\) \(NaN or None\), first in sample 0"),
-    ("y-none-labels", lambda X, y: ({}, X, np.where(y == 0, None, "a")), ValueError,
-     r"y has 15 missing label\(s\)"),
-    ("nan", _with("tab", _tab_values(_nan)), ValueError,
-     "Modality 'tab' contains 1 NaN value.*sample 4"),
-    ("inf", _with("tab", _tab_values(_inf)), ValueError,
-     "Modality 'tab': Input tab contains infinity .* First in sample 2"),
-    ("beyond-float32", _with("tab", _huge), ValueError,
-     r"Modality 'tab': Input tab contains infinity or a value too large for "
-     r"dtype\('float32'\)"),
+    (
+        "y-nan",
+        lambda X, y: ({}, X, np.where(y == 0, np.nan, 1.0)),
+        ValueError,
+        r"y has 15 missing label\(s\) \(NaN or None\), first in sample 0",
+    ),
+    (
+        "y-none-labels",
+        lambda X, y: ({}, X, np.where(y == 0, None, "a")),
+        ValueError,
+        r"y has 15 missing label\(s\)",
+    ),
+    (
+        "nan",
+        _with("tab", _tab_values(_nan)),
+        ValueError,
+        "Modality 'tab' contains 1 NaN value.*sample 4",
+    ),
+    (
+        "inf",
+        _with("tab", _tab_values(_inf)),
+        ValueError,
+        "Modality 'tab': Input tab contains infinity .* First in sample 2",
+    ),
+    (
+        "beyond-float32",
+        _with("tab", _huge),
+        ValueError,
+        r"Modality 'tab': Input tab contains infinity or a value too large for "
+        r"dtype\('float32'\)",
+    ),
     ("nullable-NA", _with("tab", _nullable), ValueError, "Modality 'tab' contains 1 NaN"),
-    ("object-strings", _with("tab", _object_strings), ValueError,
-     "Modality 'tab': could not convert string to float: 'yes'"),
-    ("object-dict", _with("tab", _object_dict), TypeError,
-     "Modality 'tab': float.. argument must be a string or a real number"),
-    ("string-array", _with("tab", lambda df: df.to_numpy().astype(str)), TypeError,
-     "Modality 'tab' has dtype <U"),
-    ("complex-array", _with("tab", lambda df: df.to_numpy() * 1j), ValueError,
-     "Modality 'tab': Complex data not supported"),
-    ("complex-tensor", _with("img", lambda v: torch.as_tensor(v) * 1j), ValueError,
-     "Modality 'img': Complex data not supported"),
-    ("complex-column", _with("tab", lambda df: df * 1j), ValueError,
-     "Modality 'tab': Complex data not supported"),
-    ("string-column", _with("tab", _strings), TypeError,
-     "Modality 'tab' has non-numeric column 'flag'"),
-    ("sparse-inf", _with("tab", lambda df: scipy.sparse.csr_matrix(_tab_values(_inf)(df))),
-     ValueError, "Modality 'tab': Input tab contains infinity"),
-    ("one-dimensional", _with("tab", lambda df: df["age"].to_numpy()), ValueError,
-     r"(?s)Modality 'tab': Expected 2D array, got 1D array.*reshape\(-1, 1\)"),
-    ("series", _with("tab", lambda df: df["age"]), ValueError,
-     "Modality 'tab': Expected a 2-dimensional container but got .*Series"),
-    ("scalar", _with("tab", np.float32(1.0)), TypeError,
-     "Modality 'tab' must be an array-like with samples on the first axis"),
-    ("no-features", _with("tab", np.zeros((N, 0))), ValueError,
-     r"Modality 'tab': Found array with 0 feature\(s\) \(shape=\(30, 0\)\)"),
-    ("no-values-per-sample", _with("img", np.zeros((N, 0, 8, 8))), ValueError,
-     r"Modality 'img': Found array with 0 feature\(s\) \(shape=\(30, 0, 8, 8\)\)"),
-    ("ragged", _with("tab", [np.zeros(3)] * (N - 1) + [np.zeros(4)]), ValueError,
-     "Modality 'tab': setting an array element with a sequence"),
-    ("six-dimensional", _with("img", np.zeros((N, 1, 2, 2, 2, 2))), ValueError,
-     "Modality 'img' .* no default encoder takes it"),
-    ("mlp-on-image", _params(encoders={"img": "mlp"}), ValueError,
-     r"Modality 'img' has samples of shape \(1, 8, 8\).*MLPEncoder takes 2-D"),
-    ("conv-on-vector", _params(encoders={"tab": "conv2d"}), ValueError,
-     "Modality 'tab' .* Conv2dEncoder takes"),
-    ("gru-on-volume", _params(encoders={"img": "gru"}), ValueError,
-     "Modality 'img' .* GRUEncoder takes"),
-    ("module-fails", _params(encoders={"img": _Fails}), ValueError,
-     r"The encoder of modality 'img' \(ModuleEncoder\) fails on a batch of shape"),
-    ("encoders-unknown-modality", _params(encoders={"xray": "mlp"}), ValueError,
-     "encoders names modality 'xray', which is not in X"),
-    ("encoders-unknown-kind", _params(encoders={"tab": "resnet"}), ValueError,
-     "Unknown encoder 'resnet' for modality 'tab'"),
-    ("encoders-wrong-type", _params(encoders={"tab": 3}), TypeError,
-     r"encoders\['tab'\] must be an encoder spec"),
+    (
+        "object-strings",
+        _with("tab", _object_strings),
+        ValueError,
+        "Modality 'tab': could not convert string to float: 'yes'",
+    ),
+    (
+        "object-dict",
+        _with("tab", _object_dict),
+        TypeError,
+        "Modality 'tab': float.. argument must be a string or a real number",
+    ),
+    (
+        "string-array",
+        _with("tab", lambda df: df.to_numpy().astype(str)),
+        TypeError,
+        "Modality 'tab' has dtype <U",
+    ),
+    (
+        "complex-array",
+        _with("tab", lambda df: df.to_numpy() * 1j),
+        ValueError,
+        "Modality 'tab': Complex data not supported",
+    ),
+    (
+        "complex-tensor",
+        _with("img", lambda v: torch.as_tensor(v) * 1j),
+        ValueError,
+        "Modality 'img': Complex data not supported",
+    ),
+    (
+        "complex-column",
+        _with("tab", lambda df: df * 1j),
+        ValueError,
+        "Modality 'tab': Complex data not supported",
+    ),
+    (
+        "string-column",
+        _with("tab", _strings),
+        TypeError,
+        "Modality 'tab' has non-numeric column 'flag'",
+    ),
+    (
+        "sparse-inf",
+        _with("tab", lambda df: scipy.sparse.csr_matrix(_tab_values(_inf)(df))),
+        ValueError,
+        "Modality 'tab': Input tab contains infinity",
+    ),
+    (
+        "one-dimensional",
+        _with("tab", lambda df: df["age"].to_numpy()),
+        ValueError,
+        r"(?s)Modality 'tab': Expected 2D array, got 1D array.*reshape\(-1, 1\)",
+    ),
+    (
+        "series",
+        _with("tab", lambda df: df["age"]),
+        ValueError,
+        "Modality 'tab': Expected a 2-dimensional container but got .*Series",
+    ),
+    (
+        "scalar",
+        _with("tab", np.float32(1.0)),
+        TypeError,
+        "Modality 'tab' must be an array-like with samples on the first axis",
+    ),
+    (
+        "no-features",
+        _with("tab", np.zeros((N, 0))),
+        ValueError,
+        r"Modality 'tab': Found array with 0 feature\(s\) \(shape=\(30, 0\)\)",
+    ),
+    (
+        "no-values-per-sample",
+        _with("img", np.zeros((N, 0, 8, 8))),
+        ValueError,
+        r"Modality 'img': Found array with 0 feature\(s\) \(shape=\(30, 0, 8, 8\)\)",
+    ),
+    (
+        "ragged",
+        _with("tab", [np.zeros(3)] * (N - 1) + [np.zeros(4)]),
+        ValueError,
+        "Modality 'tab': setting an array element with a sequence",
+    ),
+    (
+        "six-dimensional",
+        _with("img", np.zeros((N, 1, 2, 2, 2, 2))),
+        ValueError,
+        "Modality 'img' .* no default encoder takes it",
+    ),
+    (
+        "mlp-on-image",
+        _params(encoders={"img": "mlp"}),
+        ValueError,
+        r"Modality 'img' has samples of shape \(1, 8, 8\).*MLPEncoder takes 2-D",
+    ),
+    (
+        "conv-on-vector",
+        _params(encoders={"tab": "conv2d"}),
+        ValueError,
+        "Modality 'tab' .* Conv2dEncoder takes",
+    ),
+    (
+        "gru-on-volume",
+        _params(encoders={"img": "gru"}),
+        ValueError,
+        "Modality 'img' .* GRUEncoder takes",
+    ),
+    (
+        "module-fails",
+        _params(encoders={"img": _Fails}),
+        ValueError,
+        r"The encoder of modality 'img' \(ModuleEncoder\) fails on a batch of shape",
+    ),
+    (
+        "encoders-unknown-modality",
+        _params(encoders={"xray": "mlp"}),
+        ValueError,
+        "encoders names modality 'xray', which is not in X",
+    ),
+    (
+        "encoders-unknown-kind",
+        _params(encoders={"tab": "resnet"}),
+        ValueError,
+        "Unknown encoder 'resnet' for modality 'tab'",
+    ),
+    (
+        "encoders-wrong-type",
+        _params(encoders={"tab": 3}),
+        TypeError,
+        r"encoders\['tab'\] must be an encoder spec",
+    ),
     ("batch_size-0", _params(batch_size=0), InvalidParameterError, "'batch_size' parameter"),
     ("batch_size-negative", _params(batch_size=-8), InvalidParameterError, "'batch_size'"),
     ("max_epochs-0", _params(max_epochs=0), InvalidParameterError, "'max_epochs' parameter"),
     ("lr-0", _params(lr=0.0), InvalidParameterError, "'lr' parameter"),
     ("lr-negative", _params(lr=-1e-3), InvalidParameterError, "'lr' parameter"),
     ("finetune_lr-0", _params(finetune_lr=0), InvalidParameterError, "'finetune_lr'"),
-    ("validation_fraction-1", _params(validation_fraction=1.0), InvalidParameterError,
-     "'validation_fraction'"),
-    ("fusion-unknown", _params(fusion="sum"), InvalidParameterError,
-     r"'fusion' parameter .* \{'concat', 'lrtf'\}|'fusion' parameter .*'lrtf', 'concat'"),
-    ("dependencies-unknown", _params(dependencies="all"), InvalidParameterError,
-     "'dependencies' parameter .*'both'"),
+    (
+        "validation_fraction-1",
+        _params(validation_fraction=1.0),
+        InvalidParameterError,
+        "'validation_fraction'",
+    ),
+    (
+        "fusion-unknown",
+        _params(fusion="sum"),
+        InvalidParameterError,
+        r"'fusion' parameter .* \{'concat', 'lrtf'\}|'fusion' parameter .*'lrtf', 'concat'",
+    ),
+    (
+        "dependencies-unknown",
+        _params(dependencies="all"),
+        InvalidParameterError,
+        "'dependencies' parameter .*'both'",
+    ),
     ("device-unknown", _params(device="gpu"), ValueError, "device='gpu' is not a device"),
-    ("class_weight-unknown-class", _params(class_weight={5: 2.0}), ValueError,
-     "class_weight names class 5"),
-    ("name-not-str", lambda X, y: ({}, {0: X["img"]}, y), TypeError,
-     "Modality names must be strings"),
+    (
+        "class_weight-unknown-class",
+        _params(class_weight={5: 2.0}),
+        ValueError,
+        "class_weight names class 5",
+    ),
+    (
+        "name-not-str",
+        lambda X, y: ({}, {0: X["img"]}, y),
+        TypeError,
+        "Modality names must be strings",
+    ),
     ("name-empty", lambda X, y: ({}, {"": X["img"]}, y), ValueError, "Modality name ''"),
     ("name-dot", lambda X, y: ({}, {"a.b": X["img"]}, y), ValueError, "Modality name 'a.b'"),
-    ("name-double-underscore", lambda X, y: ({}, {"a__b": X["img"], "tab": X["tab"]}, y),
-     ValueError, "Modality name 'a__b' contains '__'"),
-    ("name-inter", lambda X, y: ({}, {"inter": X["img"], "tab": X["tab"]}, y), ValueError,
-     "Modality name 'inter' is reserved"),
-    ("name-module-attribute", lambda X, y: ({}, {"values": X["img"], "tab": X["tab"]}, y),
-     ValueError, "Modality name 'values' clashes with an attribute of torch.nn.Module"),
-    ("too-few-for-split", lambda X, y: ({}, {k: v[:3] for k, v in X.items()}, y[:3]),
-     ValueError, r"Too few samples \(3\).*early_stopping=False"),
-    ("modality-never-observed", _with("img", np.full((N, 1, 8, 8), np.nan)), ValueError,
-     r"Modality 'img' is missing \(all NaN\) in every sample; drop it from X"),
-    ("sample-without-modality", _without_sample(7), ValueError,
-     r"1 sample\(s\) have no modality .*first sample 7"),
-    ("modality_dropout-1", _params(modality_dropout=1.0), InvalidParameterError,
-     "'modality_dropout' parameter"),
-    ("modality_dropout-with-drop", _params(modality_dropout=0.2, inter_missing="drop"),
-     ValueError, "modality_dropout=0.2 trains the inter expert's null embeddings"),
-    ("inter_missing-unknown", _params(inter_missing="zero"), InvalidParameterError,
-     "'inter_missing' parameter"),
-    ("name-reserved-mask", lambda X, y: ({}, {"__present__": X["img"], "tab": X["tab"]}, y),
-     ValueError, "Modality name '__present__' is reserved"),
+    (
+        "name-double-underscore",
+        lambda X, y: ({}, {"a__b": X["img"], "tab": X["tab"]}, y),
+        ValueError,
+        "Modality name 'a__b' contains '__'",
+    ),
+    (
+        "name-inter",
+        lambda X, y: ({}, {"inter": X["img"], "tab": X["tab"]}, y),
+        ValueError,
+        "Modality name 'inter' is reserved",
+    ),
+    (
+        "name-module-attribute",
+        lambda X, y: ({}, {"values": X["img"], "tab": X["tab"]}, y),
+        ValueError,
+        "Modality name 'values' clashes with an attribute of torch.nn.Module",
+    ),
+    (
+        "too-few-for-split",
+        lambda X, y: ({}, {k: v[:3] for k, v in X.items()}, y[:3]),
+        ValueError,
+        r"Too few samples \(3\).*early_stopping=False",
+    ),
+    (
+        "modality-never-observed",
+        _with("img", np.full((N, 1, 8, 8), np.nan)),
+        ValueError,
+        r"Modality 'img' is missing \(all NaN\) in every sample; drop it from X",
+    ),
+    (
+        "sample-without-modality",
+        _without_sample(7),
+        ValueError,
+        r"1 sample\(s\) have no modality .*first sample 7",
+    ),
+    (
+        "modality_dropout-1",
+        _params(modality_dropout=1.0),
+        InvalidParameterError,
+        "'modality_dropout' parameter",
+    ),
+    (
+        "modality_dropout-with-drop",
+        _params(modality_dropout=0.2, inter_missing="drop"),
+        ValueError,
+        "modality_dropout=0.2 trains the inter expert's null embeddings",
+    ),
+    (
+        "inter_missing-unknown",
+        _params(inter_missing="zero"),
+        InvalidParameterError,
+        "'inter_missing' parameter",
+    ),
+    (
+        "name-reserved-mask",
+        lambda X, y: ({}, {"__present__": X["img"], "tab": X["tab"]}, y),
+        ValueError,
+        "Modality name '__present__' is reserved",
+    ),
 ]
 
 
-@pytest.mark.parametrize("build, error, match", [c[1:] for c in FIT_CASES],
-                         ids=[c[0] for c in FIT_CASES])
+@pytest.mark.parametrize(
+    "build, error, match", [c[1:] for c in FIT_CASES], ids=[c[0] for c in FIT_CASES]
+)
 def test_bad_fit_input_is_refused_and_keeps_previous_model(fitted, build, error, match):
     X, y = _data()
     params, X_bad, y_bad = build(X, y)
@@ -253,50 +438,107 @@ def _one_nan(images):
 PREDICT_CASES = [
     ("X-array", lambda X: X["img"], TypeError, "X must be a mapping"),
     ("X-empty", lambda X: {}, ValueError, "empty mapping"),
-    ("no-modality-left", lambda X: {"tab": X["tab"].astype(float) * np.nan}, ValueError,
-     r"30 sample\(s\) have no modality \(every modality is missing or all NaN\), "
-     "first sample 0"),
-    ("extra-modality", lambda X: dict(X, ecg=X["img"]), ValueError,
-     "Modality 'ecg' was not seen in fit"),
-    ("image-shape", lambda X: dict(X, img=np.zeros((N, 1, 9, 9))), ValueError,
-     r"Modality 'img' has samples of shape \(1, 9, 9\) but had \(1, 8, 8\) in fit"),
-    ("image-ndim", lambda X: dict(X, img=np.zeros((N, 8, 8))), ValueError,
-     r"Modality 'img' has samples of shape \(8, 8\)"),
-    ("feature-count", lambda X: dict(X, tab=np.zeros((N, 4))), ValueError,
-     "Modality 'tab' has 4 features but had 3 in fit"),
-    ("columns-renamed", lambda X: dict(X, tab=_renamed(X["tab"])), ValueError,
-     r"Modality 'tab': the DataFrame's columns \['flag', 'smoker'\] differ"),
-    ("columns-reordered", lambda X: dict(X, tab=X["tab"][["volume", "age", "flag"]]),
-     ValueError, "Modality 'tab': the DataFrame's columns are in a different order"),
-    ("counts-differ", lambda X: dict(X, tab=X["tab"][:5]), ValueError,
-     "Modality 'img' has 30 samples but modality 'tab' has 5"),
-    ("zero-samples", lambda X: {k: v[:0] for k, v in X.items()}, ValueError,
-     r"Modality 'tab': Found array with 0 sample\(s\)"),
-    ("nan", lambda X: dict(X, img=_one_nan(X["img"])), ValueError,
-     "Modality 'img' contains 1 NaN value.*sample 3.*all NaN counts as missing"),
-    ("sparse-features", lambda X: dict(X, tab=scipy.sparse.csr_matrix(np.ones((N, 4)))),
-     ValueError, "Modality 'tab' has 4 features but had 3 in fit"),
-    ("inf", lambda X: dict(X, img=np.where(np.arange(N)[:, None, None, None] == 5, np.inf,
-                                           X["img"])),
-     ValueError, "Modality 'img': Input img contains infinity .* First in sample 5"),
-    ("name-double-underscore", lambda X: dict(X, a__b=X["img"]), ValueError,
-     "Modality 'a__b' was not seen in fit"),
-    ("strings", lambda X: dict(X, img=X["img"].astype(str)), TypeError,
-     "Modality 'img' has dtype <U"),
+    (
+        "no-modality-left",
+        lambda X: {"tab": X["tab"].astype(float) * np.nan},
+        ValueError,
+        r"30 sample\(s\) have no modality \(every modality is missing or all NaN\), "
+        "first sample 0",
+    ),
+    (
+        "extra-modality",
+        lambda X: dict(X, ecg=X["img"]),
+        ValueError,
+        "Modality 'ecg' was not seen in fit",
+    ),
+    (
+        "image-shape",
+        lambda X: dict(X, img=np.zeros((N, 1, 9, 9))),
+        ValueError,
+        r"Modality 'img' has samples of shape \(1, 9, 9\) but had \(1, 8, 8\) in fit",
+    ),
+    (
+        "image-ndim",
+        lambda X: dict(X, img=np.zeros((N, 8, 8))),
+        ValueError,
+        r"Modality 'img' has samples of shape \(8, 8\)",
+    ),
+    (
+        "feature-count",
+        lambda X: dict(X, tab=np.zeros((N, 4))),
+        ValueError,
+        "Modality 'tab' has 4 features but had 3 in fit",
+    ),
+    (
+        "columns-renamed",
+        lambda X: dict(X, tab=_renamed(X["tab"])),
+        ValueError,
+        r"Modality 'tab': the DataFrame's columns \['flag', 'smoker'\] differ",
+    ),
+    (
+        "columns-reordered",
+        lambda X: dict(X, tab=X["tab"][["volume", "age", "flag"]]),
+        ValueError,
+        "Modality 'tab': the DataFrame's columns are in a different order",
+    ),
+    (
+        "counts-differ",
+        lambda X: dict(X, tab=X["tab"][:5]),
+        ValueError,
+        "Modality 'img' has 30 samples but modality 'tab' has 5",
+    ),
+    (
+        "zero-samples",
+        lambda X: {k: v[:0] for k, v in X.items()},
+        ValueError,
+        r"Modality 'tab': Found array with 0 sample\(s\)",
+    ),
+    (
+        "nan",
+        lambda X: dict(X, img=_one_nan(X["img"])),
+        ValueError,
+        "Modality 'img' contains 1 NaN value.*sample 3.*all NaN counts as missing",
+    ),
+    (
+        "sparse-features",
+        lambda X: dict(X, tab=scipy.sparse.csr_matrix(np.ones((N, 4)))),
+        ValueError,
+        "Modality 'tab' has 4 features but had 3 in fit",
+    ),
+    (
+        "inf",
+        lambda X: dict(X, img=np.where(np.arange(N)[:, None, None, None] == 5, np.inf, X["img"])),
+        ValueError,
+        "Modality 'img': Input img contains infinity .* First in sample 5",
+    ),
+    (
+        "name-double-underscore",
+        lambda X: dict(X, a__b=X["img"]),
+        ValueError,
+        "Modality 'a__b' was not seen in fit",
+    ),
+    (
+        "strings",
+        lambda X: dict(X, img=X["img"].astype(str)),
+        TypeError,
+        "Modality 'img' has dtype <U",
+    ),
 ]
 
 
 @pytest.mark.parametrize("method", ["predict", "predict_proba", "expert_proba"])
-@pytest.mark.parametrize("build, error, match", [c[1:] for c in PREDICT_CASES],
-                         ids=[c[0] for c in PREDICT_CASES])
+@pytest.mark.parametrize(
+    "build, error, match", [c[1:] for c in PREDICT_CASES], ids=[c[0] for c in PREDICT_CASES]
+)
 def test_bad_predict_input_is_refused(fitted, method, build, error, match):
     X, _ = _data()
     with pytest.raises(error, match=match):
         getattr(fitted, method)(build(X))
 
 
-@pytest.mark.parametrize("method", ["predict", "predict_proba", "predict_log_proba",
-                                    "expert_proba", "score", "save"])
+@pytest.mark.parametrize(
+    "method", ["predict", "predict_proba", "predict_log_proba", "expert_proba", "score", "save"]
+)
 def test_use_before_fit_raises_not_fitted(method, tmp_path):
     X, y = _data()
     args = {"score": (X, y), "save": (tmp_path,)}.get(method, (X,))
@@ -328,7 +570,8 @@ def test_numeric_dtypes_and_containers_are_accepted_and_cast(fitted):
     # Object arrays of numbers are read as numbers, as by check_array.
     with pytest.warns(UserWarning, match="Modality 'tab' has no column names"):
         np.testing.assert_array_equal(
-            fitted.predict_proba(dict(X, tab=tab.astype(object))), expected)
+            fitted.predict_proba(dict(X, tab=tab.astype(object))), expected
+        )
 
     half = fitted.predict_proba(dict(X, img=X["img"].astype(np.float16)))
     np.testing.assert_allclose(half, expected, atol=1e-2)
@@ -369,12 +612,16 @@ def test_sparse_modality_is_densified_and_gives_the_dense_model():
         np.testing.assert_allclose(clf.predict_proba(dense), expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("make", [
-    lambda X: I2M2Classifier(max_epochs=1).fit(X, np.arange(N) % 2),
-    lambda X: PerModality({}).fit(X),
-    lambda X: PerModality({"tab": StandardScaler()}).fit(X),
-    lambda X: ModalityDict(X),
-], ids=["I2M2Classifier", "PerModality-remainder", "PerModality", "ModalityDict"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda X: I2M2Classifier(max_epochs=1).fit(X, np.arange(N) % 2),
+        lambda X: PerModality({}).fit(X),
+        lambda X: PerModality({"tab": StandardScaler()}).fit(X),
+        lambda X: ModalityDict(X),
+    ],
+    ids=["I2M2Classifier", "PerModality-remainder", "PerModality", "ModalityDict"],
+)
 def test_double_underscore_in_a_modality_name_is_refused(make):
     # "__" separates nested parameter names (encoders__<modality>__<param>),
     # as in a Pipeline's step names.

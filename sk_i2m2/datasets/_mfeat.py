@@ -66,8 +66,10 @@ def load_mfeat(views=None, *, as_frame=False, pix_as_image=False):
     if as_frame:
         import pandas as pd
 
-        X = {v: pd.DataFrame(a, columns=[f"{v}_{i}" for i in range(a.shape[1])])
-             for v, a in arrays.items()}
+        X = {
+            v: pd.DataFrame(a, columns=[f"{v}_{i}" for i in range(a.shape[1])])
+            for v, a in arrays.items()
+        }
     else:
         X = dict(arrays)
         if pix_as_image and "pix" in X:

@@ -14,7 +14,18 @@ from .product import combine, product_proba
 from .standardize import Standardize, input_moments
 
 __all__ = [
-    "INTER", "PRESENT", "Encoder", "I2M2Module", "InterExpert", "IntraExpert",
-    "ExpertsNLLLoss", "ProductOfExpertsNLLLoss", "Standardize", "build_module",
-    "combine", "expert_plan", "input_moments", "product_proba",
+    "INTER",
+    "PRESENT",
+    "Encoder",
+    "I2M2Module",
+    "InterExpert",
+    "IntraExpert",
+    "ExpertsNLLLoss",
+    "ProductOfExpertsNLLLoss",
+    "Standardize",
+    "build_module",
+    "combine",
+    "expert_plan",
+    "input_moments",
+    "product_proba",
 ]

@@ -20,8 +20,18 @@ def expert_plan(modalities, dependencies):
     return intra + inter
 
 
-def build_module(X, specs, fusion, n_classes, *, dependencies, standardize=True,
-                 inter_missing="null", modality_dropout=0.0, present=None):
+def build_module(
+    X,
+    specs,
+    fusion,
+    n_classes,
+    *,
+    dependencies,
+    standardize=True,
+    inter_missing="null",
+    modality_dropout=0.0,
+    present=None,
+):
     """The untrained experts of one model.
 
     Parameters
@@ -83,9 +93,14 @@ def build_module(X, specs, fusion, n_classes, *, dependencies, standardize=True,
             built = {m: make_encoder(m) for m in modalities}
             sizes = [size for _, size in built.values()]
             experts[INTER] = InterExpert(
-                {m: enc for m, (enc, _) in built.items()}, sizes, fusion.build(sizes),
-                n_classes, fusion.hidden_size, fusion.dropout,
-                missing=inter_missing, modality_dropout=modality_dropout,
+                {m: enc for m, (enc, _) in built.items()},
+                sizes,
+                fusion.build(sizes),
+                n_classes,
+                fusion.hidden_size,
+                fusion.dropout,
+                missing=inter_missing,
+                modality_dropout=modality_dropout,
             )
         else:
             encoder, size = make_encoder(name)

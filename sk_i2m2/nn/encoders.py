@@ -48,8 +48,11 @@ class ConvNet(nn.Module):
         layers, width, side = [], in_channels, min(spatial)
         for i, out in enumerate(channels):
             kernel = 5 if i == 0 else 3
-            layers += [conv(width, out, kernel, padding=kernel // 2, bias=False),
-                       norm(out), nn.ReLU(inplace=True)]
+            layers += [
+                conv(width, out, kernel, padding=kernel // 2, bias=False),
+                norm(out),
+                nn.ReLU(inplace=True),
+            ]
             if side >= 4:
                 layers.append(pool(2))
                 side //= 2
@@ -61,7 +64,7 @@ class ConvNet(nn.Module):
         self.net = nn.Sequential(*layers)
         self.ndim = ndim
         self.add_channel_axis = False
-        self.out_features = width * pool_size ** ndim
+        self.out_features = width * pool_size**ndim
 
     def forward(self, x):
         if self.add_channel_axis:
@@ -74,9 +77,14 @@ class GRUNet(nn.Module):
 
     def __init__(self, in_features, hidden_size, num_layers, bidirectional, dropout):
         super().__init__()
-        self.gru = nn.GRU(in_features, hidden_size, num_layers=num_layers,
-                          batch_first=True, bidirectional=bidirectional,
-                          dropout=dropout if num_layers > 1 else 0.0)
+        self.gru = nn.GRU(
+            in_features,
+            hidden_size,
+            num_layers=num_layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
         self.out_features = hidden_size * (2 if bidirectional else 1)
 
     def forward(self, x):

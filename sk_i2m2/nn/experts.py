@@ -5,8 +5,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["INTER", "PRESENT", "Encoder", "IntraExpert", "InterExpert", "I2M2Module",
-           "drop_modalities", "feature_size"]
+__all__ = [
+    "INTER",
+    "PRESENT",
+    "Encoder",
+    "IntraExpert",
+    "InterExpert",
+    "I2M2Module",
+    "drop_modalities",
+    "feature_size",
+]
 
 INTER = "inter"
 # Key of the ``(batch, n_modalities)`` boolean presence mask in a batch dict;
@@ -41,8 +49,7 @@ def feature_size(encoder, example):
     encoder.train(was_training)
     if out.dim() != 2:
         raise ValueError(
-            f"An encoder must return features of shape (batch, n_features); got "
-            f"{tuple(out.shape)}."
+            f"An encoder must return features of shape (batch, n_features); got {tuple(out.shape)}."
         )
     return int(out.shape[1])
 
@@ -93,8 +100,17 @@ class InterExpert(nn.Module):
     that the null embeddings are trained even on complete data.
     """
 
-    def __init__(self, encoders, n_features, fusion, n_classes, hidden_size, dropout,
-                 missing="null", modality_dropout=0.0):
+    def __init__(
+        self,
+        encoders,
+        n_features,
+        fusion,
+        n_classes,
+        hidden_size,
+        dropout,
+        missing="null",
+        modality_dropout=0.0,
+    ):
         super().__init__()
         self.encoders = nn.ModuleDict(encoders)
         self.fusion = fusion
@@ -106,8 +122,11 @@ class InterExpert(nn.Module):
         )
         self.missing = missing
         self.modality_dropout = modality_dropout
-        self.null = (nn.ParameterList(nn.Parameter(torch.zeros(n)) for n in n_features)
-                     if missing == "null" else None)
+        self.null = (
+            nn.ParameterList(nn.Parameter(torch.zeros(n)) for n in n_features)
+            if missing == "null"
+            else None
+        )
 
     def available(self, present):
         if self.missing == "null":
@@ -118,17 +137,22 @@ class InterExpert(nn.Module):
         if self.training and self.modality_dropout > 0:
             if present is None:
                 batch = len(next(iter(X.values())))
-                present = torch.ones(batch, len(self.encoders), dtype=torch.bool,
-                                     device=self.head[0].weight.device)
+                present = torch.ones(
+                    batch, len(self.encoders), dtype=torch.bool, device=self.head[0].weight.device
+                )
             present = drop_modalities(present, self.modality_dropout)
         if present is None:
             features = [encoder(X[name]) for name, encoder in self.encoders.items()]
             return self.head(self.fusion(features))
-        features = [encoder(X[name], present[:, i])
-                    for i, (name, encoder) in enumerate(self.encoders.items())]
+        features = [
+            encoder(X[name], present[:, i])
+            for i, (name, encoder) in enumerate(self.encoders.items())
+        ]
         if self.null is not None:
-            features = [torch.where(present[:, i:i + 1], f, null.to(f.dtype))
-                        for i, (f, null) in enumerate(zip(features, self.null))]
+            features = [
+                torch.where(present[:, i : i + 1], f, null.to(f.dtype))
+                for i, (f, null) in enumerate(zip(features, self.null))
+            ]
         logits = self.head(self.fusion(features))
         if self.null is None:
             logits = logits.masked_fill(~present.all(1, keepdim=True), 0.0)

@@ -26,7 +26,9 @@ class ExpertsNLLLoss(nn.Module):
         """Per expert: the sum of weighted sample losses and the sum of weights."""
         n_experts, batch, n_classes = expert_logits.shape
         losses = F.cross_entropy(
-            expert_logits.reshape(-1, n_classes), y.repeat(n_experts), reduction="none",
+            expert_logits.reshape(-1, n_classes),
+            y.repeat(n_experts),
+            reduction="none",
         ).view(n_experts, batch)
         if self.weight is None and available is None:  # the common case: plain means
             return losses.sum(1), losses.new_full((n_experts,), batch)

@@ -6,7 +6,6 @@ inspection all combine experts through these functions.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
 __all__ = ["combine", "contributions", "product_proba"]

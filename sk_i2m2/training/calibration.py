@@ -41,8 +41,7 @@ def fit_temperature(logits, y, weight=None, max_iter=100):
     weight = weight.double().cpu() if weight is not None else None
     # Optimise log T: positive T without constraints; start at T = 1.
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter,
-                                  line_search_fn="strong_wolfe")
+    optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure():
         optimizer.zero_grad()

@@ -10,8 +10,15 @@ from collections.abc import Mapping
 from skorch.callbacks import Callback, Checkpoint, LoadInitState, TrainEndCheckpoint
 from tqdm.auto import tqdm
 
-__all__ = ["ExpertCheckpoint", "FiniteLossCheck", "StageProgressBar", "STAGES",
-           "check_callbacks", "callbacks_for_stage", "interactive_output"]
+__all__ = [
+    "ExpertCheckpoint",
+    "FiniteLossCheck",
+    "StageProgressBar",
+    "STAGES",
+    "check_callbacks",
+    "callbacks_for_stage",
+    "interactive_output",
+]
 
 #: The training stages, in order; keys of a per-stage ``callbacks`` dict.
 STAGES = ("pretrain", "finetune")
@@ -162,8 +169,9 @@ class StageProgressBar(Callback):
         self.file = file
 
     def on_train_begin(self, net, **kwargs):
-        self.pbar_ = tqdm(total=net.max_epochs, desc=self.stage, unit="epoch",
-                          file=self.file, dynamic_ncols=True)
+        self.pbar_ = tqdm(
+            total=net.max_epochs, desc=self.stage, unit="epoch", file=self.file, dynamic_ncols=True
+        )
 
     def on_epoch_end(self, net, **kwargs):
         row = net.history[-1]

@@ -49,8 +49,14 @@ class StageNet(NeuralNetClassifier):
         on CUDA only.
     """
 
-    def __init__(self, *args, mixed_precision=False, defer_loss_sync=None,
-                 predict_nonlinearity=product_proba, **kwargs):
+    def __init__(
+        self,
+        *args,
+        mixed_precision=False,
+        defer_loss_sync=None,
+        predict_nonlinearity=product_proba,
+        **kwargs,
+    ):
         super().__init__(*args, predict_nonlinearity=predict_nonlinearity, **kwargs)
         self.mixed_precision = mixed_precision
         self.defer_loss_sync = defer_loss_sync
@@ -127,8 +133,12 @@ class DeferredFloat:
     @staticmethod
     def resolve_rows(rows):
         """Replace every DeferredFloat in the dicts ``rows`` by a float, in one transfer."""
-        pending = [(row, key) for row in rows for key, value in row.items()
-                   if isinstance(value, DeferredFloat)]
+        pending = [
+            (row, key)
+            for row in rows
+            for key, value in row.items()
+            if isinstance(value, DeferredFloat)
+        ]
         tensors = [row[key]._tensor for row, key in pending if row[key]._tensor is not None]
         values = iter(torch.stack(tensors).tolist() if tensors else [])
         for row, key in pending:
