@@ -86,13 +86,25 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         ``max_epochs``, 0 skips stage 2 (the product of the independently
         trained experts is used as is).
     lr : float, default=1e-3
-        Learning rate of stage 1.
+        Learning rate of stage 1 (at batches of up to 256; see
+        ``lr_schedule``).
     finetune_lr : float or None, default=None
         Learning rate of stage 2; ``None`` means ``lr / 10``.
     batch_size : int or "auto", default="auto"
         Mini-batch size. ``"auto"`` uses ``n_train // 16`` clipped to
         [16, 256]: about 16 steps per epoch on small cohorts, 256 on large
         data sets.
+    lr_schedule : {"auto", "constant"}, default="auto"
+        Learning rate over the steps of each stage. ``"constant"`` trains at
+        ``lr`` (``finetune_lr`` in stage 2) throughout. ``"auto"`` does the
+        same for batches of up to 256; a larger batch, which takes fewer
+        optimizer steps per epoch, trains at ``k`` times the rate, ``k =
+        min(batch_size, n_train) / 256``, reached by a linear warm-up from
+        the unscaled rate over the first 5 epochs (a tenth of the stage's
+        epochs if fewer), so that it makes the progress per epoch of a
+        batch of 256 (:class:`~sk_i2m2.callbacks.LargeBatchLR`). A stage
+        given an ``LRScheduler`` in ``callbacks`` runs that scheduler alone,
+        from the unscaled rate.
     optimizer : torch optimizer class, default=torch.optim.AdamW
     weight_decay : float, default=1e-4
         Passed to the optimizer.
@@ -227,6 +239,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         "lr": [Interval(numbers.Real, 0, None, closed="neither")],
         "finetune_lr": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "lr_schedule": [StrOptions({"auto", "constant"})],
         "optimizer": [type],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
         "early_stopping": ["boolean"],
@@ -257,6 +270,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         lr=1e-3,
         finetune_lr=None,
         batch_size="auto",
+        lr_schedule="auto",
         optimizer=torch.optim.AdamW,
         weight_decay=1e-4,
         early_stopping=True,
@@ -283,6 +297,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         self.lr = lr
         self.finetune_lr = finetune_lr
         self.batch_size = batch_size
+        self.lr_schedule = lr_schedule
         self.optimizer = optimizer
         self.weight_decay = weight_decay
         self.early_stopping = early_stopping

@@ -32,6 +32,7 @@ from .callbacks import (
     interactive_output,
 )
 from .net import StageNet, optimizer_speed_kwargs
+from .schedule import lr_schedule_callbacks
 
 __all__ = ["TrainingPlan", "auto_batch_size", "class_weight_tensor", "validation_split",
            "split_datasets", "run_stages"]
@@ -57,6 +58,7 @@ class TrainingPlan:
     compile: bool = False
     mixed_precision: bool = False
     verbose: int = 0
+    lr_schedule: str = "constant"
     interrupted_stage: str | None = field(default=None, init=False)
 
     @classmethod
@@ -182,8 +184,10 @@ def _make_net(plan, generator, stage, module, criterion, lr, max_epochs, valid_d
                         for k, v in optimizer_speed_kwargs(plan.optimizer, plan.device).items()}
     # A NaN loss must raise before early stopping can end the stage quietly,
     # so the check comes first; the user's callbacks come after the stage's own.
+    user_callbacks = callbacks_for_stage(plan.callbacks, stage)
     callbacks = [("finite_loss", FiniteLossCheck(stage)), *stage_callbacks,
-                 *callbacks_for_stage(plan.callbacks, stage)]
+                 *lr_schedule_callbacks(plan.lr_schedule, plan.batch_size, user_callbacks),
+                 *user_callbacks]
     if plan.verbose >= 1 and interactive_output():
         callbacks.append(("progress", StageProgressBar(stage)))
     return StageNet(
