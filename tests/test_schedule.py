@@ -10,7 +10,11 @@ from skorch.callbacks import LRScheduler
 
 from sk_i2m2 import I2M2Classifier
 from sk_i2m2.callbacks import LargeBatchLR
-from sk_i2m2.training.schedule import REFERENCE_BATCH_SIZE, WarmupFactor, lr_schedule_callbacks
+from sk_i2m2.training.schedule import (
+    REFERENCE_BATCH_SIZE,
+    WarmupFactor,
+    lr_schedule_callbacks,
+)
 
 STAGES = ("pretrain", "finetune")
 
@@ -78,6 +82,17 @@ def test_batch_larger_than_the_data_scales_by_the_data(data):
     assert callback.scale_ == pytest.approx(1020 / REFERENCE_BATCH_SIZE)
     assert callback.warmup_steps_ == 1
     assert batch_lrs(clf.pretrain_net_) == pytest.approx([1e-3, 1e-3 * 1020 / 256])
+
+
+def test_sqrt_scaling_in_callbacks(data):
+    X, y = data
+    clf = fit(X, y, batch_size=1020, max_epochs=4, lr_schedule="constant",
+              callbacks=[LargeBatchLR(scaling="sqrt", warmup_epochs=2)])
+    callback = dict(clf.pretrain_net_.callbacks_)["LargeBatchLR"]
+    assert callback.scale_ == pytest.approx(np.sqrt(1020 / 256))
+    assert callback.warmup_steps_ == 1  # a tenth of 4 epochs, at least one
+    np.testing.assert_allclose(batch_lrs(clf.pretrain_net_), 1e-3 * np.sqrt(1020 / 256)
+                               * np.array([1 / np.sqrt(1020 / 256), 1, 1, 1]))
 
 
 def test_constant_schedule_keeps_the_learning_rate(data):
