@@ -197,6 +197,8 @@ def test_docstring_examples(module_name, docs_workdir):
 # words after the passage).
 BENCHMARK_QUOTES = [
     ("user_guide/training.rst", "Measured figures", "Speed tips"),
+    ("user_guide/training.rst", "Measured on the CPU with ``benchmarks/large_batch.py``",
+     "History and callbacks"),
     ("user_guide/method.rst", "The same pattern shows in this package's benchmark",
      "When the kind of dependency is not known"),
     ("user_guide/encoders.rst", "Which fusion works better depends on the data",
