@@ -13,11 +13,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._persistence import SaveLoadMixin
-from ._sizing import auto_batch_size, auto_n_folds, is_small_cohort
 from ._device import cudnn_autotune, data_device, resolve_device, to_channels_last
 from ._inference import expert_logits
 from ._missing import check_fit_options, check_samples_have_an_expert, warn_untrained_null
+from ._persistence import SaveLoadMixin
+from ._sizing import auto_batch_size, auto_n_folds, is_small_cohort
 from ._validation import check_modalities, check_target
 from .encoders import nested_encoder_params, resolve_encoders, set_nested_encoder_params
 from .fusion import FusionSpec, resolve_fusion
@@ -91,13 +91,25 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         ``max_epochs``, 0 skips stage 2 (the product of the independently
         trained experts is used as is).
     lr : float, default=1e-3
-        Learning rate of stage 1.
+        Learning rate of stage 1 (at batches of up to 256; see
+        ``lr_schedule``).
     finetune_lr : float or None, default=None
         Learning rate of stage 2; ``None`` means ``lr / 10``.
     batch_size : int or "auto", default="auto"
         Mini-batch size. ``"auto"`` uses ``n_train // 16`` clipped to
         [16, 256]: about 16 steps per epoch on small cohorts, 256 on large
         data sets.
+    lr_schedule : {"auto", "constant"}, default="auto"
+        Learning rate over the steps of each stage. ``"constant"`` trains at
+        ``lr`` (``finetune_lr`` in stage 2) throughout. ``"auto"`` does the
+        same for batches of up to 256; a larger batch, which takes fewer
+        optimizer steps per epoch, trains at ``k`` times the rate, ``k =
+        min(batch_size, n_train) / 256``, reached by a linear warm-up from
+        the unscaled rate over the first 5 epochs (a tenth of the stage's
+        epochs if fewer), so that it makes the progress per epoch of a
+        batch of 256 (:class:`~sk_i2m2.callbacks.LargeBatchLR`). A stage
+        given an ``LRScheduler`` in ``callbacks`` runs that scheduler alone,
+        from the unscaled rate.
     optimizer : torch optimizer class, default=torch.optim.AdamW
     weight_decay : float, default=1e-4
         Passed to the optimizer.
@@ -247,6 +259,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         "lr": [Interval(numbers.Real, 0, None, closed="neither")],
         "finetune_lr": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "lr_schedule": [StrOptions({"auto", "constant"})],
         "optimizer": [type],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
         "early_stopping": ["boolean"],
@@ -278,6 +291,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         lr=1e-3,
         finetune_lr=None,
         batch_size="auto",
+        lr_schedule="auto",
         optimizer=torch.optim.AdamW,
         weight_decay=1e-4,
         early_stopping=True,
@@ -305,6 +319,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         self.lr = lr
         self.finetune_lr = finetune_lr
         self.batch_size = batch_size
+        self.lr_schedule = lr_schedule
         self.optimizer = optimizer
         self.weight_decay = weight_decay
         self.early_stopping = early_stopping
@@ -383,13 +398,13 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         tensors, columns, present = check_modalities(X)
         classes, y_encoded = check_target(y, len(next(iter(tensors.values()))))
         check_fit_options(self.inter_missing, self.modality_dropout)
-        check_samples_have_an_expert(present, list(tensors), self.dependencies,
-                                     self.inter_missing)
+        check_samples_have_an_expert(present, list(tensors), self.dependencies, self.inter_missing)
         check_callbacks(self.callbacks)
         small = is_small_cohort(len(y_encoded))
         n_folds = auto_n_folds(y_encoded, self.cv) if self.early_stopping else None
-        specs = resolve_encoders(self.encoders, {m: t.shape[1:] for m, t in tensors.items()},
-                                 small_cohort=small)
+        specs = resolve_encoders(
+            self.encoders, {m: t.shape[1:] for m, t in tensors.items()}, small_cohort=small
+        )
         fusion = resolve_fusion(self.fusion, small_cohort=small)
         device = resolve_device(self.device)
         class_weight = class_weight_tensor(self.class_weight, classes, y_encoded)
@@ -412,8 +427,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
             self.device_ = device
             seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
             fork_devices = [device.index or 0] if device.type == "cuda" else []
-            with torch.random.fork_rng(devices=fork_devices), \
-                    cudnn_autotune(device.type == "cuda"):
+            with torch.random.fork_rng(devices=fork_devices), cudnn_autotune(device.type == "cuda"):
                 torch.manual_seed(seed)
                 self._train(tensors, present, y_encoded, seed, class_weight, n_folds)
         except BaseException:
@@ -434,19 +448,31 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
             splits = [validation_split(y, self.classes_, self.validation_fraction, seed)]
         else:
             splits = [(np.arange(len(y)), None)]
-        self.batch_size_ = (auto_batch_size(len(splits[0][0])) if self.batch_size == "auto"
-                            else int(self.batch_size))
+        self.batch_size_ = (
+            auto_batch_size(len(splits[0][0]))
+            if self.batch_size == "auto"
+            else int(self.batch_size)
+        )
         self.module_ = None
         modules, nets, held_out = [], [], []
         for train_rows, valid_rows in splits:
             module, stage_nets, valid_ds = self._fit_split(
-                tensors, y, train_rows, valid_rows, where, seed, class_weight)
+                tensors, y, train_rows, valid_rows, where, seed, class_weight
+            )
             modules.append(module)
             nets.append(stage_nets)
             if valid_ds is not None:
-                held_out.append((expert_logits(module, valid_ds.X, device=self.device_,
-                                               batch_size=max(4 * self.batch_size_, 1024)),
-                                 valid_ds.y.cpu()))
+                held_out.append(
+                    (
+                        expert_logits(
+                            module,
+                            valid_ds.X,
+                            device=self.device_,
+                            batch_size=max(4 * self.batch_size_, 1024),
+                        ),
+                        valid_ds.y.cpu(),
+                    )
+                )
             if self.interrupted_stage_ is not None:
                 break
         self.pretrain_net_, self.finetune_net_ = nets[0]
@@ -464,17 +490,26 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         train_ds, valid_ds = split_datasets(tensors, y, train_rows, valid_rows, where)
         # Input statistics are computed where the data is (on the GPU when it fits).
         module = build_module(
-            {m: t for m, t in train_ds.X.items() if m != PRESENT}, self.encoders_,
-            self.fusion_, len(self.classes_), dependencies=self.dependencies,
-            standardize=self.standardize, inter_missing=self.inter_missing,
-            modality_dropout=self.modality_dropout, present=train_ds.X.get(PRESENT),
+            {m: t for m, t in train_ds.X.items() if m != PRESENT},
+            self.encoders_,
+            self.fusion_,
+            len(self.classes_),
+            dependencies=self.dependencies,
+            standardize=self.standardize,
+            inter_missing=self.inter_missing,
+            modality_dropout=self.modality_dropout,
+            present=train_ds.X.get(PRESENT),
         ).to(self.device_)
         if self.device_.type == "cuda":
             to_channels_last(module)
         self.expert_names_ = module.expert_names
         plan = TrainingPlan.from_params(
-            self.get_params(deep=False), batch_size=self.batch_size_, device=self.device_,
-            seed=seed, n_classes=len(self.classes_), class_weight=class_weight,
+            self.get_params(deep=False),
+            batch_size=self.batch_size_,
+            device=self.device_,
+            seed=seed,
+            n_classes=len(self.classes_),
+            class_weight=class_weight,
         )
         pretrain_net, finetune_net = run_stages(module, train_ds, valid_ds, plan)
         self.interrupted_stage_ = plan.interrupted_stage
@@ -501,15 +536,20 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         tensors, _, present = check_modalities(X, fitted=self)
         available = None
         if present is not None:
-            check_samples_have_an_expert(present, self.modalities_, self.dependencies,
-                                         self.inter_missing)
+            check_samples_have_an_expert(
+                present, self.modalities_, self.dependencies, self.inter_missing
+            )
             warn_untrained_null(self, present)
             tensors[PRESENT] = present
             available = module.availability({PRESENT: present})
         # The module alone, not a skorch net: a model restored by ``load`` has no nets.
         logits = expert_logits(
-            module, tensors, device=self.device_, batch_size=max(4 * self.batch_size_, 1024),
-            memory_budget=self.device_memory_budget, mixed_precision=self.mixed_precision,
+            module,
+            tensors,
+            device=self.device_,
+            batch_size=max(4 * self.batch_size_, 1024),
+            memory_budget=self.device_memory_budget,
+            mixed_precision=self.mixed_precision,
         )
         return logits, available
 
@@ -575,8 +615,9 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         if stage == "pretrain":
             check_is_fitted(self, "module_")
             if self.pretrain_net_ is None:
-                raise ValueError("stage='pretrain' needs pretrain_net_, which a loaded "
-                                 "model does not have.")
+                raise ValueError(
+                    "stage='pretrain' needs pretrain_net_, which a loaded model does not have."
+                )
             module = self.pretrain_net_.module_
             if self.fold_nets_:
                 module = FoldEnsemble([pretrain.module_ for pretrain, _ in self.fold_nets_])
@@ -618,8 +659,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
 
 def _fitted_state(estimator):
     """The fitted attributes (public names ending in ``_``) of ``estimator``."""
-    return {k: v for k, v in vars(estimator).items()
-            if k.endswith("_") and not k.startswith("_")}
+    return {k: v for k, v in vars(estimator).items() if k.endswith("_") and not k.startswith("_")}
 
 
 def _restore_fitted_state(estimator, state):

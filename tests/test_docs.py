@@ -40,7 +40,8 @@ DOCTEST_FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 def _doc_pages():
     return sorted(
-        path for path in DOCS.rglob("*.rst")
+        path
+        for path in DOCS.rglob("*.rst")
         if not (GENERATED | {"_templates"}).intersection(path.relative_to(DOCS).parts)
     )
 
@@ -88,7 +89,7 @@ def rst_chunks(text):
 def markdown_python_blocks(text):
     """``(line, code)`` of each fenced ```python block of a Markdown text."""
     return [
-        (text[:match.start()].count("\n") + 2, match.group(1))
+        (text[: match.start()].count("\n") + 2, match.group(1))
         for match in re.finditer(r"^```python\n(.*?)^```\s*$", text, re.M | re.S)
     ]
 
@@ -132,9 +133,7 @@ def test_doc_pages_found():
     assert any(rst_chunks(path.read_text(encoding="utf-8")) for path in _doc_pages())
 
 
-@pytest.mark.parametrize(
-    "page", _doc_pages(), ids=lambda path: path.relative_to(DOCS).as_posix()
-)
+@pytest.mark.parametrize("page", _doc_pages(), ids=lambda path: path.relative_to(DOCS).as_posix())
 def test_doc_page_code(page, docs_workdir):
     chunks = rst_chunks(page.read_text(encoding="utf-8"))
     namespace = {"__name__": "__docs__"}
@@ -197,24 +196,35 @@ def test_docstring_examples(module_name, docs_workdir):
 # words after the passage).
 BENCHMARK_QUOTES = [
     ("user_guide/training.rst", "Measured figures", "Speed tips"),
-    ("user_guide/method.rst", "The same pattern shows in this package's benchmark",
-     "When the kind of dependency is not known"),
-    ("user_guide/encoders.rst", "Which fusion works better depends on the data",
-     "Custom ``torch.nn.Module`` encoders"),
+    (
+        "user_guide/training.rst",
+        "Measured on the CPU with ``benchmarks/large_batch.py``",
+        "History and callbacks",
+    ),
+    (
+        "user_guide/method.rst",
+        "The same pattern shows in this package's benchmark",
+        "When the kind of dependency is not known",
+    ),
+    (
+        "user_guide/encoders.rst",
+        "Which fusion works better depends on the data",
+        "Custom ``torch.nn.Module`` encoders",
+    ),
     ("user_guide/missing_modalities.rst", "On mfeat fou+zer+mor", "The full tables are on"),
-    ("user_guide/dependency_diagnosis.rst", "On the synthetic",
-     "Patients, pipelines and scorers"),
+    ("user_guide/dependency_diagnosis.rst", "On the synthetic", "Patients, pipelines and scorers"),
 ]
 
 
-@pytest.mark.parametrize("page, start, end", BENCHMARK_QUOTES,
-                         ids=[page for page, _, _ in BENCHMARK_QUOTES])
+@pytest.mark.parametrize(
+    "page, start, end", BENCHMARK_QUOTES, ids=[page for page, _, _ in BENCHMARK_QUOTES]
+)
 def test_quoted_benchmark_figures_are_in_results(page, start, end):
     """Figures the docs quote must be the current ones of benchmarks/RESULTS.md."""
     results = (ROOT / "benchmarks" / "RESULTS.md").read_text(encoding="utf-8")
     text = (DOCS / page).read_text(encoding="utf-8")
     assert start in text and end in text, (page, start, end)
-    passage = text[text.index(start):text.index(end)]
+    passage = text[text.index(start) : text.index(end)]
     figures = re.findall(r"\d+(?:[.,]\d+)+|\d{2,}", passage)
     assert figures
     stale = [figure for figure in figures if figure not in results]
@@ -239,15 +249,41 @@ def test_docs_build(tmp_path):
     # A copy of the checkout, so that pages generated in the source tree
     # (API stubs, gallery pages) are fresh and the working tree stays clean.
     src = tmp_path / "src"
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
-        ".git", "__pycache__", "*.egg-info", ".pytest_cache", ".hypothesis", ".benchmarks",
-        *GENERATED, "sg_execution_times.rst",
-    ))
+    shutil.copytree(
+        ROOT,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            "__pycache__",
+            "*.egg-info",
+            ".pytest_cache",
+            ".hypothesis",
+            ".benchmarks",
+            *GENERATED,
+            "sg_execution_times.rst",
+        ),
+    )
     html = tmp_path / "html"
-    env = dict(os.environ, SK_I2M2_DOCS_FAST="1", MPLBACKEND="Agg", OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]))
-    command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html",
-               "-d", str(tmp_path / "doctrees"), str(src / "docs"), str(html)]
+    env = dict(
+        os.environ,
+        SK_I2M2_DOCS_FAST="1",
+        MPLBACKEND="Agg",
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]),
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "sphinx",
+        "-W",
+        "--keep-going",
+        "-b",
+        "html",
+        "-d",
+        str(tmp_path / "doctrees"),
+        str(src / "docs"),
+        str(html),
+    ]
     done = subprocess.run(command, cwd=src, env=env, capture_output=True, text=True)
     log = done.stdout[-6000:] + "\n" + done.stderr[-6000:]
     assert done.returncode == 0, log
@@ -259,8 +295,15 @@ def test_docs_build(tmp_path):
         assert page.is_file(), f"no gallery page for {example.name}\n{log}"
         figures = list((html / "_images").glob(f"sphx_glr_{example.stem}_0*.png"))
         assert figures, f"{example.name} drew no figure\n{log}"
-    for page in ["index", "getting_started", "api", "benchmarks", "changelog",
-                 "generated/sk_i2m2.I2M2Classifier", "user_guide/method"]:
+    for page in [
+        "index",
+        "getting_started",
+        "api",
+        "benchmarks",
+        "changelog",
+        "generated/sk_i2m2.I2M2Classifier",
+        "user_guide/method",
+    ]:
         assert (html / f"{page}.html").is_file(), page
     benchmarks = (html / "benchmarks.html").read_text(encoding="utf-8")
     assert "I2M2" in benchmarks and (html / "_images" / "compare.png").is_file()

@@ -22,7 +22,6 @@ from skorch.helper import predefined_split
 from .._data import BatchSlicer, ModalityTensorDataset
 from .._device import place
 from .._warnings import warn_user
-from ..nn.experts import PRESENT
 from ..nn.losses import ExpertsNLLLoss, ProductOfExpertsNLLLoss
 from .callbacks import (
     ExpertCheckpoint,
@@ -32,9 +31,15 @@ from .callbacks import (
     interactive_output,
 )
 from .net import StageNet, optimizer_speed_kwargs
+from .schedule import lr_schedule_callbacks
 
-__all__ = ["TrainingPlan", "class_weight_tensor", "validation_split",
-           "split_datasets", "run_stages"]
+__all__ = [
+    "TrainingPlan",
+    "class_weight_tensor",
+    "validation_split",
+    "split_datasets",
+    "run_stages",
+]
 
 
 @dataclass
@@ -57,6 +62,7 @@ class TrainingPlan:
     compile: bool = False
     mixed_precision: bool = False
     verbose: int = 0
+    lr_schedule: str = "constant"
     interrupted_stage: str | None = field(default=None, init=False)
 
     @classmethod
@@ -150,35 +156,65 @@ def run_stages(module, train_ds, valid_ds, plan):
     # One shuffling stream through both stages.
     generator = torch.Generator().manual_seed(plan.seed)
     pretrain_net = _make_net(
-        plan, generator, "pretrain", module, ExpertsNLLLoss, plan.lr, plan.max_epochs, valid_ds,
+        plan,
+        generator,
+        "pretrain",
+        module,
+        ExpertsNLLLoss,
+        plan.lr,
+        plan.max_epochs,
+        valid_ds,
         [("expert_checkpoint", ExpertCheckpoint(patience=patience))],
     )
     _run_stage(plan, "pretrain", pretrain_net, train_ds)
-    if (len(module.expert_names) == 1 or plan.finetune_epochs == 0
-            or plan.interrupted_stage is not None):
+    if (
+        len(module.expert_names) == 1
+        or plan.finetune_epochs == 0
+        or plan.interrupted_stage is not None
+    ):
         return pretrain_net, None
     stage_callbacks = []
     if valid_ds is not None:
-        stage_callbacks.append(("early_stopping", EarlyStopping(
-            monitor="valid_loss", patience=plan.n_iter_no_change, threshold=1e-4,
-            load_best=True,
-        )))
+        stage_callbacks.append(
+            (
+                "early_stopping",
+                EarlyStopping(
+                    monitor="valid_loss",
+                    patience=plan.n_iter_no_change,
+                    threshold=1e-4,
+                    load_best=True,
+                ),
+            )
+        )
     # A copy, so that pretrain_net keeps the experts as pretrained.
     finetune_net = _make_net(
-        plan, generator, "finetune", copy.deepcopy(module), ProductOfExpertsNLLLoss, plan.finetune_lr,
-        plan.finetune_epochs, valid_ds, stage_callbacks,
+        plan,
+        generator,
+        "finetune",
+        copy.deepcopy(module),
+        ProductOfExpertsNLLLoss,
+        plan.finetune_lr,
+        plan.finetune_epochs,
+        valid_ds,
+        stage_callbacks,
     )
     _run_stage(plan, "finetune", finetune_net, train_ds)
     return pretrain_net, finetune_net
 
 
 def _make_net(plan, generator, stage, module, criterion, lr, max_epochs, valid_ds, stage_callbacks):
-    optimizer_kwargs = {f"optimizer__{k}": v
-                        for k, v in optimizer_speed_kwargs(plan.optimizer, plan.device).items()}
+    optimizer_kwargs = {
+        f"optimizer__{k}": v for k, v in optimizer_speed_kwargs(plan.optimizer, plan.device).items()
+    }
     # A NaN loss must raise before early stopping can end the stage quietly,
     # so the check comes first; the user's callbacks come after the stage's own.
-    callbacks = [("finite_loss", FiniteLossCheck(stage)), *stage_callbacks,
-                 *callbacks_for_stage(plan.callbacks, stage)]
+    user_callbacks = callbacks_for_stage(plan.callbacks, stage)
+    callbacks = [
+        ("finite_loss", FiniteLossCheck(stage)),
+        *stage_callbacks,
+        *lr_schedule_callbacks(plan.lr_schedule, plan.batch_size, user_callbacks),
+        *user_callbacks,
+    ]
     if plan.verbose >= 1 and interactive_output():
         callbacks.append(("progress", StageProgressBar(stage)))
     return StageNet(
