@@ -21,7 +21,7 @@ from ._sizing import auto_batch_size, auto_n_folds, is_small_cohort
 from ._validation import check_modalities, check_target
 from .encoders import nested_encoder_params, resolve_encoders, set_nested_encoder_params
 from .fusion import FusionSpec, resolve_fusion
-from .nn.build import build_module
+from .nn.build import build_module_for
 from .nn.ensemble import FoldEnsemble
 from .nn.experts import PRESENT
 from .nn.product import combine, contributions
@@ -489,15 +489,9 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         """Build and train one model; return it, its stage nets and its validation data."""
         train_ds, valid_ds = split_datasets(tensors, y, train_rows, valid_rows, where)
         # Input statistics are computed where the data is (on the GPU when it fits).
-        module = build_module(
+        module = build_module_for(
+            self,
             {m: t for m, t in train_ds.X.items() if m != PRESENT},
-            self.encoders_,
-            self.fusion_,
-            len(self.classes_),
-            dependencies=self.dependencies,
-            standardize=self.standardize,
-            inter_missing=self.inter_missing,
-            modality_dropout=self.modality_dropout,
             present=train_ds.X.get(PRESENT),
         ).to(self.device_)
         if self.device_.type == "cuda":

@@ -24,7 +24,7 @@ from ._warnings import warn_user
 from .encoders import EncoderSpec, ModuleEncoder
 from .exceptions import ModelFileError
 from .fusion import FusionSpec
-from .nn.build import build_module
+from .nn.build import build_module_for
 from .nn.ensemble import FoldEnsemble
 
 FORMAT = "sk-i2m2"
@@ -291,19 +291,7 @@ def _rebuild_module(estimator, config_path):
     example = {m: torch.zeros((2, *estimator.input_shapes_[m])) for m in estimator.modalities_}
     # Building draws initial weights; keep the caller's random stream as it was.
     with torch.random.fork_rng(devices=[]):
-        folds = [
-            build_module(
-                example,
-                estimator.encoders_,
-                estimator.fusion_,
-                len(estimator.classes_),
-                dependencies=estimator.dependencies,
-                standardize=estimator.standardize,
-                inter_missing=estimator.inter_missing,
-                modality_dropout=estimator.modality_dropout,
-            )
-            for _ in range(estimator.n_folds_)
-        ]
+        folds = [build_module_for(estimator, example) for _ in range(estimator.n_folds_)]
     module = folds[0] if len(folds) == 1 else FoldEnsemble(folds)
     if module.expert_names != list(estimator.expert_names_):
         raise ModelFileError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .experts import INTER, Encoder, I2M2Module, InterExpert, IntraExpert, feature_size
 from .standardize import Standardize, input_moments
 
-__all__ = ["expert_plan", "build_module"]
+__all__ = ["expert_plan", "build_module", "build_module_for"]
 
 
 def expert_plan(modalities, dependencies):
@@ -106,3 +106,24 @@ def build_module(
             encoder, size = make_encoder(name)
             experts[name] = IntraExpert(name, modalities.index(name), encoder, size, n_classes)
     return I2M2Module(experts)
+
+
+def build_module_for(estimator, X, present=None):
+    """:func:`build_module` with the settings of a fitted :class:`~sk_i2m2.I2M2Classifier`.
+
+    Reads ``encoders_``, ``fusion_``, ``classes_`` and the parameters
+    ``dependencies``, ``standardize``, ``inter_missing`` and
+    ``modality_dropout``; the estimator's fit and its loading from disk
+    build their modules through this one function.
+    """
+    return build_module(
+        X,
+        estimator.encoders_,
+        estimator.fusion_,
+        len(estimator.classes_),
+        dependencies=estimator.dependencies,
+        standardize=estimator.standardize,
+        inter_missing=estimator.inter_missing,
+        modality_dropout=estimator.modality_dropout,
+        present=present,
+    )
