@@ -5,7 +5,8 @@ same test rows, each of its experts, their products and a prior baseline;
 :func:`plot_dependency_report` draws the result.
 :func:`permutation_importance` measures what a fitted model loses when a
 modality, or one feature, is shuffled across samples;
-:func:`plot_permutation_importance` draws it.
+:func:`plot_permutation_importance` draws it; :func:`integrated_gradients`
+attributes each prediction to the values of each input (needs Captum).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import HasMethods, StrOptions, validate_params
 from sklearn.utils.parallel import Parallel, delayed
 
+from ._attribution import integrated_gradients
 from ._data import ModalityDict
 from ._estimator import I2M2Classifier
 from ._permutation import permutation_importance, plot_permutation_importance
@@ -39,6 +41,7 @@ __all__ = [
     "plot_dependency_report",
     "permutation_importance",
     "plot_permutation_importance",
+    "integrated_gradients",
 ]
 
 INTRA = "intra"

@@ -1,3 +1,5 @@
+import sys
+
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -13,7 +15,11 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
 
 from sk_i2m2 import I2M2Classifier, ModalityDict, PerModality
-from sk_i2m2.inspection import permutation_importance, plot_permutation_importance
+from sk_i2m2.inspection import (
+    integrated_gradients,
+    permutation_importance,
+    plot_permutation_importance,
+)
 
 matplotlib.use("Agg")
 
@@ -242,3 +248,87 @@ def test_plot_permutation_importance(fitted):
     assert len(ax.get_yticklabels()) == 7
     with pytest.raises(ValueError, match="top must be a positive int"):
         plot_permutation_importance(result, top=0)
+
+
+# ----------------------------------------------------------------------
+# Integrated gradients
+
+
+def test_integrated_gradients_finds_informative_feature_and_is_complete(fitted):
+    pytest.importorskip("captum")
+    clf, X, _ = fitted
+    X = X[:60]
+    attributions = integrated_gradients(clf, X, n_steps=100)
+    assert list(attributions) == ["a", "b", "img"]
+    for name in X:
+        assert attributions[name].shape == X[name].shape
+    per_feature = np.abs(attributions["a"]).mean(axis=0)
+    assert np.argmax(per_feature) == INFORMATIVE
+    assert per_feature[INFORMATIVE] > 5 * np.delete(per_feature, INFORMATIVE).max()
+    assert per_feature[INFORMATIVE] > 5 * np.abs(attributions["b"]).mean(axis=0).max()
+    # A sample that misses "b" gets no attribution there.
+    missing = np.isnan(X["b"]).all(axis=1)
+    assert missing.any() and np.all(attributions["b"][missing] == 0)
+
+    # Completeness: per sample, the attributions add up to the change of the
+    # log-probability of the predicted class from the baseline (0) to x.
+    rows = np.arange(len(missing))
+    target = np.searchsorted(clf.classes_, clf.predict(X))
+    baseline = ModalityDict({m: np.where(np.isnan(v), np.nan, 0.0) for m, v in X.items()})
+    change = clf.predict_log_proba(X)[rows, target] - clf.predict_log_proba(baseline)[rows, target]
+    total = sum(a.reshape(len(a), -1).sum(axis=1) for a in attributions.values())
+    assert np.abs(change).mean() > 0.3
+    np.testing.assert_allclose(total, change, atol=0.02)
+
+
+def test_integrated_gradients_options(fitted):
+    pytest.importorskip("captum")
+    clf, X, y = fitted
+    X, y = X[:20], y[:20]
+    # Modalities left out of X are missing; only those in X are attributed.
+    with pytest.warns(UserWarning, match="never learned a null embedding for it"):
+        default = integrated_gradients(clf, {"a": X["a"]}, n_steps=8)
+    assert list(default) == ["a"]
+    # One label for all samples, or one per sample; batches give the same result.
+    one = integrated_gradients(clf, X, target=1, n_steps=8)
+    each = integrated_gradients(clf, X, target=np.ones(20, int), n_steps=8, internal_batch_size=50)
+    for name in X:
+        np.testing.assert_allclose(one[name], each[name], atol=1e-5)
+    # The class-0 and class-1 log-probabilities of two classes move in opposite directions.
+    zero = integrated_gradients(clf, X, target=0, n_steps=8)
+    assert np.sum(one["a"][:, INFORMATIVE] * zero["a"][:, INFORMATIVE] < 0) > 15
+    # At a baseline equal to the input there is nothing to attribute.
+    same = integrated_gradients(clf, X, baselines={m: X[m] for m in ("a", "img")}, n_steps=8)
+    assert np.all(same["a"] == 0) and np.all(same["img"] == 0)
+    # A baseline of one sample's shape broadcasts over the samples.
+    mean = integrated_gradients(clf, X, baselines={"a": X["a"].mean(axis=0)}, n_steps=8)
+    assert not np.allclose(mean["a"], one["a"])
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(target="yes"), ValueError, "target 'yes' is not a class of the model"),
+        (dict(target=[0, 1]), ValueError, "one class label or one per sample"),
+        (dict(baselines={"z": 0}), ValueError, "baselines has modality 'z'"),
+        (dict(baselines={"a": np.zeros(3)}), ValueError, "Modality 'a': baseline of shape"),
+        (dict(baselines=0.0), TypeError, "baselines must be None or a dict"),
+        (dict(n_steps=0), ValueError, "n_steps must be a positive int"),
+    ],
+)
+def test_integrated_gradients_errors(fitted, kwargs, error, match):
+    pytest.importorskip("captum")
+    clf, X, _ = fitted
+    with pytest.raises(error, match=match):
+        integrated_gradients(clf, X[:5], **kwargs)
+
+
+def test_integrated_gradients_needs_a_classifier_and_captum(fitted, monkeypatch):
+    clf, X, _ = fitted
+    pipe = make_pipeline(StandardScaler(), LogisticRegression())
+    with pytest.raises(TypeError, match="needs a fitted I2M2Classifier"):
+        integrated_gradients(pipe, X)
+    monkeypatch.setitem(sys.modules, "captum", None)
+    monkeypatch.setitem(sys.modules, "captum.attr", None)
+    with pytest.raises(ImportError, match=r"pip install 'sk-i2m2\[explain\]'"):
+        integrated_gradients(clf, X)
