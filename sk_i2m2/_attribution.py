@@ -135,7 +135,7 @@ def integrated_gradients(
     >>> rng = np.random.RandomState(0)
     >>> X = {"a": rng.randn(120, 4), "b": rng.randn(120, 3)}
     >>> y = (X["a"][:, 0] > 0).astype(int)
-    >>> clf = I2M2Classifier(max_epochs=5, random_state=0).fit(X, y)
+    >>> clf = I2M2Classifier(max_epochs=5, early_stopping=False, random_state=0).fit(X, y)
     >>> attributions = integrated_gradients(clf, X)
     >>> attributions["a"].shape, attributions["b"].shape
     ((120, 4), (120, 3))

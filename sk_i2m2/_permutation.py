@@ -264,7 +264,7 @@ def permutation_importance(
     >>> from sk_i2m2.datasets import make_multimodal_classification
     >>> from sk_i2m2.inspection import permutation_importance
     >>> X, y = make_multimodal_classification(200, random_state=0)
-    >>> clf = I2M2Classifier(max_epochs=5, random_state=0).fit(X, y)
+    >>> clf = I2M2Classifier(max_epochs=5, early_stopping=False, random_state=0).fit(X, y)
     >>> result = permutation_importance(clf, X, y, n_repeats=3, random_state=0)
     >>> list(result.feature_names), result.importances.shape
     (['m0', 'm1'], (2, 3))
