@@ -276,6 +276,8 @@ def permutation_importance(
     X = X if isinstance(X, ModalityDict) else ModalityDict(X)
     if modalities is None:
         modalities = list(X)
+    if not modalities:
+        raise ValueError("modalities is empty; name at least one modality to permute.")
     for name in modalities:
         if name not in X:
             raise ValueError(

@@ -215,6 +215,7 @@ def test_regressor_finds_informative_feature():
     [
         (dict(modalities=["z"]), ValueError, "Modality 'z' in modalities is not in X"),
         (dict(modalities=["a", "a"]), ValueError, "lists a modality twice"),
+        (dict(modalities=[]), ValueError, "modalities is empty"),
         (dict(by="column"), InvalidParameterError, "'by' parameter"),
         (dict(by="feature"), ValueError, "modality 'img' has samples of shape \\(1, 6, 6\\)"),
         (dict(max_samples=1000), ValueError, "max_samples must be <= n_samples"),
@@ -332,3 +333,18 @@ def test_integrated_gradients_needs_a_classifier_and_captum(fitted, monkeypatch)
     monkeypatch.setitem(sys.modules, "captum.attr", None)
     with pytest.raises(ImportError, match=r"pip install 'sk-i2m2\[explain\]'"):
         integrated_gradients(clf, X)
+
+
+def test_integrated_gradients_of_a_cross_fitted_model():
+    pytest.importorskip("captum")
+    rng = np.random.RandomState(0)
+    X = {"a": rng.randn(100, 3).astype(np.float32), "b": rng.randn(100, 2).astype(np.float32)}
+    y = (X["a"][:, 0] > 0).astype(int)
+    # A small cohort: 5 fold models, their experts averaged, and a temperature.
+    clf = I2M2Classifier(max_epochs=2, random_state=0).fit(X, y)
+    assert clf.n_folds_ == 5
+    attributions = integrated_gradients(clf, X, target=1, n_steps=32)
+    zeros = {m: np.zeros_like(v) for m, v in X.items()}
+    change = clf.predict_log_proba(X)[:, 1] - clf.predict_log_proba(zeros)[:, 1]
+    total = attributions["a"].sum(axis=1) + attributions["b"].sum(axis=1)
+    np.testing.assert_allclose(total, change, atol=1e-3)
