@@ -179,7 +179,7 @@ class I2M2Regressor(RegressorMixin, I2M2Base):
     ----------
     n_outputs_ : int
         Number of targets (columns of a 2-D ``y``; 1 for a 1-D ``y``).
-    y_mean_, y_scale_ : ndarray of shape (n_outputs_,)
+    y_mean_, y_scale_ : ndarray of shape (n_outputs,)
         Mean and standard deviation of each target in ``fit`` (a constant
         target has scale 1); the experts work on ``(y - y_mean_) / y_scale_``.
     modalities_ : list of str
