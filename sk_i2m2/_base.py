@@ -44,6 +44,9 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
     calls :meth:`_fit`, and the hooks below.
     """
 
+    # Fitted attributes that describe the target, required in a saved model.
+    _target_attributes = ()
+
     _parameter_constraints = {
         "dependencies": [StrOptions({"both", "intra", "inter"})],
         "fusion": [StrOptions({"concat", "lrtf"}), FusionSpec],
@@ -192,8 +195,9 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
     def _calibrate(self, held_out, options):
         """Set the calibration's fitted attributes from the held-out expert outputs.
 
-        ``held_out`` lists ``(expert_outputs, y)`` of each model's validation
-        rows (empty without them); ``options`` is :meth:`_stage_options`'s.
+        ``held_out`` lists ``(expert_outputs, available, y)`` of each model's
+        validation rows (empty without them), ``available`` as in
+        :meth:`_expert_logits`; ``options`` is :meth:`_stage_options`'s.
         """
         raise NotImplementedError
 
@@ -266,6 +270,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
             modules.append(module)
             nets.append(stage_nets)
             if valid_ds is not None:
+                available = module.availability(valid_ds.X)
                 held_out.append(
                     (
                         expert_logits(
@@ -274,6 +279,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
                             device=self.device_,
                             batch_size=max(4 * self.batch_size_, 1024),
                         ),
+                        None if available is None else available.cpu(),
                         valid_ds.y.cpu(),
                     )
                 )
@@ -302,6 +308,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
             batch_size=self.batch_size_,
             device=self.device_,
             seed=seed,
+            estimator_name=type(self).__name__,
             **options,
         )
         pretrain_net, finetune_net = run_stages(module, train_ds, valid_ds, plan)

@@ -238,6 +238,8 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
     ['a', 'b', 'inter']
     """
 
+    _target_attributes = ("classes_",)
+
     _parameter_constraints = {
         **I2M2Base._parameter_constraints,
         "class_weight": [dict, StrOptions({"balanced"}), None],
@@ -372,8 +374,8 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
     def _calibrate(self, held_out, options):
         self.temperature_ = 1.0
         if self.calibration == "temperature" and held_out:
-            logits = torch.cat([lg.log_softmax(-1).sum(0) for lg, _ in held_out])
-            targets = torch.cat([target for _, target in held_out])
+            logits = torch.cat([lg.log_softmax(-1).sum(0) for lg, _, _ in held_out])
+            targets = torch.cat([target for _, _, target in held_out])
             self.temperature_ = fit_temperature(
                 logits, targets, options["criterion_kwargs"]["weight"]
             )

@@ -1,4 +1,4 @@
-"""Saving a fitted I2M2Classifier as JSON plus safetensors, and loading it back.
+"""Saving a fitted I2M2 estimator as JSON plus safetensors, and loading it back.
 
 Loading reads only JSON and raw tensors: nothing is unpickled, so a model
 file cannot run code. The torch module is rebuilt from the stored
@@ -8,6 +8,7 @@ and the weights are loaded into it.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import os
@@ -34,8 +35,8 @@ WEIGHTS_NAME = "model.safetensors"
 # Fitted attributes that are not stored as configuration: the module is
 # rebuilt and gets the stored weights; the training nets are not kept.
 _NOT_CONFIG = ("module_", "pretrain_net_", "finetune_net_", "fold_nets_")
+# With the estimator's own ``_target_attributes`` (e.g. ``classes_``).
 _REQUIRED_FITTED = (
-    "classes_",
     "modalities_",
     "input_shapes_",
     "encoders_",
@@ -61,9 +62,11 @@ class SaveLoadMixin:
 
     The hook an estimator provides: its parameters (``get_params``), its
     public fitted attributes (names ending in ``_``) as JSON-compatible data
-    or specs, a torch ``module_`` that :func:`~sk_i2m2.nn.build.build_module`
-    rebuilds from ``encoders_``, ``fusion_``, ``input_shapes_``,
-    ``classes_`` and its parameters, and a ``device`` parameter.
+    or specs, those that describe its target named in ``_target_attributes``,
+    a torch ``module_`` that :func:`~sk_i2m2.nn.build.build_module_for`
+    rebuilds from ``encoders_``, ``fusion_``, ``input_shapes_``, the target
+    and its parameters, ``_fold_ensemble`` for cross-fitted models, and a
+    ``device`` parameter.
     """
 
     def save(self, path):
@@ -117,7 +120,7 @@ class SaveLoadMixin:
 
 
 def save(estimator, path):
-    """Write ``estimator`` to the directory ``path``; see ``I2M2Classifier.save``."""
+    """Write ``estimator`` to the directory ``path``; see ``SaveLoadMixin.save``."""
     check_is_fitted(estimator, "module_")
     fitted = {}
     for name, value in vars(estimator).items():
@@ -168,7 +171,7 @@ def save(estimator, path):
 
 
 def load(cls, path, encoders=None, device=None):
-    """Rebuild an estimator saved by :func:`save`; see ``I2M2Classifier.load``.
+    """Rebuild an estimator saved by :func:`save`; see ``SaveLoadMixin.load``.
 
     Every problem with the files raises :class:`~sk_i2m2.exceptions.ModelFileError`
     naming the file (``FileNotFoundError`` for a missing one).
@@ -178,10 +181,10 @@ def load(cls, path, encoders=None, device=None):
     for file in (config_path, weights_path):
         if not os.path.isfile(file):
             raise FileNotFoundError(
-                f"{file} does not exist; pass the directory written by I2M2Classifier.save."
+                f"{file} does not exist; pass the directory written by {cls.__name__}.save."
             )
     params, fitted = _read_config(cls, config_path)
-    _check_custom_encoders(params, fitted, dict(encoders or {}))
+    _check_custom_encoders(cls, params, fitted, dict(encoders or {}))
     estimator = cls(**params)
     if device is not None:
         estimator.device = device
@@ -234,6 +237,15 @@ def _read_config(cls, config_path):
             f"{config_path} is not an sk-i2m2 model of format version "
             f"{FORMAT_VERSION} (format {found!r}, version {version!r})."
         )
+    saved_as = config.get("estimator")
+    saved_cls = getattr(importlib.import_module("sk_i2m2"), str(saved_as), None)
+    if inspect.isclass(saved_cls) and not (
+        issubclass(cls, saved_cls) or issubclass(saved_cls, cls)
+    ):
+        raise ModelFileError(
+            f"{config_path} holds an {saved_as}; load it with {saved_as}.load, "
+            f"not {cls.__name__}.load."
+        )
     try:
         accepted = inspect.signature(cls).parameters
         unknown = [name for name in config["params"] if name not in accepted]
@@ -244,7 +256,8 @@ def _read_config(cls, config_path):
         # Saved before calibration and cross-fitting existed.
         fitted.setdefault("temperature_", 1.0)
         fitted.setdefault("n_folds_", 1)
-        absent = [name for name in _REQUIRED_FITTED if name not in fitted]
+        required = (*cls._target_attributes, *_REQUIRED_FITTED)
+        absent = [name for name in required if name not in fitted]
         if absent:
             raise KeyError(f"fitted attribute {absent[0]!r} is missing")
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -257,7 +270,7 @@ def _read_config(cls, config_path):
     return params, fitted
 
 
-def _check_custom_encoders(params, fitted, encoders):
+def _check_custom_encoders(cls, params, fitted, encoders):
     """Put the user's modules in place of the custom module encoders saved as descriptions."""
     custom = [m for m, spec in fitted["encoders_"].items() if isinstance(spec, _CustomModule)]
     missing = [m for m in custom if m not in encoders]
@@ -266,7 +279,7 @@ def _check_custom_encoders(params, fitted, encoders):
         raise ValueError(
             f"Modality {missing[0]!r} used a custom torch module encoder "
             f"({spec.description}), whose code is not stored in the file. Pass it "
-            f"again: I2M2Classifier.load(path, encoders={{{missing[0]!r}: "
+            f"again: {cls.__name__}.load(path, encoders={{{missing[0]!r}: "
             "<the same module class, factory or ModuleEncoder>})."
         )
     extra = [m for m in encoders if m not in custom]

@@ -95,7 +95,9 @@ class ExpertCheckpoint(Callback):
         epoch = len(net.history)
         mean_losses = (self._loss_sum / self._weight_sum).tolist()
         for name, loss in zip(net.module_.expert_names, mean_losses):
-            improved = loss < self.best_loss_[name] * (1 - self.threshold)
+            best = self.best_loss_[name]
+            # Relative to |best|: a Gaussian NLL (the regressor's) can be negative.
+            improved = loss < (best if math.isinf(best) else best - self.threshold * abs(best))
             net.history.record(f"valid_loss_{name}", loss)
             net.history.record(f"valid_loss_{name}_best", improved)
             if improved:

@@ -1,4 +1,4 @@
-"""The skorch net that runs one I2M2 training stage."""
+"""The skorch nets that run one I2M2 training stage (classifier and regressor)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,66 @@ import numbers
 from collections.abc import Mapping
 
 import torch
-from skorch import NeuralNetClassifier
+from skorch import NeuralNetClassifier, NeuralNetRegressor
 
 from .._data import ModalityTensorDataset
-from ..nn.product import product_proba
+from ..nn.product import combine_gaussian, product_mean, product_proba
 
-__all__ = ["StageNet", "DeferredFloat", "optimizer_speed_kwargs"]
+__all__ = ["StageNet", "StageNetRegressor", "DeferredFloat", "optimizer_speed_kwargs"]
 
 
-class StageNet(NeuralNetClassifier):
+class _StageNetMixin:
+    """The extension points shared by the classifier's and the regressor's stage nets."""
+
+    # dtype of a target passed as an array (e.g. by a scorer).
+    _target_dtype = torch.long
+
+    def __init__(self, *args, mixed_precision=False, defer_loss_sync=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.mixed_precision = mixed_precision
+        self.defer_loss_sync = defer_loss_sync
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        available = self.module_.availability(X) if isinstance(X, Mapping) else None
+        return self.criterion_(y_pred, y_true, available)
+
+    def get_dataset(self, dataset, y=None):
+        if isinstance(dataset, Mapping):  # e.g. a scorer's X taken from the stage's dataset
+            X = {name: torch.as_tensor(value) for name, value in dataset.items()}
+            y = torch.as_tensor(y, dtype=self._target_dtype) if y is not None else None
+            return ModalityTensorDataset(X, y)
+        return super().get_dataset(dataset, y)
+
+    def infer(self, x, **fit_params):
+        if not self.mixed_precision:
+            return super().infer(x, **fit_params)
+        device_type = torch.device(self.device).type
+        with torch.autocast(device_type, dtype=torch.bfloat16):
+            return super().infer(x, **fit_params).float()
+
+    def _defers_loss_sync(self):
+        if self.defer_loss_sync is None:
+            return torch.device(self.device).type == "cuda"
+        return self.defer_loss_sync
+
+    def train_step(self, batch, **fit_params):
+        return self._deferred(super().train_step(batch, **fit_params))
+
+    def validation_step(self, batch, **fit_params):
+        return self._deferred(super().validation_step(batch, **fit_params))
+
+    def _deferred(self, step):
+        if self._defers_loss_sync():
+            step["loss"] = step["loss"].detach().as_subclass(_DeferredItemTensor)
+        return step
+
+    def on_epoch_end(self, net, **kwargs):
+        # The net's own hook runs before every callback's, so the epoch
+        # scores (train_loss, valid_loss) are computed from plain floats.
+        DeferredFloat.resolve_rows(self.history[-1]["batches"])
+
+
+class StageNet(_StageNetMixin, NeuralNetClassifier):
     """skorch ``NeuralNetClassifier`` for one stage of I2M2's experts.
 
     It uses skorch's own training loop; only extension points change:
@@ -49,56 +100,46 @@ class StageNet(NeuralNetClassifier):
         on CUDA only.
     """
 
-    def __init__(
-        self,
-        *args,
-        mixed_precision=False,
-        defer_loss_sync=None,
-        predict_nonlinearity=product_proba,
-        **kwargs,
-    ):
+    def __init__(self, *args, predict_nonlinearity=product_proba, **kwargs):
         super().__init__(*args, predict_nonlinearity=predict_nonlinearity, **kwargs)
-        self.mixed_precision = mixed_precision
-        self.defer_loss_sync = defer_loss_sync
 
-    def get_loss(self, y_pred, y_true, X=None, training=False):
-        available = self.module_.availability(X) if isinstance(X, Mapping) else None
-        return self.criterion_(y_pred, y_true, available)
 
-    def get_dataset(self, dataset, y=None):
-        if isinstance(dataset, Mapping):  # e.g. a scorer's X taken from the stage's dataset
-            X = {name: torch.as_tensor(value) for name, value in dataset.items()}
-            y = torch.as_tensor(y, dtype=torch.long) if y is not None else None
-            return ModalityTensorDataset(X, y)
-        return super().get_dataset(dataset, y)
+class StageNetRegressor(_StageNetMixin, NeuralNetRegressor):
+    """skorch ``NeuralNetRegressor`` for one stage of I2M2's Gaussian experts.
 
-    def infer(self, x, **fit_params):
-        if not self.mixed_precision:
-            return super().infer(x, **fit_params)
-        device_type = torch.device(self.device).type
-        with torch.autocast(device_type, dtype=torch.bfloat16):
-            return super().infer(x, **fit_params).float()
+    The regressor's sibling of :class:`StageNet`, with the same extension
+    points (availability passed to the criterion, deferred loss sync,
+    ``mixed_precision``). Its predictions are those of the product of the
+    stage's experts: ``evaluation_step`` combines them with
+    :func:`~sk_i2m2.nn.product.combine_gaussian` (leaving out experts that
+    cannot see a sample), ``forward`` returns the product's means and
+    log-variances and ``predict`` its means
+    (``predict_nonlinearity`` is :func:`~sk_i2m2.nn.product.product_mean`),
+    of shape ``(n_samples, n_targets)``, in the standardised units the
+    stage trains on; so skorch's ``EpochScoring`` (e.g. ``"r2"``) scores
+    the model the stage is training.
 
-    def _defers_loss_sync(self):
-        if self.defer_loss_sync is None:
-            return torch.device(self.device).type == "cuda"
-        return self.defer_loss_sync
+    Parameters
+    ----------
+    *args, **kwargs
+        As for ``skorch.NeuralNetRegressor``.
+    mixed_precision : bool, default=False
+        bfloat16 autocast of the forward pass.
+    defer_loss_sync : bool or None, default=None
+        Keep batch losses on the device until they are read; ``None`` means
+        on CUDA only.
+    """
 
-    def train_step(self, batch, **fit_params):
-        return self._deferred(super().train_step(batch, **fit_params))
+    _target_dtype = torch.float32
 
-    def validation_step(self, batch, **fit_params):
-        return self._deferred(super().validation_step(batch, **fit_params))
+    def __init__(self, *args, predict_nonlinearity=product_mean, **kwargs):
+        super().__init__(*args, predict_nonlinearity=predict_nonlinearity, **kwargs)
 
-    def _deferred(self, step):
-        if self._defers_loss_sync():
-            step["loss"] = step["loss"].detach().as_subclass(_DeferredItemTensor)
-        return step
-
-    def on_epoch_end(self, net, **kwargs):
-        # The net's own hook runs before every callback's, so the epoch
-        # scores (train_loss, valid_loss) are computed from plain floats.
-        DeferredFloat.resolve_rows(self.history[-1]["batches"])
+    def evaluation_step(self, batch, training=False):
+        outputs = super().evaluation_step(batch, training=training)
+        Xi = batch[0]
+        available = self.module_.availability(Xi) if isinstance(Xi, Mapping) else None
+        return combine_gaussian(outputs, available)
 
 
 class _DeferredItemTensor(torch.Tensor):

@@ -62,6 +62,7 @@ class TrainingPlan:
     net_kwargs: dict
     criteria: tuple
     criterion_kwargs: dict
+    estimator_name: str = "I2M2Classifier"
     callbacks: object = None
     compile: bool = False
     mixed_precision: bool = False
@@ -101,9 +102,10 @@ def validation_split(y, classes, validation_fraction, seed):
     """Train and validation rows of the encoded labels ``y``.
 
     Stratified when every class has two samples; otherwise random, with a
-    warning naming the rare class (one of ``classes``).
+    warning naming the rare class (one of ``classes``). ``classes=None``
+    (a continuous target): random.
     """
-    n, n_classes = len(y), len(classes)
+    n, n_classes = len(y), (1 if classes is None else len(classes))
     n_valid = max(math.ceil(validation_fraction * n), n_classes)
     if n - n_valid < 2:
         raise ValueError(
@@ -111,6 +113,8 @@ def validation_split(y, classes, validation_fraction, seed):
             f"validation_fraction={validation_fraction}; pass "
             "early_stopping=False to train on all samples."
         )
+    if classes is None:
+        return next(ShuffleSplit(1, test_size=n_valid, random_state=seed).split(np.zeros(n)))
     counts = np.bincount(y, minlength=n_classes)
     if counts.min() >= 2 and n - n_valid >= n_classes:
         splitter = StratifiedShuffleSplit(1, test_size=n_valid, random_state=seed)
@@ -264,15 +268,16 @@ def _run_stage(plan, stage, net, train_ds):
             "from scratch."
         )
     if plan.verbose >= 1:
-        print(stage_summary(stage, net, time.perf_counter() - start), flush=True)
+        seconds = time.perf_counter() - start
+        print(stage_summary(stage, net, seconds, plan.estimator_name), flush=True)
 
 
-def stage_summary(stage, net, seconds):
+def stage_summary(stage, net, seconds, estimator_name="I2M2Classifier"):
     """One line on a finished stage: epochs, time, last train loss, best validation loss."""
     history = net.history
     # An interrupted last epoch has no train loss yet.
     losses = [row["train_loss"] for row in history if "train_loss" in row]
-    line = f"[I2M2Classifier] {stage}: {len(history)} epochs in {seconds:.1f}s"
+    line = f"[{estimator_name}] {stage}: {len(history)} epochs in {seconds:.1f}s"
     if losses:
         line += f", train loss {losses[-1]:.4f}"
     checkpoint = dict(net.callbacks_).get("expert_checkpoint")
