@@ -66,6 +66,11 @@ class ExpertCheckpoint(Callback):
         self._count = 0
         return self
 
+    def __getstate__(self):
+        # The best weights are in the net once training ends; pickling a
+        # fitted net need not carry a second copy of every expert.
+        return {**vars(self), "_best_state": {}}
+
     def on_train_begin(self, net, **kwargs):
         self.initialize()
         for name in net.module_.expert_names:

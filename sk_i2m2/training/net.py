@@ -61,6 +61,16 @@ class StageNet(NeuralNetClassifier):
         self.mixed_precision = mixed_precision
         self.defer_loss_sync = defer_loss_sync
 
+    def __getstate__(self):
+        state = super().__getstate__()
+        # The predefined validation split is training data. A fitted net is
+        # pickled when a parallel worker returns a fitted estimator (e.g.
+        # ``cross_validate(return_estimator=True)``) or a user pickles one;
+        # with the split it would grow with the data set. The unpickled net
+        # predicts and keeps its history; fitting it again takes a new split.
+        state["train_split"] = None
+        return state
+
     def get_loss(self, y_pred, y_true, X=None, training=False):
         available = self.module_.availability(X) if isinstance(X, Mapping) else None
         return self.criterion_(y_pred, y_true, available)
