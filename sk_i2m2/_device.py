@@ -12,14 +12,18 @@ from .nn.encoders import ConvNet
 __all__ = ["resolve_device", "data_device", "place", "to_channels_last", "cudnn_autotune"]
 
 
-def resolve_device(device):
+def resolve_device(device, accelerator=None):
     """``torch.device`` for an estimator's ``device`` parameter.
+
+    With an ``accelerate.Accelerator``, its device, whatever ``device`` says.
 
     ``"auto"`` is CUDA when available (in a Dask or Ray worker, the worker's
     GPU: see :func:`~sk_i2m2._parallel.worker_cuda_index`), else the CPU.
     Raises ``ValueError`` for a name torch does not know and for CUDA where
     there is none.
     """
+    if accelerator is not None:
+        return accelerator.device
     if str(device) == "auto":
         if not torch.cuda.is_available():
             return torch.device("cpu")

@@ -10,13 +10,13 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.model_selection import StratifiedKFold
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._device import cudnn_autotune, data_device, resolve_device, to_channels_last
 from ._inference import expert_logits
 from ._missing import check_fit_options, check_samples_have_an_expert, warn_untrained_null
-from ._parallel import cpu_share_threads
+from ._parallel import check_accelerator, cpu_share_threads, shared_seed
 from ._persistence import SaveLoadMixin
 from ._sizing import auto_batch_size, auto_n_folds, is_small_cohort
 from ._validation import check_modalities, check_target
@@ -181,6 +181,16 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         Run forward passes under bfloat16 autocast. Off by default: for
         LeNet-sized experts on an H100 it was slower than float32 at batch
         sizes 40 and 256.
+    accelerator : accelerate.Accelerator or None, default=None
+        Train each stage data-parallel across the processes of an
+        ``accelerate launch`` or ``torchrun`` run (skorch's
+        ``AccelerateMixin``): every process fits on the same data, takes
+        its share of each epoch's batches, and ends with the same model;
+        the device is the accelerator's and ``device`` is not used. Needs
+        ``random_state`` to be the same in every process, or ``None`` (the
+        first process's seed is then sent to the others); use the
+        accelerator's ``mixed_precision`` rather than ``mixed_precision``.
+        See the user guide's *Scaling out* page.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, dropout, shuffling and the validation
         split; with an int, fitting twice on the CPU gives identical models.
@@ -277,6 +287,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         "device_memory_budget": [Interval(numbers.Real, 0, 1, closed="both")],
         "compile": ["boolean"],
         "mixed_precision": ["boolean"],
+        "accelerator": [HasMethods(["prepare", "backward"]), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -309,6 +320,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         device_memory_budget=0.5,
         compile=False,
         mixed_precision=False,
+        accelerator=None,
         random_state=None,
         verbose=0,
     ):
@@ -337,6 +349,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         self.device_memory_budget = device_memory_budget
         self.compile = compile
         self.mixed_precision = mixed_precision
+        self.accelerator = accelerator
         self.random_state = random_state
         self.verbose = verbose
 
@@ -407,7 +420,8 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
             self.encoders, {m: t.shape[1:] for m, t in tensors.items()}, small_cohort=small
         )
         fusion = resolve_fusion(self.fusion, small_cohort=small)
-        device = resolve_device(self.device)
+        check_accelerator(self.accelerator, self.mixed_precision)
+        device = resolve_device(self.device, self.accelerator)
         class_weight = class_weight_tensor(self.class_weight, classes, y_encoded)
 
         # All checks passed: only now replace any previous fit. An error past
@@ -427,6 +441,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
             self.fusion_ = fusion
             self.device_ = device
             seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+            seed = shared_seed(seed, self.accelerator)
             fork_devices = [device.index or 0] if device.type == "cuda" else []
             with (
                 cpu_share_threads(),

@@ -19,7 +19,13 @@ import sys
 
 import torch
 
-__all__ = ["cpu_share", "cpu_share_threads", "worker_cuda_index"]
+__all__ = [
+    "cpu_share",
+    "cpu_share_threads",
+    "worker_cuda_index",
+    "check_accelerator",
+    "shared_seed",
+]
 
 
 def _available_cpus():
@@ -156,3 +162,34 @@ def worker_cuda_index():
         n_gpus = torch.cuda.device_count()
         return worker.name % n_gpus if n_gpus > 1 else None
     return None
+
+
+def check_accelerator(accelerator, mixed_precision):
+    """Raise for an estimator's ``accelerator`` it cannot train with."""
+    if accelerator is None:
+        return
+    try:
+        import accelerate  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            "accelerator= needs the accelerate package: pip install sk-i2m2[accelerate]"
+        ) from None
+    if mixed_precision:
+        raise ValueError(
+            "mixed_precision=True with an accelerator: set the accelerator's "
+            "mixed_precision (e.g. Accelerator(mixed_precision='bf16')) instead."
+        )
+
+
+def shared_seed(seed, accelerator):
+    """``seed`` of the first process of ``accelerator``, the same in every process.
+
+    Every process must draw the same initial weights, validation split and
+    batch order, or they would stop at different epochs and wait for each
+    other forever.
+    """
+    if accelerator is None or accelerator.num_processes == 1:
+        return seed
+    from accelerate.utils import broadcast_object_list
+
+    return int(broadcast_object_list([seed], from_process=0)[0])

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from skorch.callbacks import Callback, Checkpoint, LoadInitState, TrainEndCheckpoint
 from tqdm.auto import tqdm
 
+from .net import plain_module
+
 __all__ = [
     "ExpertCheckpoint",
     "FiniteLossCheck",
@@ -73,7 +75,7 @@ class ExpertCheckpoint(Callback):
 
     def on_train_begin(self, net, **kwargs):
         self.initialize()
-        for name in net.module_.expert_names:
+        for name in plain_module(net.module_).expert_names:
             self.best_loss_[name] = math.inf
             self.best_epoch_[name] = 0
 
@@ -86,7 +88,7 @@ class ExpertCheckpoint(Callback):
             return
         Xb, y = batch
         # Kept on the device: one host sync per epoch, not per batch.
-        available = net.module_.availability(Xb)
+        available = plain_module(net.module_).availability(Xb)
         total, weight = (t.detach() for t in net.criterion_.per_expert_sums(y_pred, y, available))
         if self._loss_sum is None:
             self._loss_sum, self._weight_sum = total, weight
@@ -99,14 +101,15 @@ class ExpertCheckpoint(Callback):
             return
         epoch = len(net.history)
         mean_losses = (self._loss_sum / self._weight_sum).tolist()
-        for name, loss in zip(net.module_.expert_names, mean_losses):
+        module = plain_module(net.module_)
+        for name, loss in zip(module.expert_names, mean_losses):
             improved = loss < self.best_loss_[name] * (1 - self.threshold)
             net.history.record(f"valid_loss_{name}", loss)
             net.history.record(f"valid_loss_{name}_best", improved)
             if improved:
                 self.best_loss_[name] = loss
                 self.best_epoch_[name] = epoch
-                expert = net.module_.experts[name]
+                expert = module.experts[name]
                 self._best_state[name] = {
                     k: v.detach().clone() for k, v in expert.state_dict().items()
                 }
@@ -117,7 +120,7 @@ class ExpertCheckpoint(Callback):
 
     def on_train_end(self, net, **kwargs):
         for name, state in self._best_state.items():
-            net.module_.experts[name].load_state_dict(state)
+            plain_module(net.module_).experts[name].load_state_dict(state)
 
 
 class FiniteLossCheck(Callback):

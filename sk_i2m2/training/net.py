@@ -7,12 +7,26 @@ import numbers
 from collections.abc import Mapping
 
 import torch
-from skorch import NeuralNetClassifier
+from skorch import NeuralNet, NeuralNetClassifier
+from skorch.hf import AccelerateMixin
 
 from .._data import ModalityTensorDataset
 from ..nn.product import product_proba
 
-__all__ = ["StageNet", "DeferredFloat", "optimizer_speed_kwargs"]
+__all__ = [
+    "StageNet",
+    "AcceleratedStageNet",
+    "DeferredFloat",
+    "optimizer_speed_kwargs",
+    "plain_module",
+]
+
+
+def plain_module(module):
+    """The I2M2 module inside a ``DistributedDataParallel`` wrapper (or ``module``)."""
+    if isinstance(module, torch.nn.parallel.DistributedDataParallel):
+        return module.module
+    return module
 
 
 class StageNet(NeuralNetClassifier):
@@ -72,7 +86,7 @@ class StageNet(NeuralNetClassifier):
         return state
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        available = self.module_.availability(X) if isinstance(X, Mapping) else None
+        available = plain_module(self.module_).availability(X) if isinstance(X, Mapping) else None
         return self.criterion_(y_pred, y_true, available)
 
     def get_dataset(self, dataset, y=None):
@@ -109,6 +123,65 @@ class StageNet(NeuralNetClassifier):
         # The net's own hook runs before every callback's, so the epoch
         # scores (train_loss, valid_loss) are computed from plain floats.
         DeferredFloat.resolve_rows(self.history[-1]["batches"])
+
+
+class AcceleratedStageNet(AccelerateMixin, StageNet):
+    """:class:`StageNet` trained data-parallel by an ``accelerate.Accelerator``.
+
+    skorch's ``AccelerateMixin`` prepares the module (``DistributedDataParallel``
+    across processes) and optimizer, and runs the backward pass and gradient
+    accumulation through the accelerator. Two of its choices do not suit
+    the stage's batches and are replaced:
+
+    - Training batches are sharded by the :class:`~sk_i2m2._data.BatchSlicer`
+      itself (``num_shards``/``shard``): every process draws the same
+      permutation from the same seed and takes every ``num_shards``-th
+      batch, so the processes see disjoint batches and the same number of
+      them (``accelerate.prepare`` handles only torch ``DataLoader``).
+    - Every process scores the whole validation split instead of gathering
+      the predictions of a shard: the processes hold the same weights (DDP
+      averages the gradients), so their validation losses are identical and
+      so are the decisions of early stopping and of the per-expert
+      checkpoints; a process that stopped alone would leave the others
+      waiting in the next gradient all-reduce.
+    """
+
+    def _initialize_accelerator(self):
+        # The mixin prepares the criterion too, and on CPUs accelerate wraps
+        # any module in DDP, which refuses one without trainable parameters,
+        # as the stage losses are.
+        criteria = self._criteria
+        self._criteria = [
+            name
+            for name in criteria
+            if any(p.requires_grad for p in getattr(self, name + "_").parameters())
+        ]
+        try:
+            return super()._initialize_accelerator()
+        finally:
+            self._criteria = criteria
+
+    def on_train_end(self, net, **kwargs):
+        # Unwrapped in partial_fit instead: the net's hook runs before the
+        # callbacks', and EarlyStopping(load_best=True) restores a state
+        # dict taken from the wrapped module.
+        pass
+
+    def partial_fit(self, *args, **kwargs):
+        try:
+            return super().partial_fit(*args, **kwargs)
+        finally:
+            if self.unwrap_after_train:
+                self._unwrap_accelerator()
+
+    def get_iterator(self, dataset, training=False):
+        return NeuralNet.get_iterator(self, dataset, training=training)
+
+    def evaluation_step(self, batch, training=False):
+        return NeuralNet.evaluation_step(self, batch, training=training)
+
+    def _defers_loss_sync(self):
+        return False
 
 
 class _DeferredItemTensor(torch.Tensor):
