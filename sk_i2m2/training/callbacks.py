@@ -100,7 +100,12 @@ class ExpertCheckpoint(Callback):
         if not self._count:
             return
         epoch = len(net.history)
-        mean_losses = (self._loss_sum / self._weight_sum).tolist()
+        loss_sum, weight_sum = self._loss_sum, self._weight_sum
+        accelerator = getattr(net, "accelerator", None)
+        if accelerator is not None:  # the same decisions in every process
+            loss_sum = accelerator.reduce(loss_sum, "mean")
+            weight_sum = accelerator.reduce(weight_sum, "mean")
+        mean_losses = (loss_sum / weight_sum).tolist()
         module = plain_module(net.module_)
         for name, loss in zip(module.expert_names, mean_losses):
             improved = loss < self.best_loss_[name] * (1 - self.threshold)

@@ -140,11 +140,18 @@ class AcceleratedStageNet(AccelerateMixin, StageNet):
       them (``accelerate.prepare`` handles only torch ``DataLoader``).
     - Every process scores the whole validation split instead of gathering
       the predictions of a shard: the processes hold the same weights (DDP
-      averages the gradients), so their validation losses are identical and
-      so are the decisions of early stopping and of the per-expert
-      checkpoints; a process that stopped alone would leave the others
+      averages the gradients), so their validation losses agree. Each
+      batch's validation loss (and ``ExpertCheckpoint``'s per-expert
+      sums) is still averaged over the processes, so that early stopping
+      and the per-expert checkpoints decide alike even where devices round
+      differently: a process that stopped alone would leave the others
       waiting in the next gradient all-reduce.
     """
+
+    def validation_step(self, batch, **fit_params):
+        step = super().validation_step(batch, **fit_params)
+        step["loss"] = self.accelerator.reduce(step["loss"].detach(), "mean")
+        return step
 
     def _initialize_accelerator(self):
         # The mixin prepares the criterion too, and on CPUs accelerate wraps
