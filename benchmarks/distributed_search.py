@@ -67,7 +67,7 @@ def run_dask(X, y, max_epochs):
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address="127.0.0.1:0",
         ) as cluster,
         Client(cluster),
         joblib.parallel_backend("dask"),

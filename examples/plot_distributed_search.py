@@ -67,7 +67,7 @@ if __name__ == "__main__":
                 threads_per_worker=1,
                 processes=True,
                 host="127.0.0.1",
-                dashboard_address=None,
+                dashboard_address="127.0.0.1:0",
             ) as cluster,
             Client(cluster) as client,
             joblib.parallel_backend("dask"),
