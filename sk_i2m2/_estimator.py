@@ -186,10 +186,9 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         ``accelerate launch`` or ``torchrun`` run (skorch's
         ``AccelerateMixin``): every process fits on the same data, takes
         its share of each epoch's batches, and ends with the same model;
-        the device is the accelerator's and ``device`` is not used. Needs
-        ``random_state`` to be the same in every process, or ``None`` (the
-        first process's seed is then sent to the others); use the
-        accelerator's ``mixed_precision`` rather than ``mixed_precision``.
+        the device is the accelerator's and ``device`` is not used. Every
+        process uses the seed the first one draws from ``random_state``. Use
+        the accelerator's ``mixed_precision`` rather than ``mixed_precision``.
         See the user guide's *Scaling out* page.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, dropout, shuffling and the validation
