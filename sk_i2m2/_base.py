@@ -16,12 +16,13 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._device import cudnn_autotune, data_device, resolve_device, to_channels_last
 from ._inference import expert_logits
 from ._missing import check_fit_options, check_samples_have_an_expert, warn_untrained_null
+from ._parallel import check_accelerator, cpu_share_threads, shared_seed
 from ._persistence import SaveLoadMixin
 from ._sizing import auto_batch_size, is_small_cohort
 from ._validation import check_modalities
@@ -71,6 +72,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
         "device_memory_budget": [Interval(numbers.Real, 0, 1, closed="both")],
         "compile": ["boolean"],
         "mixed_precision": ["boolean"],
+        "accelerator": [HasMethods(["prepare", "backward"]), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -101,6 +103,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
         device_memory_budget=0.5,
         compile=False,
         mixed_precision=False,
+        accelerator=None,
         random_state=None,
         verbose=0,
     ):
@@ -127,6 +130,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
         self.device_memory_budget = device_memory_budget
         self.compile = compile
         self.mixed_precision = mixed_precision
+        self.accelerator = accelerator
         self.random_state = random_state
         self.verbose = verbose
 
@@ -217,7 +221,8 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
             self.encoders, {m: t.shape[1:] for m, t in tensors.items()}, small_cohort=small
         )
         fusion = resolve_fusion(self.fusion, small_cohort=small)
-        device = resolve_device(self.device)
+        check_accelerator(self.accelerator, self.mixed_precision)
+        device = resolve_device(self.device, self.accelerator)
         options = self._stage_options(fitted_target, y_train)
 
         # All checks passed: only now replace any previous fit. An error past
@@ -237,8 +242,13 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
             self.fusion_ = fusion
             self.device_ = device
             seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+            seed = shared_seed(seed, self.accelerator)
             fork_devices = [device.index or 0] if device.type == "cuda" else []
-            with torch.random.fork_rng(devices=fork_devices), cudnn_autotune(device.type == "cuda"):
+            with (
+                cpu_share_threads(),
+                torch.random.fork_rng(devices=fork_devices),
+                cudnn_autotune(device.type == "cuda"),
+            ):
                 torch.manual_seed(seed)
                 self._train(tensors, present, y_train, seed, options, n_folds)
         except BaseException:

@@ -168,6 +168,15 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         Run forward passes under bfloat16 autocast. Off by default: for
         LeNet-sized experts on an H100 it was slower than float32 at batch
         sizes 40 and 256.
+    accelerator : accelerate.Accelerator or None, default=None
+        Train each stage data-parallel across the processes of an
+        ``accelerate launch`` or ``torchrun`` run (skorch's
+        ``AccelerateMixin``): every process fits on the same data, takes
+        its share of each epoch's batches, and ends with the same model;
+        the device is the accelerator's and ``device`` is not used. Every
+        process uses the seed the first one draws from ``random_state``. Use
+        the accelerator's ``mixed_precision`` rather than ``mixed_precision``.
+        See the user guide's *Scaling out* page.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, dropout, shuffling and the validation
         split; with an int, fitting twice on the CPU gives identical models.
@@ -274,6 +283,7 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         device_memory_budget=0.5,
         compile=False,
         mixed_precision=False,
+        accelerator=None,
         random_state=None,
         verbose=0,
     ):
@@ -301,6 +311,7 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
             device_memory_budget=device_memory_budget,
             compile=compile,
             mixed_precision=mixed_precision,
+            accelerator=accelerator,
             random_state=random_state,
             verbose=verbose,
         )

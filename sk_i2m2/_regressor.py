@@ -167,6 +167,11 @@ class I2M2Regressor(RegressorMixin, I2M2Base):
         Run forward passes under bfloat16 autocast. Off by default: for
         LeNet-sized experts on an H100 it was slower than float32 at batch
         sizes 40 and 256.
+    accelerator : accelerate.Accelerator or None, default=None
+        Train each stage data-parallel across the processes of an
+        ``accelerate launch`` or ``torchrun`` run, as for
+        :class:`~sk_i2m2.I2M2Classifier` (see the user guide's *Scaling out*
+        page).
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, dropout, shuffling and the validation
         split; with an int, fitting twice on the CPU gives identical models.
@@ -275,6 +280,7 @@ class I2M2Regressor(RegressorMixin, I2M2Base):
         device_memory_budget=0.5,
         compile=False,
         mixed_precision=False,
+        accelerator=None,
         random_state=None,
         verbose=0,
     ):
@@ -302,6 +308,7 @@ class I2M2Regressor(RegressorMixin, I2M2Base):
             device_memory_budget=device_memory_budget,
             compile=compile,
             mixed_precision=mixed_precision,
+            accelerator=accelerator,
             random_state=random_state,
             verbose=verbose,
         )

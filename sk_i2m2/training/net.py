@@ -8,11 +8,27 @@ from collections.abc import Mapping
 
 import torch
 from skorch import NeuralNetClassifier, NeuralNetRegressor
+from skorch.hf import AccelerateMixin
 
 from .._data import ModalityTensorDataset
 from ..nn.product import combine_gaussian, product_mean, product_proba
 
-__all__ = ["StageNet", "StageNetRegressor", "DeferredFloat", "optimizer_speed_kwargs"]
+__all__ = [
+    "StageNet",
+    "StageNetRegressor",
+    "AcceleratedStageNet",
+    "AcceleratedStageNetRegressor",
+    "DeferredFloat",
+    "optimizer_speed_kwargs",
+    "plain_module",
+]
+
+
+def plain_module(module):
+    """The I2M2 module inside a ``DistributedDataParallel`` wrapper (or ``module``)."""
+    if isinstance(module, torch.nn.parallel.DistributedDataParallel):
+        return module.module
+    return module
 
 
 class _StageNetMixin:
@@ -26,8 +42,18 @@ class _StageNetMixin:
         self.mixed_precision = mixed_precision
         self.defer_loss_sync = defer_loss_sync
 
+    def __getstate__(self):
+        state = super().__getstate__()
+        # The predefined validation split is training data. A fitted net is
+        # pickled when a parallel worker returns a fitted estimator (e.g.
+        # ``cross_validate(return_estimator=True)``) or a user pickles one;
+        # with the split it would grow with the data set. The unpickled net
+        # predicts and keeps its history; fitting it again takes a new split.
+        state["train_split"] = None
+        return state
+
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        available = self.module_.availability(X) if isinstance(X, Mapping) else None
+        available = plain_module(self.module_).availability(X) if isinstance(X, Mapping) else None
         return self.criterion_(y_pred, y_true, available)
 
     def get_dataset(self, dataset, y=None):
@@ -138,8 +164,88 @@ class StageNetRegressor(_StageNetMixin, NeuralNetRegressor):
     def evaluation_step(self, batch, training=False):
         outputs = super().evaluation_step(batch, training=training)
         Xi = batch[0]
-        available = self.module_.availability(Xi) if isinstance(Xi, Mapping) else None
+        available = plain_module(self.module_).availability(Xi) if isinstance(Xi, Mapping) else None
         return combine_gaussian(outputs, available)
+
+
+class _AcceleratedStageMixin(AccelerateMixin):
+    """A stage net trained data-parallel by an ``accelerate.Accelerator``.
+
+    skorch's ``AccelerateMixin`` prepares the module (``DistributedDataParallel``
+    across processes) and optimizer, and runs the backward pass and gradient
+    accumulation through the accelerator. Two of its choices do not suit
+    the stage's batches and are replaced:
+
+    - Training batches are sharded by the :class:`~sk_i2m2._data.BatchSlicer`
+      itself (``num_shards``/``shard``): every process draws the same
+      permutation from the same seed and takes every ``num_shards``-th
+      batch, so the processes see disjoint batches and the same number of
+      them (``accelerate.prepare`` handles only torch ``DataLoader``).
+    - Every process scores the whole validation split instead of gathering
+      the predictions of a shard: the processes hold the same weights (DDP
+      averages the gradients), so their validation losses agree. Each
+      batch's validation loss (and ``ExpertCheckpoint``'s per-expert
+      sums) is still averaged over the processes, so that early stopping
+      and the per-expert checkpoints decide alike even where devices round
+      differently: a process that stopped alone would leave the others
+      waiting in the next gradient all-reduce.
+    """
+
+    def validation_step(self, batch, **fit_params):
+        step = super().validation_step(batch, **fit_params)
+        step["loss"] = self.accelerator.reduce(step["loss"].detach(), "mean")
+        return step
+
+    def _initialize_accelerator(self):
+        # The mixin prepares the criterion too, and on CPUs accelerate wraps
+        # any module in DDP, which refuses one without trainable parameters,
+        # as the stage losses are.
+        criteria = self._criteria
+        self._criteria = [
+            name
+            for name in criteria
+            if any(p.requires_grad for p in getattr(self, name + "_").parameters())
+        ]
+        try:
+            return super()._initialize_accelerator()
+        finally:
+            self._criteria = criteria
+
+    def on_train_end(self, net, **kwargs):
+        # Unwrapped in partial_fit instead: the net's hook runs before the
+        # callbacks', and EarlyStopping(load_best=True) restores a state
+        # dict taken from the wrapped module.
+        pass
+
+    def partial_fit(self, *args, **kwargs):
+        try:
+            return super().partial_fit(*args, **kwargs)
+        finally:
+            if self.unwrap_after_train:
+                self._unwrap_accelerator()
+
+    # The stage net's own iterator and evaluation, not the mixin's: batches
+    # are sharded by BatchSlicer, and every process scores the whole split.
+    def get_iterator(self, dataset, training=False):
+        return super(AccelerateMixin, self).get_iterator(dataset, training=training)
+
+    def evaluation_step(self, batch, training=False):
+        return super(AccelerateMixin, self).evaluation_step(batch, training=training)
+
+    def _defers_loss_sync(self):
+        return False
+
+
+class AcceleratedStageNet(_AcceleratedStageMixin, StageNet):
+    """:class:`StageNet` trained data-parallel by an ``accelerate.Accelerator``."""
+
+
+class AcceleratedStageNetRegressor(_AcceleratedStageMixin, StageNetRegressor):
+    """:class:`StageNetRegressor` trained data-parallel by an ``accelerate.Accelerator``."""
+
+
+#: The data-parallel variant of each stage net.
+ACCELERATED = {StageNet: AcceleratedStageNet, StageNetRegressor: AcceleratedStageNetRegressor}
 
 
 class _DeferredItemTensor(torch.Tensor):

@@ -29,7 +29,7 @@ from .callbacks import (
     callbacks_for_stage,
     interactive_output,
 )
-from .net import optimizer_speed_kwargs
+from .net import ACCELERATED, optimizer_speed_kwargs
 from .schedule import lr_schedule_callbacks
 
 __all__ = [
@@ -68,6 +68,7 @@ class TrainingPlan:
     mixed_precision: bool = False
     verbose: int = 0
     lr_schedule: str = "constant"
+    accelerator: object = None
     interrupted_stage: str | None = field(default=None, init=False)
 
     @classmethod
@@ -226,7 +227,16 @@ def _make_net(plan, generator, stage, module, criterion, lr, max_epochs, valid_d
     ]
     if plan.verbose >= 1 and interactive_output():
         callbacks.append(("progress", StageProgressBar(stage)))
-    return plan.net(
+    net_class, net_kwargs = plan.net, {"device": plan.device}
+    if plan.accelerator is not None:
+        # The accelerator places the module; each process trains on its shard.
+        net_class, net_kwargs = ACCELERATED[plan.net], {"device": None}
+        net_kwargs.update(
+            accelerator=plan.accelerator,
+            iterator_train__num_shards=plan.accelerator.num_processes,
+            iterator_train__shard=plan.accelerator.process_index,
+        )
+    return net_class(
         module=module,
         criterion=criterion,
         **{f"criterion__{k}": v for k, v in plan.criterion_kwargs.items()},
@@ -248,7 +258,7 @@ def _make_net(plan, generator, stage, module, criterion, lr, max_epochs, valid_d
         callbacks=callbacks,
         compile=plan.compile,
         mixed_precision=plan.mixed_precision,
-        device=plan.device,
+        **net_kwargs,
         verbose=int(plan.verbose >= 2),
     )
 
