@@ -18,10 +18,10 @@ from ._inference import expert_logits
 from ._missing import check_fit_options, check_samples_have_an_expert, warn_untrained_null
 from ._persistence import SaveLoadMixin
 from ._sizing import auto_batch_size, auto_n_folds, is_small_cohort
-from ._validation import check_modalities, check_target
+from ._validation import check_augment, check_modalities, check_target
 from .encoders import nested_encoder_params, resolve_encoders, set_nested_encoder_params
 from .fusion import FusionSpec, resolve_fusion
-from .nn.build import build_module_for
+from .nn.build import build_module_for, cached_modalities, precompute_frozen
 from .nn.ensemble import FoldEnsemble
 from .nn.experts import PRESENT
 from .nn.product import combine, contributions
@@ -146,6 +146,15 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         which trains its null embeddings so that it degrades gracefully
         when modalities go missing. Only with ``inter_missing="null"``;
         no effect without an inter expert. 0 leaves complete data untouched.
+    augment : dict or None, default=None
+        Modality name -> train-time transform: any callable that maps a
+        batch tensor ``(batch, *sample_shape)`` to a batch of the same
+        shape, e.g. a ``torchvision.transforms.v2.Compose``. It is applied
+        to whole training batches on the training device (after they are
+        sliced, before the experts' input scaling), never to validation or
+        prediction batches. A modality with a frozen encoder that is
+        augmented runs that encoder on every training batch instead of
+        once per fit.
     calibration : {"temperature"} or None, default="temperature"
         ``"temperature"`` fits one temperature for the product of experts
         on the validation rows after stage 2 (temperature scaling), so that
@@ -200,6 +209,11 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         Modality -> column names, for modalities passed as DataFrames.
     encoders_ : dict
         Modality -> the encoder spec that was used.
+    frozen_modalities_ : list of str
+        Modalities whose encoder is frozen (``spec.frozen``) and not
+        augmented: it runs once in front of the experts, over all training
+        rows once per ``fit`` and once per prediction, its features shared
+        by the intra and inter experts.
     expert_names_ : list of str
         Experts of the model: modality names (intra experts) and/or
         ``"inter"``.
@@ -269,6 +283,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         "class_weight": [dict, StrOptions({"balanced"}), None],
         "inter_missing": [StrOptions({"null", "drop"})],
         "modality_dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+        "augment": [dict, None],
         "calibration": [StrOptions({"temperature"}), None],
         "standardize": ["boolean"],
         "callbacks": [list, dict, None],
@@ -301,6 +316,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         class_weight=None,
         inter_missing="null",
         modality_dropout=0.0,
+        augment=None,
         calibration="temperature",
         standardize=True,
         callbacks=None,
@@ -329,6 +345,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.inter_missing = inter_missing
         self.modality_dropout = modality_dropout
+        self.augment = augment
         self.calibration = calibration
         self.standardize = standardize
         self.callbacks = callbacks
@@ -398,6 +415,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         tensors, columns, present = check_modalities(X)
         classes, y_encoded = check_target(y, len(next(iter(tensors.values()))))
         check_fit_options(self.inter_missing, self.modality_dropout)
+        check_augment(self.augment, tensors)
         check_samples_have_an_expert(present, list(tensors), self.dependencies, self.inter_missing)
         check_callbacks(self.callbacks)
         small = is_small_cohort(len(y_encoded))
@@ -437,6 +455,9 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
 
     def _train(self, tensors, present, y, seed, class_weight, n_folds):
         """Split, train the experts on each split, keep the final (calibrated) module."""
+        # Frozen encoders run once here; the experts train on their features.
+        self.frozen_modalities_ = cached_modalities(self)
+        tensors, frozen = precompute_frozen(self, tensors, present)
         if present is not None:
             # The presence mask travels with the batches, like a modality.
             tensors = {**tensors, PRESENT: present}
@@ -457,7 +478,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         modules, nets, held_out = [], [], []
         for train_rows, valid_rows in splits:
             module, stage_nets, valid_ds = self._fit_split(
-                tensors, y, train_rows, valid_rows, where, seed, class_weight
+                tensors, y, train_rows, valid_rows, where, seed, class_weight, frozen
             )
             modules.append(module)
             nets.append(stage_nets)
@@ -485,7 +506,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
             targets = torch.cat([target for _, target in held_out])
             self.temperature_ = fit_temperature(logits, targets, class_weight)
 
-    def _fit_split(self, tensors, y, train_rows, valid_rows, where, seed, class_weight):
+    def _fit_split(self, tensors, y, train_rows, valid_rows, where, seed, class_weight, frozen):
         """Build and train one model; return it, its stage nets and its validation data."""
         train_ds, valid_ds = split_datasets(tensors, y, train_rows, valid_rows, where)
         # Input statistics are computed where the data is (on the GPU when it fits).
@@ -493,6 +514,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
             self,
             {m: t for m, t in train_ds.X.items() if m != PRESENT},
             present=train_ds.X.get(PRESENT),
+            frozen=frozen,
         ).to(self.device_)
         if self.device_.type == "cuda":
             to_channels_last(module)

@@ -245,6 +245,8 @@ def _read_config(cls, config_path):
         # Saved before calibration and cross-fitting existed.
         fitted.setdefault("temperature_", 1.0)
         fitted.setdefault("n_folds_", 1)
+        # Saved before frozen encoders ran in front of the experts.
+        fitted.setdefault("frozen_modalities_", [])
         absent = [name for name in _REQUIRED_FITTED if name not in fitted]
         if absent:
             raise KeyError(f"fitted attribute {absent[0]!r} is missing")

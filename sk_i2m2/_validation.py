@@ -494,3 +494,21 @@ def check_target(y, n_samples):
 def as_python(value):
     """A numpy scalar as the Python value, so that messages show ``1``, not ``np.int64(1)``."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+# ----------------------------------------------------------------------
+# Train-time augmentation
+
+
+def check_augment(augment, tensors):
+    """Check the estimator's ``augment``: modalities of ``X`` mapped to callables."""
+    for name, transform in (augment or {}).items():
+        if name not in tensors:
+            raise ValueError(
+                f"augment names modality {name!r}, which is not in X (X has {sorted(tensors)})."
+            )
+        if not callable(transform):
+            raise TypeError(
+                f"augment[{name!r}] must be a callable mapping a batch tensor to a "
+                f"batch of the same shape; got {type(transform).__name__}."
+            )

@@ -19,6 +19,7 @@ from torch import nn
 
 from ._registry import REGISTRY
 from .nn.encoders import MLP, ConvNet, Flatten, GRUNet
+from .nn.frozen import FrozenModule
 
 __all__ = [
     "EncoderSpec",
@@ -43,6 +44,10 @@ class EncoderSpec(BaseEstimator, metaclass=abc.ABCMeta):
     #: Whether the estimator standardises this modality's input in front of
     #: the encoder (when ``standardize=True``).
     standardizes_input = True
+    #: Whether the encoder's parameters never train. The estimator then
+    #: computes its features once per ``fit`` and once per prediction,
+    #: shared by every expert of the modality (see :mod:`sk_i2m2.nn.frozen`).
+    frozen = False
 
     def feature_axes(self, sample_shape):
         """Per-sample axes whose entries get their own input statistics.
@@ -223,8 +228,12 @@ class ModuleEncoder(EncoderSpec):
     module_kwargs : dict or None, default=None
         Keyword arguments for a module class or factory.
     trainable : bool, default=True
-        ``False`` freezes the module's parameters (e.g. a pretrained
-        backbone used as a fixed feature extractor).
+        ``False`` freezes the module (e.g. a pretrained backbone used as a
+        fixed feature extractor): its parameters get no gradients, it stays
+        in eval mode (BatchNorm running statistics, no dropout), and the
+        estimator computes its features once per ``fit`` and once per
+        prediction instead of on every batch, one copy shared by the intra
+        and inter experts (a class or factory is called once).
     standardize : bool, default=False
         Whether the estimator standardises this modality in front of the
         module when ``standardize=True``. Off by default because
@@ -241,6 +250,10 @@ class ModuleEncoder(EncoderSpec):
     def standardizes_input(self):
         return self.standardize
 
+    @property
+    def frozen(self):
+        return not self.trainable
+
     def build(self, sample_shape):
         if isinstance(self.module, nn.Module):
             net = copy.deepcopy(self.module)
@@ -256,10 +269,7 @@ class ModuleEncoder(EncoderSpec):
                 "ModuleEncoder.module must be a torch.nn.Module class, factory or "
                 f"instance; got {type(self.module).__name__}."
             )
-        if not self.trainable:
-            for p in net.parameters():
-                p.requires_grad_(False)
-        return Flatten(net)
+        return Flatten(net) if self.trainable else FrozenModule(net)
 
 
 def infer_encoder_kind(sample_shape):

@@ -37,6 +37,9 @@ class StageNet(NeuralNetClassifier):
     - ``mixed_precision=True`` runs the forward pass under bfloat16
       autocast (no gradient scaler is needed for bfloat16); the loss is
       computed in float32.
+    - ``augment`` transforms modalities of each *training* batch
+      (``train_step_single``), on the device the batch was delivered to;
+      validation and prediction batches are never augmented.
 
     Parameters
     ----------
@@ -47,6 +50,8 @@ class StageNet(NeuralNetClassifier):
     defer_loss_sync : bool or None, default=None
         Keep batch losses on the device until they are read; ``None`` means
         on CUDA only.
+    augment : dict or None, default=None
+        Modality -> callable applied to that modality of every training batch.
     """
 
     def __init__(
@@ -54,12 +59,14 @@ class StageNet(NeuralNetClassifier):
         *args,
         mixed_precision=False,
         defer_loss_sync=None,
+        augment=None,
         predict_nonlinearity=product_proba,
         **kwargs,
     ):
         super().__init__(*args, predict_nonlinearity=predict_nonlinearity, **kwargs)
         self.mixed_precision = mixed_precision
         self.defer_loss_sync = defer_loss_sync
+        self.augment = augment
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         available = self.module_.availability(X) if isinstance(X, Mapping) else None
@@ -71,6 +78,13 @@ class StageNet(NeuralNetClassifier):
             y = torch.as_tensor(y, dtype=torch.long) if y is not None else None
             return ModalityTensorDataset(X, y)
         return super().get_dataset(dataset, y)
+
+    def train_step_single(self, batch, **fit_params):
+        if self.augment:
+            Xi, yi = batch
+            Xi = {**Xi, **{name: f(Xi[name]) for name, f in self.augment.items()}}
+            batch = (Xi, yi)
+        return super().train_step_single(batch, **fit_params)
 
     def infer(self, x, **fit_params):
         if not self.mixed_precision:

@@ -63,6 +63,7 @@ class TrainingPlan:
     mixed_precision: bool = False
     verbose: int = 0
     lr_schedule: str = "constant"
+    augment: dict | None = None
     interrupted_stage: str | None = field(default=None, init=False)
 
     @classmethod
@@ -239,6 +240,7 @@ def _make_net(plan, generator, stage, module, criterion, lr, max_epochs, valid_d
         callbacks=callbacks,
         compile=plan.compile,
         mixed_precision=plan.mixed_precision,
+        augment=plan.augment,
         device=plan.device,
         verbose=int(plan.verbose >= 2),
     )
