@@ -68,7 +68,8 @@ def build_module(
     frozen : dict or None, default=None
         Modality -> frozen encoder (:func:`build_frozen_encoders`) that
         runs in front of the experts; ``X`` holds its *features* for those
-        modalities, which the experts read through an identity encoder.
+        modalities, which the experts read through an identity encoder
+        (after standardisation, with ``standardize``).
 
     Returns
     -------
@@ -80,25 +81,33 @@ def build_module(
         x = X[name]
         return x if present is None else x[present[:, modalities.index(name)]]
 
+    frozen = dict(frozen or {})
     scalers = {}
     if standardize:
         for name, spec in specs.items():
-            if spec.standardizes_input and name not in frozen:
+            if name in frozen:  # features of a frozen encoder, standardised for the heads
+                scalers[name] = input_moments(observed(name), (0,))
+            elif spec.standardizes_input:
                 sample_shape = tuple(X[name].shape[1:])
                 axes = spec.feature_axes(sample_shape)
                 scalers[name] = input_moments(observed(name), axes)
 
-    frozen = dict(frozen or {})
-
     def make_encoder(name):
+        scaler = Standardize(*scalers[name]) if name in scalers else None
         if name in frozen:
-            return Encoder(nn.Identity()), int(X[name].shape[1])
+            return Encoder(nn.Identity(), scaler), int(X[name].shape[1])
         spec = specs[name]
         body = spec.build(tuple(X[name].shape[1:]))
-        scaler = Standardize(*scalers[name]) if name in scalers else None
         encoder = Encoder(body, scaler)
         example = observed(name)[:2].cpu()
         try:
+            if standardize and spec.frozen:
+                # A frozen encoder run on every batch (an augmented modality):
+                # its features are standardised as the computed-once ones are.
+                x = observed(name)
+                features = frozen_features(encoder.to(x.device), x, x.device)
+                encoder.cpu()
+                encoder.body = nn.Sequential(body, Standardize(*input_moments(features, (0,))))
             return encoder, feature_size(encoder, example)
         except (RuntimeError, ValueError, TypeError, IndexError) as exc:
             raise ValueError(
