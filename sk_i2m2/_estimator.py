@@ -412,7 +412,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         returns with a warning and the best weights so far (see
         ``interrupted_stage_``).
         """
-        tensors, columns, present = check_modalities(X)
+        tensors, columns, present = check_modalities(X, encoders=self.encoders)
         classes, y_encoded = check_target(y, len(next(iter(tensors.values()))))
         check_fit_options(self.inter_missing, self.modality_dropout)
         check_augment(self.augment, tensors)

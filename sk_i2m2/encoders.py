@@ -14,6 +14,8 @@ import inspect
 import math
 from collections.abc import Mapping
 
+import numpy as np
+import pandas as pd
 from sklearn.base import BaseEstimator
 from torch import nn
 
@@ -28,6 +30,7 @@ __all__ = [
     "Conv3dEncoder",
     "GRUEncoder",
     "ModuleEncoder",
+    "TextEmbedding",
     "infer_encoder_kind",
 ]
 
@@ -272,6 +275,92 @@ class ModuleEncoder(EncoderSpec):
         return Flatten(net) if self.trainable else FrozenModule(net)
 
 
+@REGISTRY.register("encoder")
+class TextEmbedding(EncoderSpec):
+    """Texts embedded by a frozen callable, then a trainable vector encoder.
+
+    A modality given as a sequence of strings (a list, a numpy object array
+    or a pandas Series) is turned into vectors by ``embed`` when it is
+    validated: once per ``fit`` over all rows and once per prediction, so
+    the embedding model never runs per batch or per epoch, and the intra
+    and inter experts share its output. The experts then read the
+    embeddings through ``encoder`` (a linear expert by default), after
+    standardisation (with ``standardize=True``). A missing text (``None``
+    or NaN) makes the sample miss the modality.
+
+    Parameters
+    ----------
+    embed : callable
+        Maps a list of ``n`` strings to an array-like of shape
+        ``(n, n_features)``, e.g. a sentence-transformers model's
+        ``encode`` or a fitted scikit-learn vectoriser's ``transform``. It
+        is not trained (and not pickled into saved models: pass it again to
+        :meth:`~sk_i2m2.I2M2Classifier.load`).
+    encoder : EncoderSpec or None, default=None
+        Encoder of the embeddings; ``None`` means
+        ``MLPEncoder(hidden_sizes=())``, the embeddings straight into each
+        expert's classifier head (and the inter expert's fusion).
+    """
+
+    sample_ndims = (1,)
+
+    def __init__(self, embed, encoder=None):
+        self.embed = embed
+        self.encoder = encoder
+
+    def _encoder(self):
+        return self.encoder if self.encoder is not None else MLPEncoder(hidden_sizes=())
+
+    def feature_axes(self, sample_shape):
+        return (0,)
+
+    def build(self, sample_shape):
+        return self._encoder().build(sample_shape)
+
+    def embed_texts(self, modality, texts):
+        """Embeddings ``(n, n_features)`` of ``texts``, NaN rows for missing texts."""
+        if not callable(self.embed):
+            raise TypeError(
+                f"TextEmbedding.embed of modality {modality!r} must be a callable mapping "
+                f"a list of strings to an array; got {type(self.embed).__name__}."
+            )
+        if isinstance(texts, (str, bytes)) or not hasattr(texts, "__len__"):
+            raise TypeError(
+                f"Modality {modality!r} takes a sequence of strings (a list, a numpy "
+                f"object array or a pandas Series); got {type(texts).__name__}."
+            )
+        texts = texts.tolist() if hasattr(texts, "tolist") else list(texts)
+        missing = np.array(
+            [not isinstance(t, str) and np.ndim(t) == 0 and bool(pd.isna(t)) for t in texts],
+            dtype=bool,
+        )
+        given = [t for t, m in zip(texts, missing) if not m]
+        wrong = [t for t in given if not isinstance(t, str)]
+        if wrong:
+            raise TypeError(
+                f"Modality {modality!r} has a TextEmbedding encoder, so it takes strings "
+                f"(None or NaN for a missing text); got {type(wrong[0]).__name__} "
+                f"{wrong[0]!r}."
+            )
+        if not given:
+            raise ValueError(f"Modality {modality!r} has no text (every entry is missing).")
+        vectors = self.embed(given)
+        if hasattr(vectors, "toarray"):  # a scipy sparse matrix
+            vectors = vectors.toarray()
+        vectors = np.asarray(
+            vectors.detach().cpu() if hasattr(vectors, "detach") else vectors, dtype=np.float32
+        )
+        if vectors.ndim != 2 or len(vectors) != len(given):
+            raise ValueError(
+                f"TextEmbedding.embed of modality {modality!r} must return an array of "
+                f"shape (n_texts, n_features); it returned shape {vectors.shape} for "
+                f"{len(given)} texts."
+            )
+        out = np.full((len(texts), vectors.shape[1]), np.nan, dtype=np.float32)
+        out[~missing] = vectors
+        return out
+
+
 def infer_encoder_kind(sample_shape):
     """Name of the default encoder for samples of ``sample_shape``.
 
@@ -316,6 +405,9 @@ def resolve_encoder(modality, spec, sample_shape):
                 f"Unknown encoder {name!r} for modality {modality!r}; "
                 f"expected one of {REGISTRY.names('encoder')} or an encoder object."
             )
+    elif isinstance(spec, TextEmbedding):
+        # The embedding model is shared, not copied (it may be large, and it is never trained).
+        spec = TextEmbedding(spec.embed, copy.deepcopy(spec.encoder))
     elif isinstance(spec, EncoderSpec):
         spec = copy.deepcopy(spec)
     elif (
