@@ -297,9 +297,18 @@ def _check_custom_encoders(params, fitted, encoders):
 def _rebuild_module(estimator, config_path):
     """The untrained module of the saved configuration (weights are loaded next)."""
     example = {m: torch.zeros((2, *estimator.input_shapes_[m])) for m in estimator.modalities_}
+    # The saved weights replace any pretrained ones: build without fetching those.
+    specs = estimator.encoders_
+    estimator.encoders_ = {
+        m: spec.architecture_only() if hasattr(spec, "architecture_only") else spec
+        for m, spec in specs.items()
+    }
     # Building draws initial weights; keep the caller's random stream as it was.
-    with torch.random.fork_rng(devices=[]):
-        folds = [build_module_for(estimator, example) for _ in range(estimator.n_folds_)]
+    try:
+        with torch.random.fork_rng(devices=[]):
+            folds = [build_module_for(estimator, example) for _ in range(estimator.n_folds_)]
+    finally:
+        estimator.encoders_ = specs
     module = folds[0] if len(folds) == 1 else FoldEnsemble(folds)
     if module.expert_names != list(estimator.expert_names_):
         raise ModelFileError(

@@ -1,5 +1,7 @@
 """Frozen encoders: features computed once per fit and per prediction, shared by the experts."""
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -124,3 +126,10 @@ def test_frozen_encoder_failure_names_the_modality():
     bad = ModuleEncoder(nn.Linear(3, 2), trainable=False)
     with pytest.raises(ValueError, match="modality 'image'.*ModuleEncoder"):
         I2M2Classifier(encoders={"image": bad}, max_epochs=1).fit(X, y)
+
+
+def test_named_backbone_without_torchvision_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # import fails as if not installed
+    X, y = make_data(20)
+    with pytest.raises(ImportError, match=r"pip install sk-i2m2\[vision\]"):
+        I2M2Classifier(encoders={"image": "resnet18"}).fit(X, y)
