@@ -25,7 +25,6 @@ from .encoders import EncoderSpec, ModuleEncoder, TextEmbedding
 from .exceptions import ModelFileError
 from .fusion import FusionSpec
 from .nn.build import build_module_for
-from .nn.ensemble import FoldEnsemble
 
 FORMAT = "sk-i2m2"
 FORMAT_VERSION = 1
@@ -309,7 +308,7 @@ def _rebuild_module(estimator, config_path):
             folds = [build_module_for(estimator, example) for _ in range(estimator.n_folds_)]
     finally:
         estimator.encoders_ = specs
-    module = folds[0] if len(folds) == 1 else FoldEnsemble(folds)
+    module = folds[0] if len(folds) == 1 else estimator._fold_ensemble(folds)
     if module.expert_names != list(estimator.expert_names_):
         raise ModelFileError(
             f"{config_path}: the rebuilt model has experts {module.expert_names}, but "

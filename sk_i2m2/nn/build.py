@@ -200,9 +200,10 @@ def precompute_frozen(estimator, tensors, present=None):
 
 
 def build_module_for(estimator, X, present=None, frozen=None):
-    """:func:`build_module` with the settings of a fitted :class:`~sk_i2m2.I2M2Classifier`.
+    """:func:`build_module` with the settings of a fitted I2M2 estimator.
 
-    Reads ``encoders_``, ``fusion_``, ``classes_`` and the parameters
+    Reads ``encoders_``, ``fusion_``, the number of outputs per expert
+    (``_n_outputs()``, e.g. the number of classes) and the parameters
     ``dependencies``, ``standardize``, ``inter_missing`` and
     ``modality_dropout``; the estimator's fit and its loading from disk
     build their modules through this one function.
@@ -223,7 +224,7 @@ def build_module_for(estimator, X, present=None, frozen=None):
         X,
         estimator.encoders_,
         estimator.fusion_,
-        len(estimator.classes_),
+        estimator._n_outputs(),
         dependencies=estimator.dependencies,
         standardize=estimator.standardize,
         inter_missing=estimator.inter_missing,

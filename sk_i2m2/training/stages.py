@@ -22,7 +22,6 @@ from skorch.helper import predefined_split
 from .._data import BatchSlicer, ModalityTensorDataset
 from .._device import place
 from .._warnings import warn_user
-from ..nn.losses import ExpertsNLLLoss, ProductOfExpertsNLLLoss
 from .callbacks import (
     ExpertCheckpoint,
     FiniteLossCheck,
@@ -30,7 +29,7 @@ from .callbacks import (
     callbacks_for_stage,
     interactive_output,
 )
-from .net import StageNet, optimizer_speed_kwargs
+from .net import optimizer_speed_kwargs
 from .schedule import lr_schedule_callbacks
 
 __all__ = [
@@ -56,8 +55,13 @@ class TrainingPlan:
     n_iter_no_change: int
     device: torch.device
     seed: int
-    n_classes: int
-    class_weight: torch.Tensor | None = None
+    # The target's part (the estimator's ``_stage_options``): the stage net
+    # class and its extra arguments, the stage-1 and stage-2 criteria and
+    # their arguments.
+    net: type
+    net_kwargs: dict
+    criteria: tuple
+    criterion_kwargs: dict
     callbacks: object = None
     compile: bool = False
     mixed_precision: bool = False
@@ -127,6 +131,7 @@ def split_datasets(tensors, y, train_rows, valid_rows, data_device):
     """Training and validation :class:`ModalityTensorDataset` on ``data_device``.
 
     The data is copied once to where it lives; the splits are sliced there.
+    The target keeps the dtype of ``y`` (int64 class codes, float values).
     """
     tensors = {m: t.to(data_device) for m, t in tensors.items()}
     n = len(y)
@@ -140,7 +145,7 @@ def split_datasets(tensors, y, train_rows, valid_rows, data_device):
             split = {m: t.index_select(0, index) for m, t in tensors.items()}
         return ModalityTensorDataset(
             {m: place(t, data_device) for m, t in split.items()},
-            torch.as_tensor(y[rows], dtype=torch.long, device=data_device),
+            torch.as_tensor(y[rows], device=data_device),
         )
 
     return dataset(train_rows), (dataset(valid_rows) if valid_rows is not None else None)
@@ -161,7 +166,7 @@ def run_stages(module, train_ds, valid_ds, plan):
         generator,
         "pretrain",
         module,
-        ExpertsNLLLoss,
+        plan.criteria[0],
         plan.lr,
         plan.max_epochs,
         valid_ds,
@@ -193,7 +198,7 @@ def run_stages(module, train_ds, valid_ds, plan):
         generator,
         "finetune",
         copy.deepcopy(module),
-        ProductOfExpertsNLLLoss,
+        plan.criteria[1],
         plan.finetune_lr,
         plan.finetune_epochs,
         valid_ds,
@@ -218,11 +223,11 @@ def _make_net(plan, generator, stage, module, criterion, lr, max_epochs, valid_d
     ]
     if plan.verbose >= 1 and interactive_output():
         callbacks.append(("progress", StageProgressBar(stage)))
-    return StageNet(
+    return plan.net(
         module=module,
         criterion=criterion,
-        criterion__weight=plan.class_weight,
-        classes=list(range(plan.n_classes)),
+        **{f"criterion__{k}": v for k, v in plan.criterion_kwargs.items()},
+        **plan.net_kwargs,
         optimizer=plan.optimizer,
         optimizer__weight_decay=plan.weight_decay,
         **optimizer_kwargs,
