@@ -25,10 +25,10 @@ from ._missing import check_fit_options, check_samples_have_an_expert, warn_untr
 from ._parallel import check_accelerator, cpu_share_threads, shared_seed
 from ._persistence import SaveLoadMixin
 from ._sizing import auto_batch_size, is_small_cohort
-from ._validation import check_modalities
+from ._validation import check_augment, check_modalities
 from .encoders import nested_encoder_params, resolve_encoders, set_nested_encoder_params
 from .fusion import FusionSpec, resolve_fusion
-from .nn.build import build_module_for
+from .nn.build import build_module_for, cached_modalities, precompute_frozen
 from .nn.experts import PRESENT
 from .training.callbacks import check_callbacks
 from .training.stages import TrainingPlan, run_stages, split_datasets
@@ -66,6 +66,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
         "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
         "inter_missing": [StrOptions({"null", "drop"})],
         "modality_dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+        "augment": [dict, None],
         "standardize": ["boolean"],
         "callbacks": [list, dict, None],
         "device": [str, torch.device],
@@ -97,6 +98,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
         n_iter_no_change=10,
         inter_missing="null",
         modality_dropout=0.0,
+        augment=None,
         standardize=True,
         callbacks=None,
         device="auto",
@@ -124,6 +126,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.inter_missing = inter_missing
         self.modality_dropout = modality_dropout
+        self.augment = augment
         self.standardize = standardize
         self.callbacks = callbacks
         self.device = device
@@ -210,9 +213,10 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
 
     def _fit(self, X, y):
         """The public ``fit`` of the estimators: validate, then train and store."""
-        tensors, columns, present = check_modalities(X)
+        tensors, columns, present = check_modalities(X, encoders=self.encoders)
         fitted_target, y_train = self._check_target(y, len(next(iter(tensors.values()))))
         check_fit_options(self.inter_missing, self.modality_dropout)
+        check_augment(self.augment, tensors)
         check_samples_have_an_expert(present, list(tensors), self.dependencies, self.inter_missing)
         check_callbacks(self.callbacks)
         small = is_small_cohort(len(y_train))
@@ -258,6 +262,9 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
 
     def _train(self, tensors, present, y, seed, options, n_folds):
         """Split, train the experts on each split, keep the final (calibrated) module."""
+        # Frozen encoders run once here; the experts train on their features.
+        self.frozen_modalities_ = cached_modalities(self)
+        tensors, frozen = precompute_frozen(self, tensors, present)
         if present is not None:
             # The presence mask travels with the batches, like a modality.
             tensors = {**tensors, PRESENT: present}
@@ -275,7 +282,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
         modules, nets, held_out = [], [], []
         for train_rows, valid_rows in splits:
             module, stage_nets, valid_ds = self._fit_split(
-                tensors, y, train_rows, valid_rows, where, seed, options
+                tensors, y, train_rows, valid_rows, where, seed, options, frozen
             )
             modules.append(module)
             nets.append(stage_nets)
@@ -301,7 +308,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
         self.module_ = modules[0] if len(modules) == 1 else self._fold_ensemble(modules).eval()
         self._calibrate(held_out, options)
 
-    def _fit_split(self, tensors, y, train_rows, valid_rows, where, seed, options):
+    def _fit_split(self, tensors, y, train_rows, valid_rows, where, seed, options, frozen):
         """Build and train one model; return it, its stage nets and its validation data."""
         train_ds, valid_ds = split_datasets(tensors, y, train_rows, valid_rows, where)
         # Input statistics are computed where the data is (on the GPU when it fits).
@@ -309,6 +316,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
             self,
             {m: t for m, t in train_ds.X.items() if m != PRESENT},
             present=train_ds.X.get(PRESENT),
+            frozen=frozen,
         ).to(self.device_)
         if self.device_.type == "cuda":
             to_channels_last(module)

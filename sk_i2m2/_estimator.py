@@ -134,6 +134,15 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         which trains its null embeddings so that it degrades gracefully
         when modalities go missing. Only with ``inter_missing="null"``;
         no effect without an inter expert. 0 leaves complete data untouched.
+    augment : dict or None, default=None
+        Modality name -> train-time transform: any callable that maps a
+        batch tensor ``(batch, *sample_shape)`` to a batch of the same
+        shape, e.g. a ``torchvision.transforms.v2.Compose``. It is applied
+        to whole training batches on the training device (after they are
+        sliced, before the experts' input scaling), never to validation or
+        prediction batches. A modality with a frozen encoder that is
+        augmented runs that encoder on every training batch instead of
+        once per fit.
     calibration : {"temperature"} or None, default="temperature"
         ``"temperature"`` fits one temperature for the product of experts
         on the validation rows after stage 2 (temperature scaling), so that
@@ -197,6 +206,11 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         Modality -> column names, for modalities passed as DataFrames.
     encoders_ : dict
         Modality -> the encoder spec that was used.
+    frozen_modalities_ : list of str
+        Modalities whose encoder is frozen (``spec.frozen``) and not
+        augmented: it runs once in front of the experts, over all training
+        rows once per ``fit`` and once per prediction, its features shared
+        by the intra and inter experts.
     expert_names_ : list of str
         Experts of the model: modality names (intra experts) and/or
         ``"inter"``.
@@ -276,6 +290,7 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         class_weight=None,
         inter_missing="null",
         modality_dropout=0.0,
+        augment=None,
         calibration="temperature",
         standardize=True,
         callbacks=None,
@@ -305,6 +320,7 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
             n_iter_no_change=n_iter_no_change,
             inter_missing=inter_missing,
             modality_dropout=modality_dropout,
+            augment=augment,
             standardize=standardize,
             callbacks=callbacks,
             device=device,

@@ -22,7 +22,7 @@ from ._device import resolve_device
 from ._registry import REGISTRY
 from ._version import __version__
 from ._warnings import warn_user
-from .encoders import EncoderSpec, ModuleEncoder
+from .encoders import EncoderSpec, ModuleEncoder, TextEmbedding
 from .exceptions import ModelFileError
 from .fusion import FusionSpec
 from .nn.build import build_module_for
@@ -50,11 +50,12 @@ class _Unstorable(TypeError):
 
 
 class _CustomModule:
-    """Stands in for a ModuleEncoder until the user passes the module again."""
+    """Stands in for a ModuleEncoder (or TextEmbedding) until the user passes its code again."""
 
-    def __init__(self, description, options):
+    def __init__(self, description, options, spec_class=ModuleEncoder):
         self.description = description
         self.options = options
+        self.spec_class = spec_class
 
 
 class SaveLoadMixin:
@@ -256,6 +257,8 @@ def _read_config(cls, config_path):
         # Saved before calibration and cross-fitting existed.
         fitted.setdefault("temperature_", 1.0)
         fitted.setdefault("n_folds_", 1)
+        # Saved before frozen encoders ran in front of the experts.
+        fitted.setdefault("frozen_modalities_", [])
         required = (*cls._target_attributes, *_REQUIRED_FITTED)
         absent = [name for name in required if name not in fitted]
         if absent:
@@ -276,11 +279,15 @@ def _check_custom_encoders(cls, params, fitted, encoders):
     missing = [m for m in custom if m not in encoders]
     if missing:
         spec = fitted["encoders_"][missing[0]]
+        what, expected = (
+            ("text embedding", "the same embedding callable or TextEmbedding")
+            if spec.spec_class is TextEmbedding
+            else ("torch module encoder", "the same module class, factory or ModuleEncoder")
+        )
         raise ValueError(
-            f"Modality {missing[0]!r} used a custom torch module encoder "
+            f"Modality {missing[0]!r} used a custom {what} "
             f"({spec.description}), whose code is not stored in the file. Pass it "
-            f"again: {cls.__name__}.load(path, encoders={{{missing[0]!r}: "
-            "<the same module class, factory or ModuleEncoder>})."
+            f"again: {cls.__name__}.load(path, encoders={{{missing[0]!r}: <{expected}>}})."
         )
     extra = [m for m in encoders if m not in custom]
     if extra:
@@ -292,7 +299,8 @@ def _check_custom_encoders(cls, params, fitted, encoders):
     for name in custom:
         given = encoders[name]
         if not isinstance(given, EncoderSpec):
-            given = ModuleEncoder(given, **fitted["encoders_"][name].options)
+            saved = fitted["encoders_"][name]
+            given = saved.spec_class(given, **saved.options)
         fitted["encoders_"][name] = given
         if isinstance(params.get("encoders"), dict) and name in params["encoders"]:
             params["encoders"][name] = given
@@ -301,9 +309,18 @@ def _check_custom_encoders(cls, params, fitted, encoders):
 def _rebuild_module(estimator, config_path):
     """The untrained module of the saved configuration (weights are loaded next)."""
     example = {m: torch.zeros((2, *estimator.input_shapes_[m])) for m in estimator.modalities_}
+    # The saved weights replace any pretrained ones: build without fetching those.
+    specs = estimator.encoders_
+    estimator.encoders_ = {
+        m: spec.architecture_only() if hasattr(spec, "architecture_only") else spec
+        for m, spec in specs.items()
+    }
     # Building draws initial weights; keep the caller's random stream as it was.
-    with torch.random.fork_rng(devices=[]):
-        folds = [build_module_for(estimator, example) for _ in range(estimator.n_folds_)]
+    try:
+        with torch.random.fork_rng(devices=[]):
+            folds = [build_module_for(estimator, example) for _ in range(estimator.n_folds_)]
+    finally:
+        estimator.encoders_ = specs
     module = folds[0] if len(folds) == 1 else estimator._fold_ensemble(folds)
     if module.expert_names != list(estimator.expert_names_):
         raise ModelFileError(
@@ -333,10 +350,15 @@ def _encode(value):
         return {"__array__": [_encode(v) for v in value.tolist()], "dtype": value.dtype.str}
     if isinstance(value, torch.device):
         return {"__device__": str(value)}
+    if isinstance(value, TextEmbedding):
+        entry = {"description": _describe_code(value.embed), "options": {}}
+        if value.encoder is not None:
+            entry["options"]["encoder"] = _encode(value.encoder)
+        return {"__text_embedding__": entry}
     if isinstance(value, ModuleEncoder):
         module = value.module
         kind = type(module) if isinstance(module, torch.nn.Module) else module
-        description = f"{getattr(kind, '__module__', '?')}.{getattr(kind, '__qualname__', kind)}"
+        description = _describe_code(kind)
         options = {"trainable": value.trainable, "standardize": value.standardize}
         try:
             options["module_kwargs"] = _encode(value.module_kwargs)
@@ -360,6 +382,12 @@ def _encode(value):
     if isinstance(value, torch.nn.Module) or callable(value):
         raise _Unstorable(f"{value!r} is code, not data")
     raise _Unstorable(f"values of type {type(value).__name__} are not stored")
+
+
+def _describe_code(code):
+    """``module.qualname`` of a class or function (of an instance's class)."""
+    kind = code if inspect.isclass(code) or inspect.isroutine(code) else type(code)
+    return f"{getattr(kind, '__module__', '?')}.{getattr(kind, '__qualname__', kind)}"
 
 
 def _decode(value):
@@ -387,6 +415,9 @@ def _decode(value):
     if "__module_encoder__" in value:
         entry = value["__module_encoder__"]
         return _CustomModule(entry["description"], _decode(entry["options"]))
+    if "__text_embedding__" in value:
+        entry = value["__text_embedding__"]
+        return _CustomModule(entry["description"], _decode(entry["options"]), TextEmbedding)
     if "__spec__" in value:
         spec = REGISTRY.spec_class(value["__spec__"])
         if spec is None:

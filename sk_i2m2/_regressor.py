@@ -139,6 +139,9 @@ class I2M2Regressor(RegressorMixin, I2M2Base):
         gives calibrated standard deviations; the mean, hence ``predict``,
         does not change. Needs held-out rows: with ``early_stopping=False``
         the temperature stays 1. ``None`` keeps the raw product.
+    augment : dict or None, default=None
+        Modality name -> train-time transform of whole training batches, as
+        for :class:`~sk_i2m2.I2M2Classifier`.
     standardize : bool, default=True
         Standardise inputs inside the model with statistics of the training
         rows: per feature for vectors and sequences, per channel for images
@@ -274,6 +277,7 @@ class I2M2Regressor(RegressorMixin, I2M2Base):
         inter_missing="null",
         modality_dropout=0.0,
         calibration="temperature",
+        augment=None,
         standardize=True,
         callbacks=None,
         device="auto",
@@ -302,6 +306,7 @@ class I2M2Regressor(RegressorMixin, I2M2Base):
             n_iter_no_change=n_iter_no_change,
             inter_missing=inter_missing,
             modality_dropout=modality_dropout,
+            augment=augment,
             standardize=standardize,
             callbacks=callbacks,
             device=device,

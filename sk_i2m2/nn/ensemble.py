@@ -40,6 +40,8 @@ class FoldEnsemble(nn.Module):
         return self.folds[0].availability(X)
 
     def forward(self, **X):
+        # The folds share their frozen encoders' weights: compute those features once.
+        X = self.folds[0].encode_frozen(X)
         return torch.stack([F.log_softmax(fold(**X), dim=-1) for fold in self.folds]).mean(0)
 
 

@@ -37,10 +37,18 @@ class _StageNetMixin:
     # dtype of a target passed as an array (e.g. by a scorer).
     _target_dtype = torch.long
 
-    def __init__(self, *args, mixed_precision=False, defer_loss_sync=None, **kwargs):
+    def __init__(self, *args, mixed_precision=False, defer_loss_sync=None, augment=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.mixed_precision = mixed_precision
         self.defer_loss_sync = defer_loss_sync
+        self.augment = augment
+
+    def train_step_single(self, batch, **fit_params):
+        if self.augment:
+            Xi, yi = batch
+            Xi = {**Xi, **{name: f(Xi[name]) for name, f in self.augment.items()}}
+            batch = (Xi, yi)
+        return super().train_step_single(batch, **fit_params)
 
     def __getstate__(self):
         state = super().__getstate__()
@@ -114,6 +122,9 @@ class StageNet(_StageNetMixin, NeuralNetClassifier):
     - ``mixed_precision=True`` runs the forward pass under bfloat16
       autocast (no gradient scaler is needed for bfloat16); the loss is
       computed in float32.
+    - ``augment`` transforms modalities of each *training* batch
+      (``train_step_single``), on the device the batch was delivered to;
+      validation and prediction batches are never augmented.
 
     Parameters
     ----------
@@ -124,6 +135,8 @@ class StageNet(_StageNetMixin, NeuralNetClassifier):
     defer_loss_sync : bool or None, default=None
         Keep batch losses on the device until they are read; ``None`` means
         on CUDA only.
+    augment : dict or None, default=None
+        Modality -> callable applied to that modality of every training batch.
     """
 
     def __init__(self, *args, predict_nonlinearity=product_proba, **kwargs):

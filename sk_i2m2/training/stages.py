@@ -69,6 +69,7 @@ class TrainingPlan:
     verbose: int = 0
     lr_schedule: str = "constant"
     accelerator: object = None
+    augment: dict | None = None
     interrupted_stage: str | None = field(default=None, init=False)
 
     @classmethod
@@ -258,6 +259,7 @@ def _make_net(plan, generator, stage, module, criterion, lr, max_epochs, valid_d
         callbacks=callbacks,
         compile=plan.compile,
         mixed_precision=plan.mixed_precision,
+        augment=plan.augment,
         **net_kwargs,
         verbose=int(plan.verbose >= 2),
     )
