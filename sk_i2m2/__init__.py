@@ -7,7 +7,8 @@ all modalities fused (inter-modality dependencies).
 
 from ._data import ModalityDict
 from ._estimator import I2M2Classifier
+from ._lazy import FileModality
 from ._version import __version__
 from .preprocessing import PerModality
 
-__all__ = ["I2M2Classifier", "ModalityDict", "PerModality", "__version__"]
+__all__ = ["FileModality", "I2M2Classifier", "ModalityDict", "PerModality", "__version__"]

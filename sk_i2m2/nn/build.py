@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .._lazy import materialize
 from .experts import INTER, Encoder, I2M2Module, InterExpert, IntraExpert, feature_size
 from .standardize import Standardize, input_moments
 
@@ -37,8 +38,8 @@ def build_module(
     Parameters
     ----------
     X : dict
-        Modality -> training tensor ``(n, *sample_shape)``, in the model's
-        modality order. Input statistics are computed from its rows (where
+        Modality -> training tensor ``(n, *sample_shape)`` or
+        :class:`~sk_i2m2._lazy.LazyRows`, in the model's modality order. Input statistics are computed from its rows (where
         they live, e.g. on the GPU) and two rows are run through each
         encoder to learn its feature size.
     specs : dict
@@ -78,7 +79,7 @@ def build_module(
         body = spec.build(tuple(X[name].shape[1:]))
         scaler = Standardize(*scalers[name]) if name in scalers else None
         encoder = Encoder(body, scaler)
-        example = observed(name)[:2].cpu()
+        example = materialize(observed(name)[:2])
         try:
             return encoder, feature_size(encoder, example)
         except (RuntimeError, ValueError, TypeError, IndexError) as exc:
