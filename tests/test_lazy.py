@@ -181,6 +181,19 @@ def test_hdf5_and_memmap_modalities_give_the_in_memory_model(tmp_path):
     np.testing.assert_allclose(loaded.predict_proba(X), expected, rtol=1e-6, atol=1e-7)
 
 
+def test_zarr_modality_gives_the_in_memory_model(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    X, y = _counts()
+    expected = _in_memory_reference(X, y)
+    images = zarr.open_array(
+        str(tmp_path / "img.zarr"), mode="w", shape=X["img"].shape, chunks=(8, 1, 6, 6), dtype="f4"
+    )
+    images[:] = X["img"]
+    clf = I2M2Classifier(**PARAMS).fit({**X, "img": images}, y)
+    assert isinstance(check_modalities({"img": images})[0]["img"], LazyRows)
+    np.testing.assert_allclose(clf.predict_proba({**X, "img": images}), expected, rtol=1e-6)
+
+
 def test_file_modality_gives_the_in_memory_model(tmp_path):
     X, y = _counts()
     expected = _in_memory_reference(X, y)
