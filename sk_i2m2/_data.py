@@ -14,7 +14,7 @@ import torch
 from sklearn.utils import _safe_indexing
 from skorch.dataset import Dataset as SkorchDataset
 
-from ._lazy import FileModality, LazyRows
+from ._lazy import FileModality, LazyRows, is_on_disk, rows_on_disk
 from ._validation import check_modality_mapping
 
 __all__ = ["ModalityDict"]
@@ -116,6 +116,8 @@ def index_rows(value, key):
     """Rows ``key`` (integers, a boolean mask or a slice) of one modality."""
     if isinstance(value, FileModality):
         return value[key]
+    if is_on_disk(value):  # memmap, HDF5, zarr: the rows stay on disk
+        return rows_on_disk(value, key)
     if isinstance(value, torch.Tensor):
         if isinstance(key, slice) or isinstance(key, numbers.Integral):
             return value[key]

@@ -15,7 +15,15 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-__all__ = ["FileModality", "LazyRows", "is_on_disk", "take", "materialize"]
+__all__ = [
+    "FileModality",
+    "LazyRows",
+    "RowsOnDisk",
+    "is_on_disk",
+    "rows_on_disk",
+    "take",
+    "materialize",
+]
 
 #: Bytes of float32 rows read at once by chunked passes (validation, statistics).
 #: Small enough that their float64 temporaries stay a small share of memory.
@@ -156,6 +164,64 @@ class _SparseSource:
         return self.csr[rows].toarray()
 
 
+def _read_sorted(array, rows):
+    """Rows ``rows`` (increasing, unique) of an array on disk, as numpy."""
+    if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
+        return np.asarray(array[int(rows[0]) : int(rows[-1]) + 1])  # one contiguous read
+    if hasattr(array, "oindex"):  # zarr
+        return np.asarray(array.oindex[rows])
+    return np.asarray(array[rows])  # h5py needs increasing indices
+
+
+class RowsOnDisk:
+    """Rows of an array on disk, still on disk.
+
+    What :class:`~sk_i2m2.ModalityDict` returns for rows of such an array
+    (e.g. a fold of ``cross_val_score``), so that the fold is read a batch
+    at a time too. It has the array's ``dtype``, a ``shape`` and row indexing,
+    and ``numpy.asarray`` reads it.
+    """
+
+    def __init__(self, array, rows):
+        self.array = array
+        self.rows = np.asarray(rows, dtype=np.int64)
+
+    @property
+    def dtype(self):
+        return self.array.dtype
+
+    @property
+    def shape(self):
+        return (len(self.rows), *self.array.shape[1:])
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple) and len(key) == 2 and key[1] is Ellipsis:
+            key = key[0]  # as scikit-learn's _safe_indexing asks
+        if isinstance(key, (int, np.integer)):
+            return np.asarray(self.array[int(self.rows[key])])
+        return RowsOnDisk(self.array, self.rows[key])
+
+    def __array__(self, dtype=None, copy=None):
+        unique, inverse = np.unique(self.rows, return_inverse=True)
+        out = _read_sorted(self.array, unique)[inverse]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __repr__(self):
+        return f"RowsOnDisk({type(self.array).__name__}, shape={self.shape})"
+
+
+def rows_on_disk(array, key):
+    """Rows ``key`` (integers, a boolean mask or a slice) of an array on disk, kept on disk."""
+    if isinstance(key, (int, np.integer)):
+        return np.asarray(array[int(key)])
+    if isinstance(array, RowsOnDisk):
+        return array[key]
+    return RowsOnDisk(array, np.arange(array.shape[0])[key])
+
+
 class _ArraySource:
     """Rows of an array on disk, read with increasing indices (as h5py requires)."""
 
@@ -169,12 +235,11 @@ class _ArraySource:
         return self.array.shape[0]
 
     def read(self, rows):
-        if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
-            block = self.array[int(rows[0]) : int(rows[-1]) + 1]  # one contiguous read
-        elif hasattr(self.array, "oindex"):  # zarr
-            block = self.array.oindex[rows]
-        else:
-            block = self.array[rows]
+        block = (
+            self.array[rows].__array__()
+            if isinstance(self.array, RowsOnDisk)
+            else _read_sorted(self.array, rows)
+        )
         with np.errstate(over="ignore"):
             # A copy even when already float32: a memmap's pages stay read-only.
             return np.array(block, dtype=np.float32)

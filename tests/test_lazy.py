@@ -12,11 +12,12 @@ import pytest
 import scipy.sparse as sp
 import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.model_selection import ShuffleSplit, cross_val_score
 from sklearn.pipeline import Pipeline
 
 from sk_i2m2 import FileModality, I2M2Classifier, ModalityDict, PerModality
 from sk_i2m2._data import BatchSlicer, LazyBatchLoader, LazyModalityDataset, ModalityTensorDataset
-from sk_i2m2._lazy import LazyRows, _SparseSource, source_of
+from sk_i2m2._lazy import LazyRows, RowsOnDisk, _SparseSource, source_of
 from sk_i2m2._validation import check_modalities
 from sk_i2m2.nn.standardize import input_moments
 
@@ -175,6 +176,17 @@ def test_hdf5_and_memmap_modalities_give_the_in_memory_model(tmp_path):
         np.testing.assert_allclose(clf.predict_proba(on_disk), expected, rtol=1e-6, atol=1e-7)
         with pytest.raises(ValueError, match=r"'img' has samples of shape \(6,\) but had \(1, 6"):
             clf.predict({"img": f["flat"]})
+        # Rows selected by scikit-learn's splitters (unsorted here) stay on disk.
+        rows = np.array([40, 3, 17, 5])
+        part = ModalityDict(on_disk)[rows]
+        assert isinstance(part["img"], RowsOnDisk) and part["img"].shape == (4, 1, 6, 6)
+        np.testing.assert_allclose(clf.predict_proba(part), expected[rows], rtol=1e-6, atol=1e-7)
+        split = ShuffleSplit(n_splits=1, test_size=0.3, random_state=0)
+        estimator = I2M2Classifier(**PARAMS)
+        np.testing.assert_array_equal(
+            cross_val_score(estimator, ModalityDict(on_disk), y, cv=split),
+            cross_val_score(estimator, ModalityDict(X), y, cv=split),
+        )
     # The fitted model saves and loads as before.
     clf.save(tmp_path / "model")
     loaded = I2M2Classifier.load(tmp_path / "model")
