@@ -235,11 +235,10 @@ class _ArraySource:
         return self.array.shape[0]
 
     def read(self, rows):
-        block = (
-            self.array[rows].__array__()
-            if isinstance(self.array, RowsOnDisk)
-            else _read_sorted(self.array, rows)
-        )
+        if isinstance(self.array, RowsOnDisk):
+            block = np.asarray(self.array[rows])
+        else:
+            block = _read_sorted(self.array, rows)
         with np.errstate(over="ignore"):
             # A copy even when already float32: a memmap's pages stay read-only.
             return np.array(block, dtype=np.float32)
@@ -311,7 +310,7 @@ class LazyRows:
         return tensor.nan_to_num_(nan=0.0) if self.zero_nan else tensor
 
     def chunks(self, max_bytes=CHUNK_BYTES):
-        """Consecutive blocks of rows as tensors, each of at most ``max_bytes`` (one row at least)."""
+        """Consecutive blocks of rows as tensors, of at most ``max_bytes`` (one row at least)."""
         row_bytes = 4 * math.prod(self.source.sample_shape)
         step = max(1, max_bytes // max(row_bytes, 1))
         for start in range(0, len(self), step):

@@ -39,9 +39,10 @@ def build_module(
     ----------
     X : dict
         Modality -> training tensor ``(n, *sample_shape)`` or
-        :class:`~sk_i2m2._lazy.LazyRows`, in the model's modality order. Input statistics are computed from its rows (where
-        they live, e.g. on the GPU) and two rows are run through each
-        encoder to learn its feature size.
+        :class:`~sk_i2m2._lazy.LazyRows`, in the model's modality order.
+        Input statistics are computed from its rows (where they live, e.g.
+        on the GPU, or in chunks) and two rows are run through each encoder
+        to learn its feature size.
     specs : dict
         Modality -> :class:`~sk_i2m2.encoders.EncoderSpec`.
     fusion : FusionSpec
