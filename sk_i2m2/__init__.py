@@ -7,8 +7,16 @@ all modalities fused (inter-modality dependencies).
 
 from ._data import ModalityDict
 from ._estimator import I2M2Classifier
+from ._lazy import FileModality
 from ._regressor import I2M2Regressor
 from ._version import __version__
 from .preprocessing import PerModality
 
-__all__ = ["I2M2Classifier", "I2M2Regressor", "ModalityDict", "PerModality", "__version__"]
+__all__ = [
+    "I2M2Classifier",
+    "I2M2Regressor",
+    "ModalityDict",
+    "PerModality",
+    "FileModality",
+    "__version__",
+]

@@ -157,7 +157,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
         tags.input_tags.dict = True
-        tags.input_tags.sparse = True  # densified by _validation.check_modalities
+        tags.input_tags.sparse = True  # kept sparse, densified one batch at a time
         tags.non_deterministic = False
         return tags
 

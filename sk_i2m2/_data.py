@@ -14,6 +14,7 @@ import torch
 from sklearn.utils import _safe_indexing
 from skorch.dataset import Dataset as SkorchDataset
 
+from ._lazy import FileModality, LazyRows, is_on_disk, rows_on_disk
 from ._validation import check_modality_mapping
 
 __all__ = ["ModalityDict"]
@@ -113,6 +114,10 @@ class ModalityDict(dict):
 
 def index_rows(value, key):
     """Rows ``key`` (integers, a boolean mask or a slice) of one modality."""
+    if isinstance(value, FileModality):
+        return value[key]
+    if is_on_disk(value):  # memmap, HDF5, zarr: the rows stay on disk
+        return rows_on_disk(value, key)
     if isinstance(value, torch.Tensor):
         if isinstance(key, slice) or isinstance(key, numbers.Integral):
             return value[key]
@@ -235,10 +240,7 @@ class BatchSlicer:
 
     def _n_batches(self):
         n = len(self.rows) if self.rows is not None else len(self.dataset)
-        n_batches = math.ceil(n / self.batch_size)
-        if self.drop_singleton and n > 1 and n % self.batch_size == 1:
-            n_batches -= 1
-        return n_batches
+        return _n_batches(n, self.batch_size, self.drop_singleton)
 
     def __len__(self):
         return math.ceil(self._n_batches() / self.num_shards)
@@ -270,7 +272,117 @@ class BatchSlicer:
             yield Xb, yb
 
 
+def _n_batches(n, batch_size, drop_singleton):
+    n_batches = math.ceil(n / batch_size)
+    if drop_singleton and n > 1 and n % batch_size == 1:
+        n_batches -= 1
+    return n_batches
+
+
 def _to_device(tensor, device):
     if device.type == "cuda" and tensor.device.type == "cpu":
         return tensor.pin_memory().to(device, non_blocking=True)
     return tensor.to(device)
+
+
+class LazyModalityDataset(SkorchDataset):
+    """Modalities of which some are :class:`~sk_i2m2._lazy.LazyRows`, read a batch at a time.
+
+    ``dataset[positions]`` returns the rows ``positions`` (a whole batch) of
+    every modality as tensors, so a ``DataLoader`` with automatic batching
+    off (``batch_size=None``) and a sampler of index batches reads each
+    batch in one go, in worker processes if asked.
+    """
+
+    def __init__(self, X, y=None):
+        self.X = X
+        self.y = y
+        self._n = len(next(iter(X.values())))
+        # Workers pay off for costly loaders (FileModality); sparse and
+        # on-disk arrays are read in the main process.
+        self.num_workers = max(
+            (v.num_workers for v in X.values() if isinstance(v, LazyRows)), default=0
+        )
+
+    def __len__(self):
+        return self._n
+
+    def __getitem__(self, positions):
+        positions = np.asarray(positions, dtype=np.int64)
+        index = torch.from_numpy(positions)
+        Xb = {
+            name: v.read(positions) if isinstance(v, LazyRows) else v.index_select(0, index)
+            for name, v in self.X.items()
+        }
+        return Xb, (self.y.index_select(0, index) if self.y is not None else None)
+
+
+class LazyBatchLoader:
+    """:class:`BatchSlicer`'s counterpart for a :class:`LazyModalityDataset`.
+
+    Same arguments, same batches in the same order (one permutation per
+    epoch from ``generator``), but each batch is read by a
+    ``torch.utils.data.DataLoader``: the dataset's ``num_workers`` worker
+    processes, pinned memory when ``device`` is CUDA. Rows are read in
+    increasing order within a batch (as HDF5 requires) and handed over in
+    the order drawn.
+    """
+
+    def __init__(
+        self, dataset, batch_size, shuffle=False, generator=None, device=None, drop_singleton=None
+    ):
+        if isinstance(dataset, torch.utils.data.Subset):
+            self.dataset = dataset.dataset
+            self.rows = torch.as_tensor(np.asarray(dataset.indices), dtype=torch.long)
+        else:
+            self.dataset = dataset
+            self.rows = None
+        if not isinstance(self.dataset, LazyModalityDataset):
+            raise TypeError(
+                f"LazyBatchLoader needs a LazyModalityDataset; got {type(self.dataset).__name__}."
+            )
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.generator = generator
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.drop_singleton = shuffle if drop_singleton is None else drop_singleton
+
+    def __len__(self):
+        n = len(self.rows) if self.rows is not None else len(self.dataset)
+        return _n_batches(n, self.batch_size, self.drop_singleton)
+
+    def __iter__(self):
+        n = len(self.rows) if self.rows is not None else len(self.dataset)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        if self.rows is not None:
+            order = self.rows[order]
+        batches = [
+            order[b * self.batch_size : (b + 1) * self.batch_size].numpy() for b in range(len(self))
+        ]
+        loader = torch.utils.data.DataLoader(
+            self.dataset,
+            batch_size=None,
+            sampler=batches,
+            num_workers=self.dataset.num_workers,
+            pin_memory=self.device.type == "cuda",
+            # Its own generator: a DataLoader draws a worker seed per epoch,
+            # which must not shift the global stream (dropout, as in the fast path).
+            generator=torch.Generator(),
+        )
+        for Xb, yb in loader:
+            if self.device.type != "cpu":
+                Xb = {k: v.to(self.device, non_blocking=True) for k, v in Xb.items()}
+                yb = yb.to(self.device, non_blocking=True) if yb is not None else None
+            yield Xb, yb
+
+
+def modality_dataset(X, y=None):
+    """The dataset for modality tensors ``X``: lazy when one of them is :class:`LazyRows`."""
+    if any(isinstance(v, LazyRows) for v in X.values()):
+        return LazyModalityDataset(X, y)
+    return ModalityTensorDataset(X, y)
+
+
+def iterator_for(dataset):
+    """The batch iterator class for ``dataset``: the fast slicer unless it is lazy."""
+    return LazyBatchLoader if isinstance(dataset, LazyModalityDataset) else BatchSlicer

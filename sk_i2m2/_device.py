@@ -6,6 +6,7 @@ import contextlib
 
 import torch
 
+from ._lazy import LazyRows
 from ._parallel import worker_cuda_index
 from .nn.encoders import ConvNet
 
@@ -45,9 +46,12 @@ def data_device(tensors, device, memory_budget):
 
     Data on the device is sliced in place each step; otherwise batches are
     copied from host memory as they are needed. ``memory_budget`` is the
-    largest fraction of the GPU's free memory the data may take.
+    largest fraction of the GPU's free memory the data may take. Data with
+    a :class:`~sk_i2m2._lazy.LazyRows` modality (sparse, on disk) stays on
+    the host and is read a batch at a time.
     """
-    if device.type != "cuda" or memory_budget == 0:
+    lazy = any(isinstance(t, LazyRows) for t in tensors.values())
+    if device.type != "cuda" or memory_budget == 0 or lazy:
         return torch.device("cpu")
     n_bytes = sum(t.numel() * t.element_size() for t in tensors.values())
     free, _ = torch.cuda.mem_get_info(device)
@@ -55,7 +59,12 @@ def data_device(tensors, device, memory_budget):
 
 
 def place(tensor, device):
-    """Copy ``tensor`` to ``device``; image-like data in channels-last layout on CUDA."""
+    """Copy ``tensor`` to ``device``; image-like data in channels-last layout on CUDA.
+
+    A :class:`~sk_i2m2._lazy.LazyRows` stays where it is (on the host).
+    """
+    if isinstance(tensor, LazyRows):
+        return tensor
     tensor = tensor.to(device)
     if device.type == "cuda" and tensor.dim() in (4, 5):
         layout = torch.channels_last if tensor.dim() == 4 else torch.channels_last_3d

@@ -344,8 +344,11 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         Parameters
         ----------
         X : dict or ModalityDict
-            Modality name -> array-like (numpy array, torch tensor or pandas
-            DataFrame) with samples on the first axis.
+            Modality name -> array-like (numpy array, torch tensor, pandas
+            DataFrame, scipy sparse matrix, ``numpy.memmap``, HDF5 or zarr
+            array, or :class:`~sk_i2m2.FileModality`) with samples on the
+            first axis. Sparse matrices, arrays on disk and files are read a
+            batch at a time.
         y : array-like of shape (n_samples,)
             Class labels of any type.
 

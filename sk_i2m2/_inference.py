@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ._data import BatchSlicer, ModalityTensorDataset
+from ._data import iterator_for, modality_dataset
 from ._device import data_device, place
 
 __all__ = ["expert_logits"]
@@ -14,12 +14,14 @@ def expert_logits(module, tensors, *, device, batch_size, memory_budget=0.5, mix
     """Stacked expert logits ``(n_experts, n_samples, n_classes)`` on the CPU.
 
     ``tensors`` maps modality (and the presence-mask key, if any) to CPU
-    tensors. As in training, the whole input goes to the GPU once when it
-    fits ``memory_budget``; otherwise batches are streamed to ``device``.
+    tensors or :class:`~sk_i2m2._lazy.LazyRows`. As in training, the whole
+    input goes to the GPU once when it fits ``memory_budget``; otherwise
+    batches are streamed to ``device`` (read and densified one at a time for
+    lazy modalities).
     """
     where = data_device(tensors, device, memory_budget)
-    tensors = {m: place(t, where) for m, t in tensors.items()}
-    batches = BatchSlicer(ModalityTensorDataset(tensors), batch_size, device=device)
+    dataset = modality_dataset({m: place(t, where) for m, t in tensors.items()})
+    batches = iterator_for(dataset)(dataset, batch_size, device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(mixed_precision))
     module.eval()
     with torch.no_grad(), autocast:

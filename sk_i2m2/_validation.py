@@ -5,7 +5,9 @@
   :class:`~sk_i2m2.I2M2Classifier`, :class:`~sk_i2m2.PerModality`,
   :class:`~sk_i2m2.ModalityDict` and :mod:`sk_i2m2.inspection`;
 - :func:`check_modalities`: the classifier's input, every modality read by
-  scikit-learn's ``check_array`` and turned into a float32 tensor;
+  scikit-learn's ``check_array`` and turned into a float32 tensor, or, for
+  sparse matrices, arrays on disk and :class:`~sk_i2m2.FileModality`,
+  checked in chunks and kept as :class:`~sk_i2m2._lazy.LazyRows`;
 - :func:`missing_rows`: which samples miss a modality (all values NaN);
 - :func:`check_target`: the labels.
 
@@ -34,6 +36,7 @@ from sklearn.utils.multiclass import check_classification_targets
 # uses (arrays, DataFrames, sparse matrices, tensors, lists).
 from sklearn.utils.validation import _num_samples
 
+from ._lazy import FileModality, LazyRows, is_on_disk, source_of
 from .nn.experts import INTER, PRESENT
 
 #: Names the classifier keeps for itself: modality name -> what it names.
@@ -278,7 +281,8 @@ def check_modalities(X, fitted=None, encoders=None):
     Returns
     -------
     tensors : dict
-        Modality -> float32 CPU tensor, in ``fitted.modalities_`` order at
+        Modality -> float32 CPU tensor or :class:`~sk_i2m2._lazy.LazyRows`
+        (see :func:`check_modality_array`), in ``fitted.modalities_`` order at
         prediction time; missing samples (and left-out modalities) are zeros.
     columns : dict
         Modality -> DataFrame column names, or ``None`` for other arrays.
@@ -370,22 +374,31 @@ def _check_like_fit(fitted, name, shape, columns):
 
 
 def check_modality_array(name, value):
-    """One modality as ``(float32 CPU tensor, DataFrame columns or None, present rows)``.
+    """One modality as ``(float32 CPU tensor or LazyRows, DataFrame columns or None, present rows)``.
 
     ``value`` goes through scikit-learn's ``check_array`` (named after the
     modality, at least 2-D, any number of dimensions, at least one sample
     and one feature, cast to float32): integer, boolean, float and object
     arrays of numbers are read as numbers; complex data, strings, dates and
     values beyond the float32 range are refused. pandas nullable dtypes
-    (``Float64``, ``Int64``, ``boolean``) are read with ``pd.NA`` as NaN. A
-    scipy sparse matrix is densified.
+    (``Float64``, ``Int64``, ``boolean``) are read with ``pd.NA`` as NaN.
+
+    A scipy sparse matrix (any format) stays sparse: it is checked on its
+    stored values and kept as a float32 CSR matrix inside a
+    :class:`~sk_i2m2._lazy.LazyRows`, densified one batch at a time in
+    training and prediction. An array on disk (``numpy.memmap``,
+    ``h5py.Dataset``, ``zarr`` array) and a :class:`~sk_i2m2.FileModality`
+    are read in chunks of rows for the same checks and kept as a
+    ``LazyRows`` over the source, which batches read from again.
 
     Infinite values are refused, and so is NaN, except in a sample whose
     values in this modality are all NaN: that sample misses the modality.
-    Its row is set to zeros and ``present`` (a bool tensor of shape
-    ``(n_samples,)``, ``None`` when no sample misses the modality) marks it
-    False.
+    Its row is set to zeros (when read, for a ``LazyRows``) and ``present``
+    (a bool tensor of shape ``(n_samples,)``, ``None`` when no sample misses
+    the modality) marks it False.
     """
+    if isinstance(value, FileModality) or is_on_disk(value):
+        return _check_in_chunks(name, value)
     columns = None
     if isinstance(value, pd.DataFrame):
         for column, dtype in value.dtypes.items():
@@ -427,7 +440,7 @@ def check_modality_array(name, value):
             f"{tuple(array.shape)}) while a minimum of 1 is required."
         )
     if sp.issparse(array):
-        array = array.toarray()
+        return _check_sparse(name, array)
     array = np.ascontiguousarray(array)
     with warnings.catch_warnings():
         # A read-only input (a memory map, or a DataFrame's values under
@@ -451,21 +464,102 @@ def check_modality_array(name, value):
     return tensor, columns, present
 
 
-def _raise_non_finite(name, rows, missing):
-    """Report the non-finite values of ``rows`` outside the ``missing`` samples."""
+def _raise_non_finite(name, rows, missing, offset=0):
+    """Report the non-finite values of ``rows`` outside the ``missing`` samples.
+
+    ``rows`` is ``(n, n_values)``; ``offset`` is the sample number of its first row.
+    """
     observed = np.flatnonzero(~missing)
     bad = ~np.isfinite(rows[observed])
-    first = int(observed[np.flatnonzero(bad.any(axis=1))[0]])
+    first = offset + int(observed[np.flatnonzero(bad.any(axis=1))[0]])
+    _raise_bad_values(name, rows[observed], int(bad.sum()), first)
+
+
+def _raise_bad_values(name, values, n_bad, first):
+    """Report ``n_bad`` non-finite ``values`` (of observed samples), the first in sample ``first``."""
     try:
-        assert_all_finite(rows[observed], allow_nan=True, input_name=name)
+        assert_all_finite(values, allow_nan=True, input_name=name)
     except ValueError as exc:  # infinity, or a value past the float32 range
         raise ValueError(f"Modality {name!r}: {exc} First in sample {first}.") from None
     raise ValueError(
-        f"Modality {name!r} contains {int(bad.sum())} NaN value(s) (first in sample "
+        f"Modality {name!r} contains {n_bad} NaN value(s) (first in sample "
         f"{first}); "
         "impute or drop them first (e.g. sklearn.impute.SimpleImputer). A sample "
         "whose values in a modality are all NaN counts as missing that modality."
     )
+
+
+def _check_sparse(name, array):
+    """A checked float32 sparse matrix as ``(LazyRows, None, present)``.
+
+    The checks run on the stored values only; the rows of samples missing
+    the modality (every value stored and NaN) are emptied, i.e. zeros.
+    """
+    # A copy: the user's matrix may share its arrays, and they change below.
+    csr = sp.csr_matrix(array, dtype=np.float32, copy=True)
+    csr.sum_duplicates()
+    present = None
+    if not math.isfinite(csr.data.sum(dtype=np.float64)):
+        missing = missing_rows(csr)
+        row_of = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
+        observed = ~missing[row_of]
+        bad = observed & ~np.isfinite(csr.data)
+        if bad.any():
+            first = int(row_of[np.flatnonzero(bad)[0]])
+            _raise_bad_values(name, csr.data[observed], int(bad.sum()), first)
+        csr.data[~observed] = 0.0
+        csr.eliminate_zeros()
+        present = torch.from_numpy(~missing)
+    return LazyRows(source_of(csr)), None, present
+
+
+def _check_in_chunks(name, value):
+    """An array on disk or a FileModality, checked in chunks, as ``(LazyRows, None, present)``."""
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None and dtype.kind not in "biuf":
+        raise TypeError(
+            f"Modality {name!r} has dtype {dtype} ({type(value).__name__}); numeric "
+            "values (float, int or bool) are required."
+        )
+    source = source_of(value)
+    n = len(source)
+    if n == 0:
+        raise ValueError(
+            f"Modality {name!r}: Found array with 0 sample(s) (shape=(0, ...)) while a "
+            "minimum of 1 is required."
+        )
+    try:
+        rows = LazyRows(source)
+        shape = rows.shape
+        if len(shape) < 2:
+            raise ValueError(
+                f"Expected 2D array, got 1D array instead (shape={shape}); give each "
+                "sample at least one feature."
+            )
+        if 0 in shape[1:]:
+            raise ValueError(
+                f"Found array with 0 feature(s) (shape={shape}) while a minimum of 1 is required."
+            )
+        missing = np.zeros(n, dtype=bool)
+        start = 0
+        for chunk in rows.chunks():
+            flat = chunk.numpy().reshape(len(chunk), -1)
+            # numpy's float64 sum is buffered: no float64 copy of the chunk.
+            if not math.isfinite(np.sum(flat, dtype=np.float64)):
+                nan_rows = np.isnan(flat).all(axis=1)
+                if not np.isfinite(flat[~nan_rows]).all():
+                    _raise_non_finite(name, flat, nan_rows, offset=start)
+                missing[start : start + len(chunk)] = nan_rows
+            start += len(chunk)
+    except ValueError as exc:
+        if str(exc).startswith(f"Modality {name!r}"):
+            raise
+        raise ValueError(f"Modality {name!r}: {exc}") from exc
+    except TypeError as exc:
+        raise TypeError(f"Modality {name!r}: {exc}") from exc
+    if not missing.any():
+        return rows, None, None
+    return LazyRows(source, zero_nan=True), None, torch.from_numpy(~missing)
 
 
 # ----------------------------------------------------------------------

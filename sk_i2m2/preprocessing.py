@@ -65,8 +65,8 @@ class PerModality(TransformerMixin, _BaseComposition, auto_wrap_output_keys=None
     modality missing in every sample at ``transform`` is left out of the
     output (as if left out of ``X``). Such output is a float array, or a
     DataFrame with the input's index under ``set_output(transform="pandas")``;
-    a sparse output (e.g. of ``OneHotEncoder``) is densified when it needs
-    NaN rows and returned as it is otherwise.
+    a sparse output (e.g. of ``OneHotEncoder`` or ``TfidfVectorizer``) stays
+    sparse, a CSR matrix whose missing rows store NaN in every column.
 
     Parameters
     ----------
@@ -475,12 +475,35 @@ def _rows_of_params(params, n_samples, observed):
     }
 
 
+def _sparse_with_missing_rows(output, observed, n_samples):
+    """A sparse ``output`` of the ``observed`` rows as CSR, others rows of stored NaN.
+
+    Only the missing rows are dense (every value stored, NaN): the classifier
+    reads them as missing and keeps the matrix sparse.
+    """
+    output = sp.csr_matrix(output, dtype=np.result_type(output.dtype, np.float32))
+    width = output.shape[1]
+    absent = np.setdiff1d(np.arange(n_samples), observed)
+    nan_rows = sp.csr_matrix(
+        (
+            np.full(len(absent) * width, np.nan, dtype=output.dtype),
+            np.tile(np.arange(width), len(absent)),
+            np.arange(0, len(absent) * width + 1, width),
+        ),
+        shape=(len(absent), width),
+    )
+    order = np.empty(n_samples, dtype=np.int64)
+    order[observed] = np.arange(len(observed))
+    order[absent] = len(observed) + np.arange(len(absent))
+    return sp.vstack([output, nan_rows], format="csr")[order]
+
+
 def _with_missing_rows(output, value, observed, n_samples, name):
     """``output`` of the ``observed`` rows, with all-NaN rows put back for the others."""
     if observed is None:
         return output
     if sp.issparse(output):
-        output = output.toarray()
+        return _sparse_with_missing_rows(output, observed, n_samples)
     if isinstance(output, pd.DataFrame):
         # Row positions: -1 is not a label of the reset index, hence a NaN row.
         take = np.full(n_samples, -1)

@@ -323,12 +323,12 @@ def test_per_modality_fits_on_and_transforms_only_the_observed_rows():
     table = X["clinical"][["age", "volume"]]
     imputed = PerModality({"t": SimpleImputer()}).fit_transform({"t": table})["t"]
     assert np.isnan(imputed[absent]).all() and np.isfinite(imputed[observed]).all()
-    # A sparse output is densified to hold the NaN rows, and stays sparse
-    # when no row is missing.
+    # A sparse output stays sparse, its missing rows stored NaN.
     sites = {"site": X["clinical"][["site"]]}
     onehot = PerModality({"site": OneHotEncoder()}).fit(sites)
-    dense = onehot.transform(sites)["site"]
-    assert isinstance(dense, np.ndarray) and dense.shape == (len(y), 3)
+    encoded = onehot.transform(sites)["site"]
+    assert scipy.sparse.issparse(encoded) and encoded.shape == (len(y), 3)
+    dense = encoded.toarray()
     assert np.isnan(dense[absent]).all() and (dense[observed].sum(1) == 1).all()
     assert scipy.sparse.issparse(onehot.transform(ModalityDict(sites)[observed])["site"])
     # A modality missing in every sample is left out, as if left out of X.

@@ -595,23 +595,6 @@ def test_fit_without_names_then_dataframe_warns(fitted):
         clf.predict(X)
 
 
-def test_sparse_modality_is_densified_and_gives_the_dense_model():
-    rng = np.random.RandomState(0)
-    y = np.arange(40) % 2
-    counts = rng.poisson(0.3, size=(40, 12)).astype(np.float64)
-    counts[:, 0] += 2 * y
-    dense = {"counts": counts, "img": rng.randn(40, 1, 8, 8).astype(np.float32)}
-    params = dict(max_epochs=3, random_state=0)
-    expected = I2M2Classifier(**params).fit(dense, y).predict_proba(dense)
-    for to_sparse in [scipy.sparse.csr_matrix, scipy.sparse.csc_array, scipy.sparse.coo_matrix]:
-        X = dict(dense, counts=to_sparse(counts))
-        clf = I2M2Classifier(**params).fit(X, y)
-        assert clf.input_shapes_["counts"] == (12,)
-        np.testing.assert_allclose(clf.predict_proba(X), expected, rtol=1e-5, atol=1e-6)
-        # Dense and sparse inputs are interchangeable at prediction time.
-        np.testing.assert_allclose(clf.predict_proba(dense), expected, rtol=1e-5, atol=1e-6)
-
-
 @pytest.mark.parametrize(
     "make",
     [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from .._lazy import materialize
 from .experts import INTER, Encoder, I2M2Module, InterExpert, IntraExpert, feature_size
 from .frozen import features_key, frozen_features
 from .standardize import Standardize, input_moments
@@ -48,10 +49,11 @@ def build_module(
     Parameters
     ----------
     X : dict
-        Modality -> training tensor ``(n, *sample_shape)``, in the model's
-        modality order. Input statistics are computed from its rows (where
-        they live, e.g. on the GPU) and two rows are run through each
-        encoder to learn its feature size.
+        Modality -> training tensor ``(n, *sample_shape)`` or
+        :class:`~sk_i2m2._lazy.LazyRows`, in the model's modality order.
+        Input statistics are computed from its rows (where they live, e.g.
+        on the GPU, or in chunks) and two rows are run through each encoder
+        to learn its feature size.
     specs : dict
         Modality -> :class:`~sk_i2m2.encoders.EncoderSpec`.
     fusion : FusionSpec
@@ -99,7 +101,7 @@ def build_module(
         spec = specs[name]
         body = spec.build(tuple(X[name].shape[1:]))
         encoder = Encoder(body, scaler)
-        example = observed(name)[:2].cpu()
+        example = materialize(observed(name)[:2])
         try:
             if standardize and spec.frozen:
                 # A frozen encoder run on every batch (an augmented modality):

@@ -19,8 +19,9 @@ from sklearn.utils.class_weight import compute_class_weight
 from skorch.callbacks import EarlyStopping
 from skorch.helper import predefined_split
 
-from .._data import BatchSlicer, ModalityTensorDataset
+from .._data import iterator_for, modality_dataset
 from .._device import place
+from .._lazy import LazyRows, take
 from .._warnings import warn_user
 from .callbacks import (
     ExpertCheckpoint,
@@ -133,12 +134,16 @@ def validation_split(y, classes, validation_fraction, seed):
 
 
 def split_datasets(tensors, y, train_rows, valid_rows, data_device):
-    """Training and validation :class:`ModalityTensorDataset` on ``data_device``.
+    """Training and validation datasets on ``data_device``.
 
-    The data is copied once to where it lives; the splits are sliced there.
-    The target keeps the dtype of ``y`` (int64 class codes, float values).
+    A :class:`~sk_i2m2._data.ModalityTensorDataset`: the data is copied once
+    to where it lives and the splits are sliced there. With a
+    :class:`~sk_i2m2._lazy.LazyRows` modality, a
+    :class:`~sk_i2m2._data.LazyModalityDataset` on the host whose lazy
+    modalities are views of the split's rows (nothing is read). The target
+    keeps the dtype of ``y`` (int64 class codes, float values).
     """
-    tensors = {m: t.to(data_device) for m, t in tensors.items()}
+    tensors = {m: t if isinstance(t, LazyRows) else t.to(data_device) for m, t in tensors.items()}
     n = len(y)
 
     def dataset(rows):
@@ -146,9 +151,8 @@ def split_datasets(tensors, y, train_rows, valid_rows, data_device):
         if len(rows) == n:
             split = tensors
         else:
-            index = torch.as_tensor(rows, device=data_device)
-            split = {m: t.index_select(0, index) for m, t in tensors.items()}
-        return ModalityTensorDataset(
+            split = {m: take(t, rows) for m, t in tensors.items()}
+        return modality_dataset(
             {m: place(t, data_device) for m, t in split.items()},
             torch.as_tensor(y[rows], device=data_device),
         )
@@ -166,9 +170,11 @@ def run_stages(module, train_ds, valid_ds, plan):
     patience = plan.n_iter_no_change if valid_ds is not None else None
     # One shuffling stream through both stages.
     generator = torch.Generator().manual_seed(plan.seed)
+    iterator = iterator_for(train_ds)
     pretrain_net = _make_net(
         plan,
         generator,
+        iterator,
         "pretrain",
         module,
         plan.criteria[0],
@@ -201,6 +207,7 @@ def run_stages(module, train_ds, valid_ds, plan):
     finetune_net = _make_net(
         plan,
         generator,
+        iterator,
         "finetune",
         copy.deepcopy(module),
         plan.criteria[1],
@@ -213,7 +220,9 @@ def run_stages(module, train_ds, valid_ds, plan):
     return pretrain_net, finetune_net
 
 
-def _make_net(plan, generator, stage, module, criterion, lr, max_epochs, valid_ds, stage_callbacks):
+def _make_net(
+    plan, generator, iterator, stage, module, criterion, lr, max_epochs, valid_ds, stage_callbacks
+):
     optimizer_kwargs = {
         f"optimizer__{k}": v for k, v in optimizer_speed_kwargs(plan.optimizer, plan.device).items()
     }
@@ -248,11 +257,11 @@ def _make_net(plan, generator, stage, module, criterion, lr, max_epochs, valid_d
         lr=lr,
         max_epochs=max_epochs,
         batch_size=plan.batch_size,
-        iterator_train=BatchSlicer,
+        iterator_train=iterator,
         iterator_train__shuffle=True,
         iterator_train__generator=generator,
         iterator_train__device=plan.device,
-        iterator_valid=BatchSlicer,
+        iterator_valid=iterator,
         iterator_valid__batch_size=max(4 * plan.batch_size, 1024),
         iterator_valid__device=plan.device,
         train_split=predefined_split(valid_ds) if valid_ds is not None else None,
