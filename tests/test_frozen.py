@@ -133,3 +133,19 @@ def test_named_backbone_without_torchvision_names_the_extra(monkeypatch):
     X, y = make_data(20)
     with pytest.raises(ImportError, match=r"pip install sk-i2m2\[vision\]"):
         I2M2Classifier(encoders={"image": "resnet18"}).fit(X, y)
+
+
+def test_frozen_encoder_of_an_on_disk_modality(backbone, tmp_path):
+    # A memory-mapped image modality: the frozen encoder reads it a batch at a
+    # time and gives the model of the same data in memory.
+    X, y = make_data(120)
+    in_memory = fit(backbone, X, y, cv=None, max_epochs=2)
+    path = tmp_path / "image.npy"
+    np.save(path, X["image"])
+    on_disk = {**X, "image": np.load(path, mmap_mode="r")}
+    ROWS.clear()
+    lazy = fit(backbone, on_disk, y, cv=None, max_epochs=2)
+    assert sum(ROWS) == 120
+    np.testing.assert_allclose(
+        lazy.predict_proba(on_disk), in_memory.predict_proba(X), rtol=1e-5, atol=1e-6
+    )

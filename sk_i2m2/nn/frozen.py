@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from .._lazy import materialize
 from .encoders import Flatten
 
 __all__ = ["FrozenModule", "features_key", "frozen_features"]
@@ -51,7 +52,9 @@ class FrozenModule(Flatten):
 
 
 def frozen_features(encoder, x, device, batch_size=256):
-    """Features of every row of ``x`` (CPU tensor), computed in batches on ``device``.
+    """Features of every row of ``x``, computed in batches on ``device``.
+
+    ``x`` is a CPU tensor or the rows of an on-disk modality (``LazyRows``).
 
     Returns a CPU float32 tensor ``(n_samples, n_features)``.
     """
@@ -60,7 +63,8 @@ def frozen_features(encoder, x, device, batch_size=256):
     out = []
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
-            batch = x[start : start + batch_size].to(device, non_blocking=True)
+            # materialize: the rows of an on-disk modality are read a batch at a time.
+            batch = materialize(x[start : start + batch_size]).to(device, non_blocking=True)
             out.append(encoder(batch).flatten(1).float())
     encoder.train(was_training)
     return torch.cat(out).cpu()
