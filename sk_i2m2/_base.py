@@ -25,11 +25,11 @@ from ._missing import check_fit_options, check_samples_have_an_expert, warn_untr
 from ._parallel import check_accelerator, cpu_share_threads, shared_seed
 from ._persistence import SaveLoadMixin
 from ._sizing import auto_batch_size, is_small_cohort
-from ._validation import check_augment, check_modalities
+from ._validation import check_augment, check_modalities, check_sample_weight
 from .encoders import nested_encoder_params, resolve_encoders, set_nested_encoder_params
 from .fusion import FusionSpec, resolve_fusion
 from .nn.build import build_module_for, cached_modalities, precompute_frozen
-from .nn.experts import PRESENT
+from .nn.experts import PRESENT, SAMPLE_WEIGHT
 from .training.callbacks import check_callbacks
 from .training.stages import TrainingPlan, run_stages, split_datasets
 
@@ -178,12 +178,14 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
         """Number of cross-fitting folds for the ``cv`` parameter, or ``None`` (one split)."""
         raise NotImplementedError
 
-    def _stage_options(self, fitted, y):
+    def _stage_options(self, fitted, y, sample_weight):
         """The target's :class:`~sk_i2m2.training.stages.TrainingPlan` fields.
 
         ``net``, ``net_kwargs``, ``criteria`` and ``criterion_kwargs``,
         computed (and validated) before any fitted state changes; ``fitted``
-        is the first item :meth:`_check_target` returned.
+        is the first item :meth:`_check_target` returned; ``sample_weight``
+        the training rows' weights or ``None`` (e.g. for balanced class
+        weights).
         """
         raise NotImplementedError
 
@@ -202,19 +204,31 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
     def _calibrate(self, held_out, options):
         """Set the calibration's fitted attributes from the held-out expert outputs.
 
-        ``held_out`` lists ``(expert_outputs, available, y)`` of each model's
-        validation rows (empty without them), ``available`` as in
-        :meth:`_expert_logits`; ``options`` is :meth:`_stage_options`'s.
+        ``held_out`` lists ``(expert_outputs, available, y, sample_weight)``
+        of each model's validation rows (empty without them), ``available``
+        as in :meth:`_expert_logits`, ``sample_weight`` a float tensor or
+        ``None`` for unweighted fits; ``options`` is :meth:`_stage_options`'s.
         """
         raise NotImplementedError
 
     # ------------------------------------------------------------------
     # Fit
 
-    def _fit(self, X, y):
-        """The public ``fit`` of the estimators: validate, then train and store."""
+    def _fit(self, X, y, sample_weight=None):
+        """The public ``fit`` of the estimators: validate, then train and store.
+
+        ``sample_weight`` is validated here and travels with the rows (see
+        :data:`~sk_i2m2.nn.experts.SAMPLE_WEIGHT`); every criterion takes it
+        as ``sample_weight``. Rows of weight 0 are dropped first
+        (:func:`_drop_zero_weights`).
+        """
         tensors, columns, present = check_modalities(X, encoders=self.encoders)
-        fitted_target, y_train = self._check_target(y, len(next(iter(tensors.values()))))
+        n_samples = len(next(iter(tensors.values())))
+        fitted_target, y_train = self._check_target(y, n_samples)
+        sample_weight = check_sample_weight(sample_weight, n_samples)
+        tensors, present, y_train, sample_weight = _drop_zero_weights(
+            tensors, present, y_train, sample_weight
+        )
         check_fit_options(self.inter_missing, self.modality_dropout)
         check_augment(self.augment, tensors)
         check_samples_have_an_expert(present, list(tensors), self.dependencies, self.inter_missing)
@@ -227,7 +241,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
         fusion = resolve_fusion(self.fusion, small_cohort=small)
         check_accelerator(self.accelerator, self.mixed_precision)
         device = resolve_device(self.device, self.accelerator)
-        options = self._stage_options(fitted_target, y_train)
+        options = self._stage_options(fitted_target, y_train, sample_weight)
 
         # All checks passed: only now replace any previous fit. An error past
         # this point (too few samples to split, a diverging loss) puts the
@@ -254,20 +268,26 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
                 cudnn_autotune(device.type == "cuda"),
             ):
                 torch.manual_seed(seed)
-                self._train(tensors, present, y_train, seed, options, n_folds)
+                self._train(tensors, present, y_train, sample_weight, seed, options, n_folds)
         except BaseException:
             _restore_fitted_state(self, previous)
             raise
         return self
 
-    def _train(self, tensors, present, y, seed, options, n_folds):
+    def _train(self, tensors, present, y, sample_weight, seed, options, n_folds):
         """Split, train the experts on each split, keep the final (calibrated) module."""
         # Frozen encoders run once here; the experts train on their features.
         self.frozen_modalities_ = cached_modalities(self)
         tensors, frozen = precompute_frozen(self, tensors, present)
+        # The presence mask and the sample weights travel with the batches,
+        # like modalities (see PRESENT and SAMPLE_WEIGHT in nn.experts).
         if present is not None:
-            # The presence mask travels with the batches, like a modality.
             tensors = {**tensors, PRESENT: present}
+        if sample_weight is not None:
+            tensors = {
+                **tensors,
+                SAMPLE_WEIGHT: torch.as_tensor(sample_weight, dtype=torch.float32),
+            }
         where = data_device(tensors, self.device_, self.device_memory_budget)
         if self.early_stopping:
             splits = self._early_stopping_splits(y, n_folds, seed)
@@ -296,8 +316,9 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
                             device=self.device_,
                             batch_size=max(4 * self.batch_size_, 1024),
                         ),
-                        None if available is None else available.cpu(),
+                        _cpu(available),
                         valid_ds.y.cpu(),
+                        _cpu(valid_ds.X.get(SAMPLE_WEIGHT)),
                     )
                 )
             if self.interrupted_stage_ is not None:
@@ -314,7 +335,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
         # Input statistics are computed where the data is (on the GPU when it fits).
         module = build_module_for(
             self,
-            {m: t for m, t in train_ds.X.items() if m != PRESENT},
+            {m: t for m, t in train_ds.X.items() if m not in (PRESENT, SAMPLE_WEIGHT)},
             present=train_ds.X.get(PRESENT),
             frozen=frozen,
         ).to(self.device_)
@@ -385,6 +406,34 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
         if self.fold_nets_:
             return self._fold_ensemble([pretrain.module_ for pretrain, _ in self.fold_nets_])
         return self.pretrain_net_.module_
+
+
+def _cpu(tensor):
+    return None if tensor is None else tensor.cpu()
+
+
+def _drop_zero_weights(tensors, present, y, sample_weight):
+    """The rows of positive weight; ``sample_weight`` None when their weights are equal.
+
+    A row of weight 0 would add nothing to any loss, but it would still
+    shape the input statistics, the batches and the validation split;
+    dropping it makes a zero weight mean exactly "not in the data". Equal
+    weights are the unweighted fit (every loss is a weighted mean).
+    """
+    if sample_weight is None:
+        return tensors, present, y, None
+    keep = sample_weight > 0
+    if not keep.all():
+        rows = torch.as_tensor(np.flatnonzero(keep))
+        tensors = {m: t.index_select(0, rows) for m, t in tensors.items()}
+        if present is not None:
+            present = present.index_select(0, rows)
+            # As check_modalities reports complete data.
+            present = None if bool(present.all()) else present
+        y, sample_weight = y[keep], sample_weight[keep]
+    if np.all(sample_weight == sample_weight[0]):
+        sample_weight = None
+    return tensors, present, y, sample_weight
 
 
 def _fitted_state(estimator):

@@ -122,7 +122,8 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
     n_iter_no_change : int, default=10
         Patience, in epochs, of early stopping.
     class_weight : dict, "balanced" or None, default=None
-        Weights of the classes in the loss, as in ``LogisticRegression``.
+        Weights of the classes in the loss, as in ``LogisticRegression``;
+        ``"balanced"`` counts each sample with its ``sample_weight``.
     inter_missing : {"null", "drop"}, default="null"
         How the inter expert handles a sample that misses a modality (see
         *Missing modalities* below): ``"null"`` puts a learned null
@@ -338,7 +339,7 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
     # Fit
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Fit the experts (stage 1) and fine-tune their product (stage 2).
 
         Parameters
@@ -351,6 +352,19 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
             batch at a time.
         y : array-like of shape (n_samples,)
             Class labels of any type.
+        sample_weight : array-like of shape (n_samples,), float or None, default=None
+            Non-negative weights of the samples (e.g. inverse-probability or
+            case-control weights); ``None`` weighs every sample 1. Every loss
+            is a weighted mean, ``sum(w * loss) / sum(w)`` (times the class
+            weights of ``class_weight``): both training stages, the
+            per-expert validation losses of early stopping and the stage-2
+            validation loss, and the temperature fit of ``calibration``;
+            inner ``cv`` folds and the validation split keep each row's
+            weight. Only the ratios of the weights matter. Rows of weight 0
+            are dropped before anything else, so fitting with them gives
+            exactly the model fitted without them; input standardisation
+            uses the remaining rows unweighted. Under scikit-learn's metadata
+            routing, request it with ``set_fit_request(sample_weight=True)``.
 
         Returns
         -------
@@ -369,7 +383,7 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         returns with a warning and the best weights so far (see
         ``interrupted_stage_``).
         """
-        return self._fit(X, y)
+        return self._fit(X, y, sample_weight)
 
     # Hooks of I2M2Base: encoded class labels, cross-entropy losses, temperature.
 
@@ -380,13 +394,15 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
     def _n_folds(self, y):
         return auto_n_folds(y, self.cv)
 
-    def _stage_options(self, fitted, y):
+    def _stage_options(self, fitted, y, sample_weight):
         classes = fitted["classes_"]
         return {
             "net": StageNet,
             "net_kwargs": {"classes": list(range(len(classes)))},
             "criteria": (ExpertsNLLLoss, ProductOfExpertsNLLLoss),
-            "criterion_kwargs": {"weight": class_weight_tensor(self.class_weight, classes, y)},
+            "criterion_kwargs": {
+                "weight": class_weight_tensor(self.class_weight, classes, y, sample_weight)
+            },
         }
 
     def _early_stopping_splits(self, y, n_folds, seed):
@@ -404,10 +420,14 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
     def _calibrate(self, held_out, options):
         self.temperature_ = 1.0
         if self.calibration == "temperature" and held_out:
-            logits = torch.cat([lg.log_softmax(-1).sum(0) for lg, _, _ in held_out])
-            targets = torch.cat([target for _, _, target in held_out])
+            logits = torch.cat([lg.log_softmax(-1).sum(0) for lg, _, _, _ in held_out])
+            targets = torch.cat([target for _, _, target, _ in held_out])
+            weights = [w for _, _, _, w in held_out]
             self.temperature_ = fit_temperature(
-                logits, targets, options["criterion_kwargs"]["weight"]
+                logits,
+                targets,
+                options["criterion_kwargs"]["weight"],
+                sample_weight=None if weights[0] is None else torch.cat(weights),
             )
 
     # ------------------------------------------------------------------

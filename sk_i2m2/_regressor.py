@@ -381,7 +381,7 @@ class I2M2Regressor(RegressorMixin, I2M2Base):
     def _n_folds(self, y):
         return auto_n_folds_regression(len(y), self.cv)
 
-    def _stage_options(self, fitted, y):
+    def _stage_options(self, fitted, y, sample_weight):
         return {
             "net": StageNetRegressor,
             "net_kwargs": {},
@@ -403,9 +403,9 @@ class I2M2Regressor(RegressorMixin, I2M2Base):
     def _calibrate(self, held_out, options):
         self.temperature_ = 1.0
         if self.calibration == "temperature" and held_out:
-            products = [combine_gaussian(out, available) for out, available, _ in held_out]
+            products = [combine_gaussian(out, available) for out, available, _, _ in held_out]
             mean, log_var = split_gaussian(torch.cat(products))
-            targets = torch.cat([target for _, _, target in held_out])
+            targets = torch.cat([target for _, _, target, _ in held_out])
             self.temperature_ = fit_gaussian_temperature(mean, log_var, targets)
 
     # ------------------------------------------------------------------

@@ -9,7 +9,8 @@
   sparse matrices, arrays on disk and :class:`~sk_i2m2.FileModality`,
   checked in chunks and kept as :class:`~sk_i2m2._lazy.LazyRows`;
 - :func:`missing_rows`: which samples miss a modality (all values NaN);
-- :func:`check_target`: the labels.
+- :func:`check_target`: the labels;
+- :func:`check_sample_weight`: ``fit``'s sample weights.
 
 Each problem raises ``TypeError`` (wrong kind of input) or ``ValueError``
 (wrong content) with a message that names the modality. Where scikit-learn
@@ -34,15 +35,16 @@ from sklearn.utils.multiclass import check_classification_targets
 
 # Private, with no public equivalent: the sample count scikit-learn itself
 # uses (arrays, DataFrames, sparse matrices, tensors, lists).
-from sklearn.utils.validation import _num_samples
+from sklearn.utils.validation import _check_sample_weight, _num_samples
 
 from ._lazy import FileModality, LazyRows, is_on_disk, source_of
-from .nn.experts import INTER, PRESENT
+from .nn.experts import INTER, PRESENT, SAMPLE_WEIGHT
 
 #: Names the classifier keeps for itself: modality name -> what it names.
 ESTIMATOR_RESERVED = {
     INTER: "it names the inter-modality expert",
     PRESENT: "it names the mask of observed modalities",
+    SAMPLE_WEIGHT: "it names the sample weights",
 }
 
 # ----------------------------------------------------------------------
@@ -594,6 +596,25 @@ def check_target(y, n_samples):
             "classifier needs samples of at least 2 classes."
         )
     return encoder.classes_, encoder.transform(y)
+
+
+def check_sample_weight(sample_weight, n_samples):
+    """Validate ``fit``'s ``sample_weight``: a float64 array of ``n_samples`` weights, or None.
+
+    Read by scikit-learn's ``_check_sample_weight`` (a scalar is one weight
+    for every sample); weights must be finite, non-negative and not all 0.
+    """
+    if sample_weight is None:
+        return None
+    try:
+        return _check_sample_weight(
+            sample_weight, np.empty((n_samples, 0)), dtype=np.float64, ensure_non_negative=True
+        )
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"sample_weight must hold one finite, non-negative number per sample ({n_samples} "
+            f"samples), not all 0: {exc}"
+        ) from None
 
 
 def as_python(value):

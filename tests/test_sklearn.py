@@ -465,8 +465,8 @@ def _as_modalities(X):
 class OneModalityI2M2(I2M2Classifier):
     """I2M2Classifier fed one modality ``{"x": X}`` by scikit-learn's array checks."""
 
-    def fit(self, X, y):
-        return super().fit(_as_modalities(X), y)
+    def fit(self, X, y, sample_weight=None):
+        return super().fit(_as_modalities(X), y, sample_weight=sample_weight)
 
     def predict_proba(self, X):
         return super().predict_proba(_as_modalities(X))
@@ -502,10 +502,18 @@ _NO_N_FEATURES_IN = (
     "X is a dict of modalities: there is no single n_features_in_ (see input_shapes_)"
 )
 
+_WEIGHTS_ARE_NOT_REPEATS = (
+    "a row of weight 2 is not two rows: mini-batches, the validation split and inner folds "
+    "draw rows, not weight (weights of 0 do equal dropped rows: tests/test_targets.py); "
+    "the check also sets cv, the inner-fold count, to a list of splits"
+)
+
 EXPECTED_FAILED_CHECKS = {
     OneModalityI2M2: {
         "check_n_features_in": _NO_N_FEATURES_IN,
         "check_n_features_in_after_fitting": _NO_N_FEATURES_IN,
+        "check_sample_weight_equivalence_on_dense_data": _WEIGHTS_ARE_NOT_REPEATS,
+        "check_sample_weight_equivalence_on_sparse_data": _WEIGHTS_ARE_NOT_REPEATS,
     },
     OneModalityPerModality: {
         "check_n_features_in": _NO_N_FEATURES_IN,

@@ -8,7 +8,7 @@ builds an :class:`~sk_i2m2.nn.experts.I2M2Module` with
 """
 
 from .build import build_module, expert_plan
-from .experts import INTER, PRESENT, Encoder, I2M2Module, InterExpert, IntraExpert
+from .experts import INTER, PRESENT, SAMPLE_WEIGHT, Encoder, I2M2Module, InterExpert, IntraExpert
 from .losses import ExpertsNLLLoss, ProductOfExpertsNLLLoss
 from .product import combine, product_proba
 from .standardize import Standardize, input_moments
@@ -16,6 +16,7 @@ from .standardize import Standardize, input_moments
 __all__ = [
     "INTER",
     "PRESENT",
+    "SAMPLE_WEIGHT",
     "Encoder",
     "I2M2Module",
     "InterExpert",

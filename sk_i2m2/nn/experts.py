@@ -10,6 +10,7 @@ from .frozen import features_key
 __all__ = [
     "INTER",
     "PRESENT",
+    "SAMPLE_WEIGHT",
     "Encoder",
     "IntraExpert",
     "InterExpert",
@@ -22,6 +23,12 @@ INTER = "inter"
 # Key of the ``(batch, n_modalities)`` boolean presence mask in a batch dict;
 # absent from batches of complete data.
 PRESENT = "__present__"
+# Key of the ``(batch,)`` float tensor of sample weights in a batch dict: the
+# weights travel with their rows through every split and batch, like the
+# presence mask. The module ignores them; ``StageNet.get_loss`` and the
+# stage-1 checkpoint hand them to the criterion as ``sample_weight``.
+# Absent from batches of unweighted data.
+SAMPLE_WEIGHT = "__sample_weight__"
 
 
 class Encoder(nn.Module):
@@ -211,6 +218,7 @@ class I2M2Module(nn.Module):
 
     def forward(self, **X):
         present = X.pop(PRESENT, None)
+        X.pop(SAMPLE_WEIGHT, None)
         X = self.encode_frozen(X)
         for name in self.frozen:
             X[name] = X.pop(features_key(name))

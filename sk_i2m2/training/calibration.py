@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
+
+from ..nn.losses import ProductOfExpertsNLLLoss
 
 __all__ = ["fit_temperature", "fit_gaussian_temperature"]
 
@@ -14,7 +15,9 @@ __all__ = ["fit_temperature", "fit_gaussian_temperature"]
 _T_MIN, _T_MAX = 0.5, 20.0
 
 
-def fit_temperature(logits, y, weight=None, max_iter=100):
+def fit_temperature(
+    logits, y, weight=None, max_iter=100, *, sample_weight=None, criterion=ProductOfExpertsNLLLoss
+):
     """Temperature ``T`` minimising the NLL of ``softmax(logits / T)`` on held-out rows.
 
     A product of experts adds the experts' logits, so independent errors add
@@ -24,13 +27,22 @@ def fit_temperature(logits, y, weight=None, max_iter=100):
 
     Parameters
     ----------
-    logits : tensor of shape (n_samples, n_classes)
+    logits : tensor of shape (n_samples, n_outputs)
         Summed expert logits of held-out rows.
-    y : long tensor of shape (n_samples,)
-    weight : tensor of shape (n_classes,) or None
+    y : tensor of shape (n_samples,) or (n_samples, n_labels)
+        Class indices, or multilabel targets in [0, 1].
+    weight : tensor or None
         Class weights of the training loss.
     max_iter : int, default=100
         L-BFGS iterations.
+    sample_weight : tensor of shape (n_samples,) or None
+        Weights of the held-out rows.
+    criterion : class, default=ProductOfExpertsNLLLoss
+        The stage-2 loss class (taking ``weight``), whose value on the
+        scaled logits is minimised: the NLL of the softmax for classes,
+        the per-label binary cross-entropy
+        (:class:`~sk_i2m2.nn.losses.ProductOfExpertsBCELoss`) for
+        multilabel targets, where ``T`` divides each label's log-odds.
 
     Returns
     -------
@@ -45,13 +57,15 @@ def fit_temperature(logits, y, weight=None, max_iter=100):
     logits = logits.detach().double().cpu()
     y = y.cpu()
     weight = weight.double().cpu() if weight is not None else None
+    sample_weight = sample_weight.double().cpu() if sample_weight is not None else None
+    loss_fn = criterion(weight)
     # Optimise log T: positive T without constraints; start at T = 1.
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure():
         optimizer.zero_grad()
-        loss = F.cross_entropy(logits / log_t.exp(), y, weight=weight)
+        loss = loss_fn((logits / log_t.exp()).unsqueeze(0), y, sample_weight=sample_weight)
         loss.backward()
         return loss
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from skorch.callbacks import Callback, Checkpoint, LoadInitState, TrainEndCheckpoint
 from tqdm.auto import tqdm
 
+from ..nn.experts import SAMPLE_WEIGHT
 from .net import plain_module
 
 __all__ = [
@@ -30,7 +31,9 @@ class ExpertCheckpoint(Callback):
     """Keep each expert's best epoch on the validation data (stage 1).
 
     Stage 1 trains all experts side by side with independent losses. This
-    callback scores each expert on the validation batches, records
+    callback scores each expert on the validation batches (weighted by the
+    batches' sample weights, if any: the criterion's ``per_expert_sums``
+    gives exact weighted means over the whole split), records
     ``valid_loss_<expert>`` and ``valid_loss_<expert>_best`` in the history,
     keeps an in-memory copy of each expert's weights at its best epoch,
     restores those at the end of training, and stops training once no
@@ -89,7 +92,10 @@ class ExpertCheckpoint(Callback):
         Xb, y = batch
         # Kept on the device: one host sync per epoch, not per batch.
         available = plain_module(net.module_).availability(Xb)
-        total, weight = (t.detach() for t in net.criterion_.per_expert_sums(y_pred, y, available))
+        sums = net.criterion_.per_expert_sums(
+            y_pred, y, available, sample_weight=Xb.get(SAMPLE_WEIGHT)
+        )
+        total, weight = (t.detach() for t in sums)
         if self._loss_sum is None:
             self._loss_sum, self._weight_sum = total, weight
         else:

@@ -11,6 +11,7 @@ from skorch import NeuralNetClassifier, NeuralNetRegressor
 from skorch.hf import AccelerateMixin
 
 from .._data import ModalityTensorDataset
+from ..nn.experts import SAMPLE_WEIGHT
 from ..nn.product import combine_gaussian, product_mean, product_proba
 
 __all__ = [
@@ -61,8 +62,15 @@ class _StageNetMixin:
         return state
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        available = plain_module(self.module_).availability(X) if isinstance(X, Mapping) else None
-        return self.criterion_(y_pred, y_true, available)
+        # The batch's sample weights travel in it under SAMPLE_WEIGHT (see nn.experts).
+        if not isinstance(X, Mapping):
+            return self.criterion_(y_pred, y_true)
+        return self.criterion_(
+            y_pred,
+            y_true,
+            plain_module(self.module_).availability(X),
+            sample_weight=X.get(SAMPLE_WEIGHT),
+        )
 
     def get_dataset(self, dataset, y=None):
         if isinstance(dataset, Mapping):  # e.g. a scorer's X taken from the stage's dataset
@@ -107,7 +115,13 @@ class StageNet(_StageNetMixin, NeuralNetClassifier):
 
     - ``get_loss`` also passes the criterion which experts see each sample
       (``I2M2Module.availability``), so that an expert is scored only on
-      samples that have its modality.
+      samples that have its modality, and the batch's sample weights (the
+      :data:`~sk_i2m2.nn.experts.SAMPLE_WEIGHT` entry of the batch dict,
+      which travels with the rows like a modality) as ``sample_weight``.
+      skorch's epoch ``train_loss``/``valid_loss`` average these batch
+      losses weighted by batch size, which is the weighted mean over the
+      whole validation split when it fits in one validation batch (at
+      least 1024 rows).
     - Predictions are those of the product of the stage's experts
       (``predict_nonlinearity`` is :func:`~sk_i2m2.nn.product.product_proba`),
       with classes ``0..n_classes-1``, so skorch's ``EpochScoring`` and any

@@ -89,15 +89,20 @@ class TrainingPlan:
         return cls(**plan, **fitted)
 
 
-def class_weight_tensor(class_weight, classes, y_encoded):
-    """Loss weights of the classes for ``class_weight`` (``None`` without weights)."""
+def class_weight_tensor(class_weight, classes, y_encoded, sample_weight=None):
+    """Loss weights of the classes for ``class_weight`` (``None`` without weights).
+
+    ``"balanced"`` uses the class totals of ``sample_weight``.
+    """
     if class_weight is None:
         return None
     if isinstance(class_weight, dict):
         unknown = [c for c in class_weight if c not in set(classes)]
         if unknown:
             raise ValueError(f"class_weight names class {unknown[0]!r}, not in y.")
-    weights = compute_class_weight(class_weight, classes=classes, y=classes[y_encoded])
+    weights = compute_class_weight(
+        class_weight, classes=classes, y=classes[y_encoded], sample_weight=sample_weight
+    )
     return torch.as_tensor(weights, dtype=torch.float32)
 
 
