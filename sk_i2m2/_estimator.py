@@ -10,18 +10,22 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import ClassifierMixin, _fit_context
-from sklearn.model_selection import StratifiedKFold
 from sklearn.utils._param_validation import StrOptions
 
 from ._base import I2M2Base
 from ._sizing import auto_n_folds
 from ._validation import check_target
 from .nn.ensemble import FoldEnsemble
-from .nn.losses import ExpertsNLLLoss, ProductOfExpertsNLLLoss
-from .nn.product import combine, contributions
+from .nn.losses import (
+    ExpertsBCELoss,
+    ExpertsNLLLoss,
+    ProductOfExpertsBCELoss,
+    ProductOfExpertsNLLLoss,
+)
+from .nn.product import combine, combine_labels, contributions
 from .training.calibration import fit_temperature
 from .training.net import StageNet
-from .training.stages import class_weight_tensor, validation_split
+from .training.stages import class_weight_tensor, fold_splits, validation_split
 
 __all__ = ["I2M2Classifier"]
 
@@ -35,7 +39,10 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
     classifier on one modality; the inter expert ``q_inter`` classifies the
     fused features of all modalities. Their logits are summed and
     normalised with one ``log_softmax``, which is exactly the normalised
-    product of the experts.
+    product of the experts. With multilabel ``y`` (an ``(n_samples,
+    n_labels)`` indicator or soft-target array) each expert gives one logit
+    per label and the product is taken per label: a product of Bernoulli
+    experts is the sigmoid of their summed logits.
 
     Training runs in two stages, each a skorch ``NeuralNet`` (so skorch
     callbacks and history apply):
@@ -121,9 +128,14 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         ``validation_fraction``.
     n_iter_no_change : int, default=10
         Patience, in epochs, of early stopping.
-    class_weight : dict, "balanced" or None, default=None
+    class_weight : dict, list of dict, "balanced" or None, default=None
         Weights of the classes in the loss, as in ``LogisticRegression``;
-        ``"balanced"`` counts each sample with its ``sample_weight``.
+        ``"balanced"`` counts each sample with its ``sample_weight``. For
+        multilabel ``y``, each label's negatives and positives are weighted:
+        ``"balanced"`` per label (``n / (2 * n_pos)`` for its positives,
+        ``n / (2 * n_neg)`` for its negatives, as scikit-learn balances
+        each output of a multi-output target), or a list of one dict
+        ``{0: w_neg, 1: w_pos}`` per label.
     inter_missing : {"null", "drop"}, default="null"
         How the inter expert handles a sample that misses a modality (see
         *Missing modalities* below): ``"null"`` puts a learned null
@@ -198,7 +210,11 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-        Class labels.
+        Class labels; for multilabel ``y``, ``arange(n_labels)`` (as in
+        ``MLPClassifier``).
+    multilabel_ : bool
+        Whether ``y`` was multilabel: each expert is then one Bernoulli
+        expert per label, and the product is taken per label.
     modalities_ : list of str
         Modality names seen in ``fit``, in order.
     input_shapes_ : dict
@@ -266,7 +282,7 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
 
     _parameter_constraints = {
         **I2M2Base._parameter_constraints,
-        "class_weight": [dict, StrOptions({"balanced"}), None],
+        "class_weight": [dict, list, StrOptions({"balanced"}), None],
         "calibration": [StrOptions({"temperature"}), None],
     }
 
@@ -350,8 +366,14 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
             array, or :class:`~sk_i2m2.FileModality`) with samples on the
             first axis. Sparse matrices, arrays on disk and files are read a
             batch at a time.
-        y : array-like of shape (n_samples,)
-            Class labels of any type.
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Class labels of any type; or multilabel targets, one column per
+            label (at least 2): 0/1 or bool indicators, or soft targets in
+            [0, 1]. Each expert then gives one logit per label, both stages
+            train on the per-label binary cross-entropy (see
+            :class:`~sk_i2m2.nn.losses.ExpertsBCELoss`), and
+            ``calibration="temperature"`` fits one temperature dividing
+            every label's summed logit, by the same loss.
         sample_weight : array-like of shape (n_samples,), float or None, default=None
             Non-negative weights of the samples (e.g. inverse-probability or
             case-control weights); ``None`` weighs every sample 1. Every loss
@@ -385,11 +407,20 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         """
         return self._fit(X, y, sample_weight)
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.classifier_tags.multi_label = True
+        return tags
+
     # Hooks of I2M2Base: encoded class labels, cross-entropy losses, temperature.
 
     def _check_target(self, y, n_samples):
         classes, y_encoded = check_target(y, n_samples)
-        return {"classes_": classes}, y_encoded.astype(np.int64, copy=False)
+        multilabel = y_encoded.ndim == 2
+        # Class codes, or float32 multilabel targets: the batches keep the dtype.
+        y_train = y_encoded if multilabel else y_encoded.astype(np.int64, copy=False)
+        return {"classes_": classes, "multilabel_": multilabel}, y_train
 
     def _n_folds(self, y):
         return auto_n_folds(y, self.cv)
@@ -398,8 +429,11 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         classes = fitted["classes_"]
         return {
             "net": StageNet,
-            "net_kwargs": {"classes": list(range(len(classes)))},
-            "criteria": (ExpertsNLLLoss, ProductOfExpertsNLLLoss),
+            "net_kwargs": {
+                "classes": list(range(len(classes))),
+                "multilabel": fitted["multilabel_"],
+            },
+            "criteria": _criteria(fitted["multilabel_"]),
             "criterion_kwargs": {
                 "weight": class_weight_tensor(self.class_weight, classes, y, sample_weight)
             },
@@ -407,20 +441,26 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
 
     def _early_stopping_splits(self, y, n_folds, seed):
         if n_folds:
-            folds = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
-            return list(folds.split(np.zeros(len(y)), y))
+            return fold_splits(y, n_folds, seed)
         return [validation_split(y, self.classes_, self.validation_fraction, seed)]
 
     def _n_outputs(self):
         return len(self.classes_)
 
     def _fold_ensemble(self, modules):
-        return FoldEnsemble(modules)
+        return FoldEnsemble(modules, multilabel=self.multilabel_)
 
     def _calibrate(self, held_out, options):
         self.temperature_ = 1.0
         if self.calibration == "temperature" and held_out:
-            logits = torch.cat([lg.log_softmax(-1).sum(0) for lg, _, _, _ in held_out])
+            # Summed logits: the product's log-probabilities up to a constant
+            # (classes), or its per-label log-odds (multilabel).
+            logits = torch.cat(
+                [
+                    lg.sum(0) if self.multilabel_ else lg.log_softmax(-1).sum(0)
+                    for lg, _, _, _ in held_out
+                ]
+            )
             targets = torch.cat([target for _, _, target, _ in held_out])
             weights = [w for _, _, _, w in held_out]
             self.temperature_ = fit_temperature(
@@ -428,6 +468,7 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
                 targets,
                 options["criterion_kwargs"]["weight"],
                 sample_weight=None if weights[0] is None else torch.cat(weights),
+                criterion=options["criteria"][1],
             )
 
     # ------------------------------------------------------------------
@@ -445,14 +486,18 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         Returns
         -------
         proba : ndarray of shape (n_samples, n_classes)
-            Columns in the order of ``classes_``; rows sum to 1.
+            Columns in the order of ``classes_``; rows sum to 1. For a
+            multilabel model, the probability of each label being positive,
+            shape ``(n_samples, n_labels)`` (scikit-learn's multilabel form,
+            as ``roc_auc_score`` takes it).
         """
         return np.exp(self.predict_log_proba(X))
 
     def predict_log_proba(self, X):
         """Log of :meth:`predict_proba`, computed stably."""
         # In float64, so that confident rows do not underflow to probability 0.
-        return combine(self._expert_logits(X)[0].double() / self.temperature_).numpy()
+        logits = self._expert_logits(X)[0].double() / self.temperature_
+        return (combine_labels(logits) if self.multilabel_ else combine(logits)).numpy()
 
     def predict(self, X):
         """Predicted class labels, taken from ``classes_``.
@@ -463,10 +508,14 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
 
         Returns
         -------
-        y : ndarray of shape (n_samples,)
+        y : ndarray of shape (n_samples,) or (n_samples, n_labels)
+            For a multilabel model, 0/1 indicators: 1 where the label's
+            probability is above 0.5.
         """
         # predict_proba first: on an unfitted estimator it raises NotFittedError.
         proba = self.predict_proba(X)
+        if self.multilabel_:
+            return (proba > 0.5).astype(int)
         return self.classes_[proba.argmax(axis=1)]
 
     def expert_proba(self, X, *, stage="final"):
@@ -484,13 +533,15 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         -------
         proba : dict
             Expert name (a modality name for an intra expert, ``"inter"``
-            for the inter expert) -> ndarray of shape (n_samples, n_classes).
+            for the inter expert) -> ndarray of shape (n_samples, n_classes);
+            for a multilabel model, each expert's probability of each label
+            being positive, (n_samples, n_labels).
             Rows of samples an expert cannot see (its modality is missing;
             for the inter expert with ``inter_missing="drop"``, any
             modality is missing) are NaN.
         """
         logits, available = self._expert_logits(X, self._stage_module(stage))
-        proba = torch.softmax(logits, dim=-1)
+        proba = torch.sigmoid(logits) if self.multilabel_ else torch.softmax(logits, dim=-1)
         if available is not None:
             proba = proba.masked_fill(~available.unsqueeze(-1), float("nan"))
         return {name: proba[i].numpy() for i, name in enumerate(self.expert_names_)}
@@ -513,13 +564,46 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         X : dict or ModalityDict
             As for :meth:`predict_proba`.
 
+        For a multilabel model the product is taken per label and its
+        log-odds are the sum of the experts' log-odds
+        (:func:`~sk_i2m2.nn.product.combine_labels`): expert ``k``
+        contributes its own log-odds of label ``l`` (divided by
+        ``temperature_``; 0 when it abstains), and the terms of a sample and
+        label sum to ``logit p(y_l = 1 | x_i)``; positive terms argue for
+        the label.
+
+        Parameters
+        ----------
+        X : dict or ModalityDict
+            As for :meth:`predict_proba`.
+
         Returns
         -------
         contributions : pandas.DataFrame of shape (n_samples, n_experts)
             One column per expert, in the order of ``expert_names_``; the
             predicted classes are in ``contributions.attrs["predicted"]``.
+            For a multilabel model, shape ``(n_samples, n_labels *
+            n_experts)`` with ``(label, expert)`` columns (a ``MultiIndex``)
+            and the predicted 0/1 indicators in ``attrs["predicted"]``.
         """
+        if self.multilabel_:
+            logits = self._expert_logits(X)[0] / self.temperature_
+            n_experts, n_samples, n_labels = logits.shape
+            terms = logits.permute(1, 2, 0).reshape(n_samples, n_labels * n_experts)
+            columns = pd.MultiIndex.from_product(
+                [self.classes_, self.expert_names_], names=["label", "expert"]
+            )
+            frame = pd.DataFrame(terms.numpy(), columns=columns)
+            frame.attrs["predicted"] = (combine_labels(logits).exp() > 0.5).numpy().astype(int)
+            return frame
         terms, predicted = contributions(self._expert_logits(X)[0] / self.temperature_)
         frame = pd.DataFrame(terms.T.numpy(), columns=list(self.expert_names_))
         frame.attrs["predicted"] = self.classes_[predicted.numpy()]
         return frame
+
+
+def _criteria(multilabel):
+    """The stage-1 and stage-2 criteria: cross-entropies, or per-label BCE for multilabel."""
+    if multilabel:
+        return ExpertsBCELoss, ProductOfExpertsBCELoss
+    return ExpertsNLLLoss, ProductOfExpertsNLLLoss

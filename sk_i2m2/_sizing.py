@@ -42,7 +42,8 @@ def auto_n_folds(y, cv):
     """
     if cv is None:
         return None
-    smallest = int(np.bincount(y).min())
+    # Multilabel rows (2-D y) are not stratified: every row counts.
+    smallest = int(np.bincount(y).min()) if y.ndim == 1 else len(y)
     if cv == "auto":
         if not is_small_cohort(len(y)) or smallest < 2:
             return None

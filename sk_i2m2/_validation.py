@@ -9,7 +9,7 @@
   sparse matrices, arrays on disk and :class:`~sk_i2m2.FileModality`,
   checked in chunks and kept as :class:`~sk_i2m2._lazy.LazyRows`;
 - :func:`missing_rows`: which samples miss a modality (all values NaN);
-- :func:`check_target`: the labels;
+- :func:`check_target`: the labels (class labels, or a multilabel array);
 - :func:`check_sample_weight`: ``fit``'s sample weights.
 
 Each problem raises ``TypeError`` (wrong kind of input) or ``ValueError``
@@ -574,10 +574,21 @@ def check_target(y, n_samples):
     ``y`` is read by scikit-learn's ``column_or_1d`` (a column vector is
     raveled with a ``DataConversionWarning``) and
     ``check_classification_targets`` (binary or multiclass labels of any
-    type), then encoded by a ``LabelEncoder``.
+    type), then encoded by a ``LabelEncoder``. A 2-D ``y`` with several
+    columns is a multilabel target (:func:`check_multilabel_target`).
     """
     if y is None:
         raise ValueError("I2M2Classifier requires y to be passed, but the target y is None.")
+    # asarray, not np.ndim: array-likes need only __array__ (scikit-learn checks that).
+    shape = y.shape if sp.issparse(y) else np.asarray(y).shape
+    if len(shape) == 2 and shape[1] != 1:
+        return check_multilabel_target(y, n_samples)
+    if len(shape) == 2 and not _all_integral(np.asarray(y)):
+        raise ValueError(
+            "y is one column of non-integer values. For multilabel targets pass an "
+            "(n_samples, n_labels) array with at least 2 label columns; for one binary "
+            "outcome pass its 0/1 labels."
+        )
     y = column_or_1d(y, warn=True)
     if len(y) != n_samples:
         raise ValueError(f"y has {len(y)} samples but the modalities have {n_samples}.")
@@ -596,6 +607,48 @@ def check_target(y, n_samples):
             "classifier needs samples of at least 2 classes."
         )
     return encoder.classes_, encoder.transform(y)
+
+
+def check_multilabel_target(y, n_samples):
+    """Validate a multilabel ``y``; return ``(classes, y)``.
+
+    ``y`` has shape ``(n_samples, n_labels)`` with ``n_labels >= 2``: 0/1 or
+    bool indicators, or soft targets in [0, 1] (e.g. the share of annotators
+    who saw a finding). ``classes`` is ``arange(n_labels)``, as for
+    scikit-learn's ``MLPClassifier``; ``y`` comes back as float32.
+    """
+    try:
+        y = check_array(y, accept_sparse=True, dtype=np.float64, input_name="y")
+    except ValueError as exc:
+        raise ValueError(
+            f"A 2-D y is a multilabel target: numbers in [0, 1], one column per label. {exc}"
+        ) from None
+    y = y.toarray() if sp.issparse(y) else y
+    if len(y) != n_samples:
+        raise ValueError(f"y has {len(y)} samples but the modalities have {n_samples}.")
+    if y.shape[1] < 2:
+        raise ValueError(
+            f"y has {y.shape[1]} label column(s); a multilabel target needs at least 2 "
+            "(for one binary outcome pass its 0/1 labels as a 1-D array)."
+        )
+    outside = np.flatnonzero(((y < 0) | (y > 1)).any(0))
+    if outside.size:
+        column = y[:, outside[0]]
+        raise ValueError(
+            f"y has values outside [0, 1] in label column {outside[0]} (from "
+            f"{column.min():g} to {column.max():g}). Multilabel targets are 0/1 "
+            "indicators or soft targets in [0, 1]; several multiclass outputs are not "
+            "supported."
+        )
+    return np.arange(y.shape[1]), y.astype(np.float32)
+
+
+def _all_integral(values):
+    """Whether float ``values`` (NaN aside) are whole numbers; other dtypes count as labels."""
+    if values.dtype.kind != "f":
+        return True
+    finite = values[np.isfinite(values)]
+    return bool(np.all(finite == np.round(finite)))
 
 
 def check_sample_weight(sample_weight, n_samples):

@@ -425,7 +425,8 @@ def test_tags_say_dict_input():
         assert tags.requires_fit
     tags = get_tags(I2M2Classifier())
     assert tags.estimator_type == "classifier"
-    assert tags.classifier_tags.multi_class and not tags.classifier_tags.multi_label
+    assert tags.classifier_tags.multi_class and tags.classifier_tags.multi_label
+    assert tags.target_tags.multi_output and tags.target_tags.single_output
     # Partial NaN is refused (an all-NaN row is a missing modality); sparse
     # modalities are densified.
     assert not tags.input_tags.allow_nan and tags.input_tags.sparse

@@ -5,13 +5,16 @@ import pytest
 import sklearn
 import torch
 from numpy.testing import assert_allclose, assert_array_equal
-from sklearn.model_selection import GridSearchCV
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sk_i2m2 import I2M2Classifier, ModalityDict, PerModality
 from sk_i2m2.nn.losses import ExpertsNLLLoss, ProductOfExpertsNLLLoss
+from sk_i2m2.nn.product import combine_labels
 from sk_i2m2.training.calibration import fit_temperature
+from sk_i2m2.training.stages import label_weight_tensor
 
 FAST = dict(max_epochs=2, random_state=0)
 
@@ -146,3 +149,125 @@ def test_sample_weight_is_routed_through_permodality_pipeline_and_search():
     # The refit of the search is the same weighted fit.
     assert_array_equal(search.best_estimator_.predict_proba(X), proba)
     assert np.isfinite(search.best_score_)
+
+
+# ----------------------------------------------------------------------
+# Multilabel targets
+
+
+def _multilabel(n, seed=0):
+    """Label 0 from modality a, label 1 from b, label 2 from both (an XOR of signs)."""
+    rng = np.random.RandomState(seed)
+    X = {"a": rng.randn(n, 4), "b": rng.randn(n, 3)}
+    Y = np.c_[
+        X["a"][:, 0] > 0,
+        X["b"][:, 0] > 0,
+        (X["a"][:, 1] > 0) ^ (X["b"][:, 1] > 0),
+    ].astype(int)
+    return X, Y
+
+
+@pytest.fixture(scope="module")
+def multilabel_model():
+    X, Y = _multilabel(400)
+    clf = I2M2Classifier(max_epochs=15, lr=1e-2, cv=2, class_weight="balanced", random_state=0).fit(
+        X, Y
+    )
+    return clf, X, Y
+
+
+def test_multilabel_shapes_tags_and_learning(multilabel_model):
+    clf, _, _ = multilabel_model
+    X, Y = _multilabel(200, seed=1)
+    proba = clf.predict_proba(X)
+    assert clf.multilabel_ and clf.n_folds_ == 2
+    assert_array_equal(clf.classes_, [0, 1, 2])
+    assert proba.shape == (200, 3) and ((proba >= 0) & (proba <= 1)).all()
+    predicted = clf.predict(X)
+    assert predicted.shape == (200, 3) and predicted.dtype.kind == "i"
+    assert_array_equal(predicted, (proba > 0.5).astype(int))
+    auroc = roc_auc_score(Y, proba, average=None)
+    assert (auroc[:2] > 0.9).all() and auroc[2] > 0.6, auroc
+    experts = clf.expert_proba(X)
+    assert sorted(experts) == ["a", "b", "inter"]
+    assert all(p.shape == (200, 3) for p in experts.values())
+    # The inter expert sees both modalities: it carries label 2.
+    assert roc_auc_score(Y[:, 2], experts["inter"][:, 2]) > roc_auc_score(
+        Y[:, 2], experts["a"][:, 2]
+    )
+    tags = clf.__sklearn_tags__()
+    assert tags.target_tags.multi_output and tags.classifier_tags.multi_label
+
+
+def test_multilabel_product_is_per_label_and_contributions_sum_to_log_odds(multilabel_model):
+    clf, X, _ = multilabel_model
+    logits = torch.randn(3, 5, 2, dtype=torch.float64)
+    available = torch.tensor([[1, 1, 1, 1, 1], [1, 0, 1, 0, 1], [1, 1, 1, 1, 1]], dtype=bool)
+    # Normalised product of Bernoulli experts, written out.
+    q = torch.sigmoid(logits).masked_fill(~available.unsqueeze(-1), 1.0)
+    q0 = torch.sigmoid(-logits).masked_fill(~available.unsqueeze(-1), 1.0)
+    product = q.prod(0) / (q.prod(0) + q0.prod(0))
+    torch.testing.assert_close(combine_labels(logits, available).exp(), product)
+    frame = clf.modality_contributions(_rows(X, slice(0, 20)))
+    proba = clf.predict_proba(_rows(X, slice(0, 20)))
+    assert frame.shape == (20, 9)
+    assert list(frame.columns.get_level_values("expert")[:3]) == ["a", "b", "inter"]
+    assert_allclose(frame.T.groupby(level="label").sum().T, np.log(proba / (1 - proba)), rtol=1e-4)
+    assert_array_equal(frame.attrs["predicted"], clf.predict(_rows(X, slice(0, 20))))
+
+
+def test_multilabel_save_load(multilabel_model, tmp_path):
+    clf, X, _ = multilabel_model
+    clf.save(tmp_path / "model")
+    loaded = I2M2Classifier.load(tmp_path / "model")
+    assert loaded.multilabel_ and loaded.n_folds_ == 2
+    assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+
+
+def test_soft_multilabel_targets_weights_and_per_label_class_weights():
+    X, Y = _multilabel(120)
+    soft = 0.1 + 0.8 * Y  # e.g. shares of annotators
+    weight = np.random.RandomState(0).rand(120) + 0.5
+    clf = I2M2Classifier(
+        cv=None, class_weight=[{1: 2.0}, {0: 1.0, 1: 1.0}, {}], max_epochs=3, random_state=0
+    )
+    clf.fit(X, soft, sample_weight=weight)
+    assert clf.predict_proba(X).shape == (120, 3)
+    balanced = label_weight_tensor("balanced", np.array([[1, 0.5], [0, 0.5], [0, 0.5], [0, 0.5]]))
+    # Label 0: 1 positive of 4 -> 4 / 2; 3 negatives -> 4 / 6. Label 1: 2 and 2.
+    torch.testing.assert_close(balanced, torch.tensor([[4 / 6, 1.0], [2.0, 1.0]]))
+
+
+@pytest.mark.parametrize(
+    "y, message",
+    [
+        (np.full((80, 2), 2), r"outside \[0, 1\] in label column 0"),
+        (np.c_[np.zeros(80), np.full(80, -0.5)], "label column 1"),
+        (np.full((80, 1), 0.3), "at least 2 label columns"),
+        (np.c_[np.zeros(80), np.full(80, np.nan)], "NaN"),
+        (np.full((80, 2), "a"), "multilabel target"),
+    ],
+)
+def test_bad_multilabel_targets_are_refused_clearly(fitted_targets_model, y, message):
+    clf, X, _ = fitted_targets_model
+    before = clf.predict_proba(X)
+    with pytest.raises(ValueError, match=message):
+        clf.fit(X, y)
+    assert_array_equal(clf.predict_proba(X), before)
+
+
+def test_multilabel_class_weight_must_name_each_label(fitted_targets_model):
+    clf, X, _ = fitted_targets_model
+    with pytest.raises(ValueError, match="one dict"):
+        clf.set_params(class_weight={0: 1.0, 1: 2.0}).fit(X, np.c_[_data()[1], _data()[1]])
+    clf.set_params(class_weight=None)
+
+
+def test_multilabel_scoring_in_cross_val_score():
+    X, Y = _multilabel(120)
+    X = ModalityDict(X)
+    clf = I2M2Classifier(cv=None, max_epochs=3, lr=1e-2, random_state=0)
+    # roc_auc is the macro average over labels of predict_proba's columns.
+    auroc = cross_val_score(clf, X, Y, cv=2, scoring="roc_auc", error_score="raise")
+    f1 = cross_val_score(clf, X, Y, cv=2, scoring="f1_samples", error_score="raise")
+    assert (auroc > 0.6).all() and (f1 > 0.3).all()

@@ -141,7 +141,12 @@ FIT_CASES = [
         r"y contains only one class \(0\)",
     ),
     ("y-continuous", lambda X, y: ({}, X, np.linspace(0, 1, N)), ValueError, "continuous"),
-    ("y-2d", lambda X, y: ({}, X, np.c_[y, y]), ValueError, "y should be a 1d array"),
+    (
+        "y-2d-multiclass",
+        lambda X, y: ({}, X, np.c_[y, 2 * y]),
+        ValueError,
+        r"y has values outside \[0, 1\] in label column 1",
+    ),
     ("y-none", lambda X, y: ({}, X, None), ValueError, "requires y to be passed"),
     (
         "y-nan",

@@ -22,15 +22,23 @@ class FoldEnsemble(nn.Module):
     An expert that cannot see a sample has logits 0 in every fold, so its
     averaged log-probabilities are uniform and drop out of the product.
 
+    For multilabel targets (``multilabel=True``) each expert is one
+    Bernoulli expert per label, and the normalised geometric mean of
+    Bernoulli distributions has the mean of their log-odds as its log-odds:
+    the output is the experts' logits averaged over the folds.
+
     Parameters
     ----------
     modules : list of I2M2Module
         The fold models; same experts, same classes.
+    multilabel : bool, default=False
+        Whether the experts give per-label log-odds.
     """
 
-    def __init__(self, modules):
+    def __init__(self, modules, multilabel=False):
         super().__init__()
         self.folds = nn.ModuleList(modules)
+        self.multilabel = multilabel
 
     @property
     def expert_names(self):
@@ -42,6 +50,8 @@ class FoldEnsemble(nn.Module):
     def forward(self, **X):
         # The folds share their frozen encoders' weights: compute those features once.
         X = self.folds[0].encode_frozen(X)
+        if self.multilabel:
+            return torch.stack([fold(**X) for fold in self.folds]).mean(0)
         return torch.stack([F.log_softmax(fold(**X), dim=-1) for fold in self.folds]).mean(0)
 
 

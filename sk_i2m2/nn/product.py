@@ -2,8 +2,9 @@
 
 Training (the stage-2 loss, the stage nets' predictions), prediction and
 inspection all combine experts through these functions: :func:`combine`
-for the classifier's categorical experts, :func:`combine_gaussian` for the
-regressor's Gaussian experts.
+for class labels (one categorical expert per modality), :func:`combine_labels`
+for multilabel targets (one Bernoulli expert per modality and label),
+:func:`combine_gaussian` for the regressor's Gaussian experts.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import torch.nn.functional as F
 __all__ = [
     "combine",
     "combine_gaussian",
+    "combine_labels",
     "contributions",
     "gaussian_fold_mean",
+    "product_label_proba",
     "product_mean",
     "product_proba",
     "split_gaussian",
@@ -47,6 +50,37 @@ def combine(expert_logits, available=None):
     if available is not None:
         expert_logits = expert_logits.masked_fill(~available.unsqueeze(-1), 0.0)
     return F.log_softmax(expert_logits.sum(0), dim=-1)
+
+
+def combine_labels(expert_logits, available=None):
+    """Product of Bernoulli experts per label: ``logsigmoid`` of the summed log-odds.
+
+    For multilabel targets each expert gives one logit per label, ``q_k(y_l
+    = 1 | x) = sigmoid(z_kl)``. The product ``prod_k q_k(y_l | x)``,
+    normalised over ``y_l`` in {0, 1}, has odds ``prod_k exp(z_kl)``, so it
+    is ``sigmoid(sum_k z_kl)``: the same sum of logits as :func:`combine`,
+    normalised per label instead of across classes.
+
+    Parameters
+    ----------
+    expert_logits : tensor of shape (n_experts, n_samples, n_labels)
+        Log-odds of each expert.
+    available : bool tensor of shape (n_experts, n_samples) or None
+        As for :func:`combine`.
+
+    Returns
+    -------
+    log_proba : tensor of shape (n_samples, n_labels)
+        Log-probability that each label is positive.
+    """
+    if available is not None:
+        expert_logits = expert_logits.masked_fill(~available.unsqueeze(-1), 0.0)
+    return F.logsigmoid(expert_logits.sum(0))
+
+
+def product_label_proba(expert_logits):
+    """Positive-label probabilities of the product of Bernoulli experts (``predict_nonlinearity``)."""
+    return combine_labels(expert_logits).exp()
 
 
 def product_proba(expert_logits):

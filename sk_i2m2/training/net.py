@@ -12,7 +12,7 @@ from skorch.hf import AccelerateMixin
 
 from .._data import ModalityTensorDataset
 from ..nn.experts import SAMPLE_WEIGHT
-from ..nn.product import combine_gaussian, product_mean, product_proba
+from ..nn.product import combine_gaussian, product_label_proba, product_mean, product_proba
 
 __all__ = [
     "StageNet",
@@ -133,6 +133,11 @@ class StageNet(_StageNetMixin, NeuralNetClassifier):
       when the epoch ends, or earlier for a value a callback reads (e.g.
       ``ProgressBar``'s postfix). ``item()`` after every step would stall
       the GPU once per step; on the CPU it costs nothing and is kept.
+    - With ``multilabel=True`` the outputs are per-label log-odds:
+      ``predict_nonlinearity`` defaults to
+      :func:`~sk_i2m2.nn.product.product_label_proba`, ``predict`` gives
+      0/1 indicators (probability above 0.5) and skorch's default
+      ``valid_acc`` scoring (an arg-max accuracy) is left out.
     - ``mixed_precision=True`` runs the forward pass under bfloat16
       autocast (no gradient scaler is needed for bfloat16); the loss is
       computed in float32.
@@ -151,10 +156,32 @@ class StageNet(_StageNetMixin, NeuralNetClassifier):
         on CUDA only.
     augment : dict or None, default=None
         Modality -> callable applied to that modality of every training batch.
+    multilabel : bool, default=False
+        Whether the experts give per-label log-odds (multilabel targets).
     """
 
-    def __init__(self, *args, predict_nonlinearity=product_proba, **kwargs):
+    def __init__(self, *args, multilabel=False, predict_nonlinearity=None, **kwargs):
+        if predict_nonlinearity is None:
+            predict_nonlinearity = product_label_proba if multilabel else product_proba
         super().__init__(*args, predict_nonlinearity=predict_nonlinearity, **kwargs)
+        self.multilabel = multilabel
+
+    @property
+    def _target_dtype(self):
+        # Class indices, or float multilabel targets.
+        return torch.float32 if self.multilabel else torch.long
+
+    @property
+    def _default_callbacks(self):
+        callbacks = super()._default_callbacks
+        if self.multilabel:
+            return [(name, cb) for name, cb in callbacks if name != "valid_acc"]
+        return callbacks
+
+    def predict(self, X):
+        if self.multilabel:
+            return (self.predict_proba(X) > 0.5).astype(int)
+        return super().predict(X)
 
 
 class StageNetRegressor(_StageNetMixin, NeuralNetRegressor):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
-from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
+from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold, StratifiedShuffleSplit
 from sklearn.utils.class_weight import compute_class_weight
 from skorch.callbacks import EarlyStopping
 from skorch.helper import predefined_split
@@ -36,7 +36,9 @@ from .schedule import lr_schedule_callbacks
 __all__ = [
     "TrainingPlan",
     "class_weight_tensor",
+    "label_weight_tensor",
     "validation_split",
+    "fold_splits",
     "split_datasets",
     "run_stages",
 ]
@@ -92,10 +94,18 @@ class TrainingPlan:
 def class_weight_tensor(class_weight, classes, y_encoded, sample_weight=None):
     """Loss weights of the classes for ``class_weight`` (``None`` without weights).
 
-    ``"balanced"`` uses the class totals of ``sample_weight``.
+    ``"balanced"`` uses the class totals of ``sample_weight``. For a
+    multilabel ``y_encoded`` (2-D) see :func:`label_weight_tensor`.
     """
     if class_weight is None:
         return None
+    if y_encoded.ndim == 2:
+        return label_weight_tensor(class_weight, y_encoded, sample_weight)
+    if isinstance(class_weight, list):
+        raise ValueError(
+            "class_weight is a list, which is for multilabel y (one dict per label); "
+            "for class labels pass a dict or 'balanced'."
+        )
     if isinstance(class_weight, dict):
         unknown = [c for c in class_weight if c not in set(classes)]
         if unknown:
@@ -106,14 +116,59 @@ def class_weight_tensor(class_weight, classes, y_encoded, sample_weight=None):
     return torch.as_tensor(weights, dtype=torch.float32)
 
 
+def label_weight_tensor(class_weight, y, sample_weight=None):
+    """Per-label weights of negatives and positives, shape ``(2, n_labels)``, for multilabel ``y``.
+
+    Each label is a binary outcome with its own class weights, as
+    scikit-learn weighs the outputs of a multi-output target:
+    ``"balanced"`` gives label ``l``'s positives ``n / (2 * n_pos)`` and its
+    negatives ``n / (2 * n_neg)`` (counts weighted by ``sample_weight``; a
+    soft target ``t`` counts ``t`` positive and ``1 - t`` negative); a
+    label without positives or without negatives gets weights 1, as
+    ``compute_class_weight`` gives a single class. A list holds one dict
+    ``{0: w_neg, 1: w_pos}`` per label (missing keys weigh 1).
+    """
+    n_labels = y.shape[1]
+    weights = np.ones((2, n_labels))
+    if isinstance(class_weight, str) and class_weight == "balanced":
+        w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        positives = w @ y.astype(np.float64)
+        negatives = w.sum() - positives
+        both = (positives > 0) & (negatives > 0)
+        weights[0, both] = w.sum() / (2 * negatives[both])
+        weights[1, both] = w.sum() / (2 * positives[both])
+    elif isinstance(class_weight, list) and len(class_weight) == n_labels:
+        for label, entry in enumerate(class_weight):
+            if not isinstance(entry, dict) or set(entry) - {0, 1}:
+                raise ValueError(
+                    f"class_weight[{label}] must be a dict with keys 0 and/or 1 (the "
+                    f"weights of label {label}'s negatives and positives); got {entry!r}."
+                )
+            for value, weight in entry.items():
+                weights[value, label] = weight
+    else:
+        raise ValueError(
+            "For multilabel y, class_weight is 'balanced' or a list of one dict "
+            f"{{0: w_neg, 1: w_pos}} per label ({n_labels} labels); got {class_weight!r}."
+        )
+    return torch.as_tensor(weights, dtype=torch.float32)
+
+
+def fold_splits(y, n_folds, seed):
+    """Train and held-out rows of ``n_folds`` inner folds: stratified for class labels."""
+    folds = (StratifiedKFold if y.ndim == 1 else KFold)(n_folds, shuffle=True, random_state=seed)
+    return list(folds.split(np.zeros(len(y)), y))
+
+
 def validation_split(y, classes, validation_fraction, seed):
     """Train and validation rows of the encoded labels ``y``.
 
     Stratified when every class has two samples; otherwise random, with a
     warning naming the rare class (one of ``classes``). ``classes=None``
-    (a continuous target): random.
+    (a continuous target) and multilabel rows (2-D ``y``): random.
     """
-    n, n_classes = len(y), (1 if classes is None else len(classes))
+    at_random = classes is None or y.ndim == 2
+    n, n_classes = len(y), (1 if at_random else len(classes))
     n_valid = max(math.ceil(validation_fraction * n), n_classes)
     if n - n_valid < 2:
         raise ValueError(
@@ -121,7 +176,7 @@ def validation_split(y, classes, validation_fraction, seed):
             f"validation_fraction={validation_fraction}; pass "
             "early_stopping=False to train on all samples."
         )
-    if classes is None:
+    if at_random:
         return next(ShuffleSplit(1, test_size=n_valid, random_state=seed).split(np.zeros(n)))
     counts = np.bincount(y, minlength=n_classes)
     if counts.min() >= 2 and n - n_valid >= n_classes:
