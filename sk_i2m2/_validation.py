@@ -659,15 +659,20 @@ def check_sample_weight(sample_weight, n_samples):
     """
     if sample_weight is None:
         return None
+    message = (
+        f"sample_weight must hold one finite, non-negative number per sample ({n_samples} "
+        "samples), not all 0:"
+    )
     try:
-        return _check_sample_weight(
+        weights = _check_sample_weight(
             sample_weight, np.empty((n_samples, 0)), dtype=np.float64, ensure_non_negative=True
         )
     except (TypeError, ValueError) as exc:
-        raise ValueError(
-            f"sample_weight must hold one finite, non-negative number per sample ({n_samples} "
-            f"samples), not all 0: {exc}"
-        ) from None
+        raise ValueError(f"{message} {exc}") from None
+    # Older scikit-learn releases let all-zero weights through.
+    if not weights.any():
+        raise ValueError(f"{message} Sample weights must contain at least one non-zero number.")
+    return weights
 
 
 def as_python(value):

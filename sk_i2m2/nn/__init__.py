@@ -9,8 +9,8 @@ builds an :class:`~sk_i2m2.nn.experts.I2M2Module` with
 
 from .build import build_module, expert_plan
 from .experts import INTER, PRESENT, SAMPLE_WEIGHT, Encoder, I2M2Module, InterExpert, IntraExpert
-from .losses import ExpertsNLLLoss, ProductOfExpertsNLLLoss
-from .product import combine, product_proba
+from .losses import ExpertsBCELoss, ExpertsNLLLoss, ProductOfExpertsBCELoss, ProductOfExpertsNLLLoss
+from .product import combine, combine_labels, product_label_proba, product_proba
 from .standardize import Standardize, input_moments
 
 __all__ = [
@@ -23,10 +23,14 @@ __all__ = [
     "IntraExpert",
     "ExpertsNLLLoss",
     "ProductOfExpertsNLLLoss",
+    "ExpertsBCELoss",
+    "ProductOfExpertsBCELoss",
     "Standardize",
     "build_module",
     "combine",
+    "combine_labels",
     "expert_plan",
     "input_moments",
+    "product_label_proba",
     "product_proba",
 ]

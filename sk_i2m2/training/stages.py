@@ -110,9 +110,15 @@ def class_weight_tensor(class_weight, classes, y_encoded, sample_weight=None):
         unknown = [c for c in class_weight if c not in set(classes)]
         if unknown:
             raise ValueError(f"class_weight names class {unknown[0]!r}, not in y.")
-    weights = compute_class_weight(
-        class_weight, classes=classes, y=classes[y_encoded], sample_weight=sample_weight
-    )
+    if isinstance(class_weight, str) and sample_weight is not None:
+        # compute_class_weight's "balanced" rule, n / (n_classes * count),
+        # with weighted totals (its sample_weight is newer than our floor).
+        totals = np.bincount(y_encoded, weights=sample_weight, minlength=len(classes))
+        if (totals == 0).any():
+            raise ValueError("class_weight='balanced' needs a positive weight in every class.")
+        weights = totals.sum() / (len(classes) * totals)
+    else:
+        weights = compute_class_weight(class_weight, classes=classes, y=classes[y_encoded])
     return torch.as_tensor(weights, dtype=torch.float32)
 
 
