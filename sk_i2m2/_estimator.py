@@ -413,7 +413,8 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         tags.classifier_tags.multi_label = True
         return tags
 
-    # Hooks of I2M2Base: encoded class labels, cross-entropy losses, temperature.
+    # Hooks of I2M2Base: encoded class labels or multilabel targets, their losses,
+    # temperature.
 
     def _check_target(self, y, n_samples):
         classes, y_encoded = check_target(y, n_samples)
@@ -558,11 +559,6 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         (its modality is missing). The terms of a sample sum to
         ``log p(c | x_i)`` minus the mean of ``log p(. | x_i)`` over the
         classes, ``p`` being the model's :meth:`predict_proba`.
-
-        Parameters
-        ----------
-        X : dict or ModalityDict
-            As for :meth:`predict_proba`.
 
         For a multilabel model the product is taken per label and its
         log-odds are the sum of the experts' log-odds
