@@ -11,6 +11,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sk_i2m2 import I2M2Classifier, ModalityDict, PerModality
+from sk_i2m2.nn.experts import SAMPLE_WEIGHT
 from sk_i2m2.nn.losses import ExpertsNLLLoss, ProductOfExpertsNLLLoss
 from sk_i2m2.nn.product import combine_labels
 from sk_i2m2.training.calibration import fit_temperature
@@ -54,7 +55,7 @@ def test_weights_count_by_their_ratios_and_move_the_model():
     X = {"a": rng.randn(80, 3), "b": rng.randn(80, 2)}
     y = rng.randint(0, 2, 80)  # noise: the prior is all there is to learn
     weight = np.where(y == 1, 5.0, 1.0)
-    params = dict(max_epochs=4, lr=1e-2, random_state=0)
+    params = dict(max_epochs=4, lr=1e-2, cv=None, random_state=0)
     unweighted = I2M2Classifier(**params).fit(X, y)
     weighted = I2M2Classifier(**params).fit(X, y, sample_weight=weight)
     doubled = I2M2Classifier(**params).fit(X, y, sample_weight=2 * weight)
@@ -92,6 +93,22 @@ def test_weighted_criteria_and_temperature_ignore_rows_of_weight_zero():
     )
 
 
+def test_stage_nets_take_the_weights_from_the_batch(fitted_targets_model):
+    clf, X, y = fitted_targets_model
+    weight = torch.rand(len(y))
+    batch = {m: torch.as_tensor(v, dtype=torch.float32) for m, v in X.items()}
+    batch[SAMPLE_WEIGHT] = weight
+    target = torch.as_tensor(y)
+    for net in (clf.pretrain_net_, clf.finetune_net_):
+        with torch.no_grad():
+            outputs = net.module_(**batch)  # the module ignores the weights
+            loss = net.get_loss(outputs, target, X=batch)
+            expected = net.criterion_(outputs, target, sample_weight=weight)
+            unweighted = net.criterion_(outputs, target)
+        torch.testing.assert_close(loss, expected)
+        assert not torch.isclose(loss, unweighted)
+
+
 @pytest.mark.parametrize(
     "weight, message",
     [
@@ -115,7 +132,7 @@ def test_bad_sample_weight_is_refused_before_training(fitted_targets_model, weig
 @pytest.fixture(scope="module")
 def fitted_targets_model():
     X, y = _data()
-    return I2M2Classifier(**FAST).fit(X, y), X, y
+    return I2M2Classifier(cv=None, **FAST).fit(X, y), X, y
 
 
 def test_sample_weight_is_routed_through_permodality_pipeline_and_search():
