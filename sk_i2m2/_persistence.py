@@ -263,8 +263,9 @@ def _read_config(cls, config_path):
         absent = [name for name in required if name not in fitted]
         if absent:
             raise KeyError(f"fitted attribute {absent[0]!r} is missing")
-        # Saved before multilabel targets existed.
-        fitted.setdefault("multilabel_", False)
+        # A classifier saved before multilabel targets existed.
+        if "classes_" in fitted:
+            fitted.setdefault("multilabel_", False)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelFileError(f"{config_path} is damaged: {type(exc).__name__}: {exc}.") from None
     if unknown:
