@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._device import cudnn_autotune, data_device, resolve_device, to_channels_last
 from ._inference import expert_logits
+from ._lazy import take
 from ._missing import check_fit_options, check_samples_have_an_expert, warn_untrained_null
 from ._parallel import check_accelerator, cpu_share_threads, shared_seed
 from ._persistence import SaveLoadMixin
@@ -424,10 +425,11 @@ def _drop_zero_weights(tensors, present, y, sample_weight):
         return tensors, present, y, None
     keep = sample_weight > 0
     if not keep.all():
-        rows = torch.as_tensor(np.flatnonzero(keep))
-        tensors = {m: t.index_select(0, rows) for m, t in tensors.items()}
+        rows = np.flatnonzero(keep)
+        # take: tensors and lazily read modalities alike.
+        tensors = {m: take(t, rows) for m, t in tensors.items()}
         if present is not None:
-            present = present.index_select(0, rows)
+            present = take(present, rows)
             # As check_modalities reports complete data.
             present = None if bool(present.all()) else present
         y, sample_weight = y[keep], sample_weight[keep]
