@@ -165,13 +165,14 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
     # ------------------------------------------------------------------
     # Hooks of the estimators
 
-    def _check_target(self, y, n_samples):
+    def _check_target(self, y, n_samples, sample_weight=None):
         """Validate ``y``; return ``(fitted, y_train)``.
 
         ``fitted`` maps the fitted attributes that describe the target (e.g.
         ``classes_``) to their values, set only once every check has passed;
         ``y_train`` is the target as the stage nets train on it (a numpy
-        array whose dtype the batches keep).
+        array whose dtype the batches keep). ``sample_weight`` (validated)
+        weighs any statistics of the target.
         """
         raise NotImplementedError
 
@@ -225,8 +226,8 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
         """
         tensors, columns, present = check_modalities(X, encoders=self.encoders)
         n_samples = len(next(iter(tensors.values())))
-        fitted_target, y_train = self._check_target(y, n_samples)
         sample_weight = check_sample_weight(sample_weight, n_samples)
+        fitted_target, y_train = self._check_target(y, n_samples, sample_weight)
         tensors, present, y_train, sample_weight = _drop_zero_weights(
             tensors, present, y_train, sample_weight
         )

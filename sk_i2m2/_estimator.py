@@ -416,7 +416,7 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
     # Hooks of I2M2Base: encoded class labels or multilabel targets, their losses,
     # temperature.
 
-    def _check_target(self, y, n_samples):
+    def _check_target(self, y, n_samples, sample_weight=None):
         classes, y_encoded = check_target(y, n_samples)
         multilabel = y_encoded.ndim == 2
         # Class codes, or float32 multilabel targets: the batches keep the dtype.

@@ -328,17 +328,25 @@ class I2M2Regressor(RegressorMixin, I2M2Base):
     # Fit
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Fit the Gaussian experts (stage 1) and fine-tune their product (stage 2).
 
         Parameters
         ----------
         X : dict or ModalityDict
-            Modality name -> array-like (numpy array, torch tensor or pandas
-            DataFrame) with samples on the first axis.
+            Modality name -> array-like with samples on the first axis, as
+            for :meth:`I2M2Classifier.fit <sk_i2m2.I2M2Classifier.fit>`.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Target values (finite numbers); with several columns, each
             expert predicts an independent Gaussian per column.
+        sample_weight : array-like of shape (n_samples,), float or None, default=None
+            Non-negative weights of the samples: every Gaussian negative
+            log-likelihood (both stages, early stopping, the variance
+            temperature) is a weighted mean; rows of weight 0 are dropped
+            before anything else, as for
+            :meth:`I2M2Classifier.fit <sk_i2m2.I2M2Classifier.fit>`. Under
+            scikit-learn's metadata routing, request it with
+            ``set_fit_request(sample_weight=True)``.
 
         Returns
         -------
@@ -357,11 +365,11 @@ class I2M2Regressor(RegressorMixin, I2M2Base):
         returns with a warning and the best weights so far (see
         ``interrupted_stage_``).
         """
-        return self._fit(X, y)
+        return self._fit(X, y, sample_weight)
 
     # Hooks of I2M2Base: standardised targets, Gaussian losses, variance temperature.
 
-    def _check_target(self, y, n_samples):
+    def _check_target(self, y, n_samples, sample_weight=None):
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
@@ -374,7 +382,8 @@ class I2M2Regressor(RegressorMixin, I2M2Base):
                 f"Got {n_samples} sample; {type(self).__name__} needs at least 2 to fit."
             )
         y = y.reshape(n_samples, -1)
-        scaler = StandardScaler().fit(y)
+        # Weighted statistics: rows of weight 0 count as absent, as everywhere.
+        scaler = StandardScaler().fit(y, sample_weight=sample_weight)
         fitted = {"n_outputs_": y.shape[1], "y_mean_": scaler.mean_, "y_scale_": scaler.scale_}
         return fitted, scaler.transform(y).astype(np.float32)
 
@@ -406,7 +415,9 @@ class I2M2Regressor(RegressorMixin, I2M2Base):
             products = [combine_gaussian(out, available) for out, available, _, _ in held_out]
             mean, log_var = split_gaussian(torch.cat(products))
             targets = torch.cat([target for _, _, target, _ in held_out])
-            self.temperature_ = fit_gaussian_temperature(mean, log_var, targets)
+            weights = [weight for _, _, _, weight in held_out]
+            weights = None if any(w is None for w in weights) else torch.cat(weights)
+            self.temperature_ = fit_gaussian_temperature(mean, log_var, targets, weights)
 
     # ------------------------------------------------------------------
     # Prediction

@@ -294,8 +294,8 @@ def _as_modalities(X):
 class OneModalityI2M2Regressor(I2M2Regressor):
     """I2M2Regressor fed one modality ``{"x": X}`` by scikit-learn's array checks."""
 
-    def fit(self, X, y):
-        return super().fit(_as_modalities(X), y)
+    def fit(self, X, y, sample_weight=None):
+        return super().fit(_as_modalities(X), y, sample_weight)
 
     def predict(self, X, return_std=False):
         return super().predict(_as_modalities(X), return_std)
@@ -305,6 +305,11 @@ class OneModalityI2M2Regressor(I2M2Regressor):
         tags.input_tags.two_d_array, tags.input_tags.dict = True, False
         return tags
 
+
+_WEIGHTS_ARE_NOT_REPEATS = (
+    "a row of weight 2 is not two rows: mini-batches and the validation split draw rows, "
+    "not weight (weights of 0 do equal dropped rows: test_zero_weight_equals_a_dropped_row)"
+)
 
 _NO_N_FEATURES_IN = (
     "X is a dict of modalities: there is no single n_features_in_ (see input_shapes_)"
@@ -316,7 +321,22 @@ _NO_N_FEATURES_IN = (
     expected_failed_checks=lambda estimator: {
         "check_n_features_in": _NO_N_FEATURES_IN,
         "check_n_features_in_after_fitting": _NO_N_FEATURES_IN,
+        "check_sample_weight_equivalence_on_dense_data": _WEIGHTS_ARE_NOT_REPEATS,
+        "check_sample_weight_equivalence_on_sparse_data": _WEIGHTS_ARE_NOT_REPEATS,
     },
 )
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def test_zero_weight_equals_a_dropped_row():
+    X, y = make_multimodal_regression(n_samples=120, random_state=0)
+    weight = np.ones(len(y))
+    weight[::7] = 0
+    keep = weight > 0
+    params = {"max_epochs": 5, "cv": None, "random_state": 0}
+    weighted = I2M2Regressor(**params).fit(X, y, sample_weight=weight)
+    dropped = I2M2Regressor(**params).fit({m: v[keep] for m, v in X.items()}, y[keep])
+    np.testing.assert_allclose(weighted.predict(X), dropped.predict(X), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="sample_weight"):
+        I2M2Regressor(**params).fit(X, y, sample_weight=-weight)

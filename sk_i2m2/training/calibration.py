@@ -76,7 +76,7 @@ def fit_temperature(
     return min(max(temperature, _T_MIN), _T_MAX)
 
 
-def fit_gaussian_temperature(mean, log_var, y):
+def fit_gaussian_temperature(mean, log_var, y, sample_weight=None):
     """Temperature ``T`` minimising the Gaussian NLL of ``y`` under ``N(mean, T * var)``.
 
     The regressor's counterpart of :func:`fit_temperature`: a product of
@@ -91,6 +91,8 @@ def fit_gaussian_temperature(mean, log_var, y):
     mean, log_var : tensors of shape (n_samples, n_targets)
         The product's means and log-variances on held-out rows.
     y : tensor of shape (n_samples, n_targets)
+    sample_weight : tensor of shape (n_samples,) or None, default=None
+        Weights of the rows: the residuals' weighted mean.
 
     Returns
     -------
@@ -100,7 +102,11 @@ def fit_gaussian_temperature(mean, log_var, y):
     if len(y) == 0:
         return 1.0
     residual = (y.double() - mean.double()) ** 2 * torch.exp(-log_var.double())
-    temperature = float(residual.mean())
+    if sample_weight is None:
+        temperature = float(residual.mean())
+    else:
+        weight = sample_weight.double().view(-1, 1).expand_as(residual)
+        temperature = float((residual * weight).sum() / weight.sum())
     if not math.isfinite(temperature):
         return 1.0
     return min(max(temperature, _T_MIN), _T_MAX)
