@@ -13,6 +13,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from ._allocator import cpu_allocator
 from ._device import cudnn_autotune, data_device, resolve_device, to_channels_last
 from ._inference import expert_logits
 from ._missing import check_fit_options, check_samples_have_an_expert, warn_untrained_null
@@ -427,7 +428,11 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
             self.device_ = device
             seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
             fork_devices = [device.index or 0] if device.type == "cuda" else []
-            with torch.random.fork_rng(devices=fork_devices), cudnn_autotune(device.type == "cuda"):
+            with (
+                torch.random.fork_rng(devices=fork_devices),
+                cudnn_autotune(device.type == "cuda"),
+                cpu_allocator(device),
+            ):
                 torch.manual_seed(seed)
                 self._train(tensors, present, y_encoded, seed, class_weight, n_folds)
         except BaseException:
