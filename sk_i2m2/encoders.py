@@ -101,15 +101,15 @@ def _default_channels(spatial):
 
 #: Smallest side below which a default conv encoder's first convolution keeps
 #: the full resolution.
-WORKING_SIDE = 28
+WORKING_SIDE = 56
 
 
 def _default_first_stride(spatial):
-    # The power of two that brings the smallest side down to between 28 and
-    # 55 (4 for 112 x 112): the blocks at full resolution of a large input
-    # cost tens of times more than those of a 28 x 28 one (CPU training of
-    # AV-MNIST's 112 x 112 spectrogram) for no accuracy gain measured in
-    # benchmarks/avmnist_cpu.py.
+    # The power of two that brings the smallest side down to between 56 and
+    # 111 (2 for 112 x 112). On AV-MNIST's 112 x 112 spectrogram (CPU, see
+    # benchmarks/avmnist_cpu.py) stride 2 cost a quarter of the full
+    # resolution per epoch and was more accurate; stride 4 was cheaper still
+    # but lost the frequency detail the spectrogram's classes differ by.
     return 2 ** max(0, int(math.log2(min(spatial) / WORKING_SIDE)))
 
 
@@ -173,10 +173,10 @@ class Conv2dEncoder(_ConvSpec):
         Dropout on the features.
     first_stride : int or None, default=None
         Stride of the first (5x5) convolution. ``None`` keeps the full
-        resolution for images whose smallest side is below 56 and
-        otherwise picks the power of two that brings it down to 28-55 (4
+        resolution for images whose smallest side is below 112 and
+        otherwise picks the power of two that brings it down to 56-111 (2
         for 112x112), which makes training on large images, e.g.
-        spectrograms, many times cheaper; ``channels=None`` then counts
+        spectrograms, several times cheaper; ``channels=None`` then counts
         the halvings from the reduced side. Pass 1 for the full resolution.
     """
 

@@ -17,7 +17,7 @@ def _convs(net):
 
 @pytest.mark.parametrize(
     "side, stride, kernel, n_blocks",
-    [(8, 1, 5, 2), (28, 1, 5, 3), (55, 1, 5, 4), (56, 2, 5, 3), (112, 4, 5, 3), (224, 8, 9, 3)],
+    [(8, 1, 5, 2), (28, 1, 5, 3), (111, 1, 5, 4), (112, 2, 5, 4), (224, 4, 5, 4), (448, 8, 9, 4)],
 )
 def test_default_first_stride_brings_large_images_to_a_working_side(side, stride, kernel, n_blocks):
     net = Conv2dEncoder().build((1, side, side))
@@ -29,12 +29,12 @@ def test_default_first_stride_brings_large_images_to_a_working_side(side, stride
 
 
 def test_first_stride_one_keeps_full_resolution_blocks():
-    net = Conv2dEncoder(first_stride=1).build((1, 112, 112))
+    net = Conv2dEncoder(first_stride=1).build((1, 224, 224))
     assert [c.stride for c in _convs(net)] == [(1, 1)] * 4
     assert [c.out_channels for c in _convs(net)] == [16, 32, 64, 64]
     # Small volumes keep their blocks; a large one is strided too.
     assert _convs(Conv3dEncoder().build((1, 8, 8, 8)))[0].stride == (1, 1, 1)
-    assert _convs(Conv3dEncoder().build((1, 64, 64, 64)))[0].stride == (2, 2, 2)
+    assert _convs(Conv3dEncoder().build((1, 112, 112, 112)))[0].stride == (2, 2, 2)
 
 
 class _FakeLibc:
@@ -111,21 +111,21 @@ def test_allocator_calls_real_glibc():
 
 
 def test_large_image_fit_learns_above_chance():
-    # Digits upsampled to 64x64: the default encoder strides its first convolution.
+    # Digits upsampled to 112x112: the default encoder strides its first convolution.
     digits = load_digits()
-    images = digits.images[:700].repeat(8, axis=1).repeat(8, axis=2)[:, None] / 16
+    images = digits.images[:450].repeat(14, axis=1).repeat(14, axis=2)[:, None] / 16
     rng = np.random.RandomState(0)
     images = (images + rng.normal(0, 0.3, images.shape)).astype(np.float32)
-    y = digits.target[:700]
-    clf = I2M2Classifier(max_epochs=4, early_stopping=False, random_state=0)
-    clf.fit({"image": images[:500]}, y[:500])
+    y = digits.target[:450]
+    clf = I2M2Classifier(max_epochs=3, early_stopping=False, random_state=0)
+    clf.fit({"image": images[:300]}, y[:300])
     assert _convs(clf.module_)[0].stride == (2, 2)
-    assert clf.score({"image": images[500:]}, y[500:]) > 0.5
+    assert clf.score({"image": images[300:]}, y[300:]) > 0.5
 
 
 def test_model_saved_before_first_stride_loads_with_full_resolution(tmp_path):
     rng = np.random.RandomState(0)
-    X = {"image": rng.randn(40, 1, 56, 56).astype(np.float32)}
+    X = {"image": rng.randn(40, 1, 112, 112).astype(np.float32)}
     y = rng.randint(0, 2, 40)
     clf = I2M2Classifier(
         encoders={"image": Conv2dEncoder(first_stride=1)},
