@@ -12,11 +12,17 @@ Usage::
 
     python benchmarks/speed.py --quick        # CPU cases, a few minutes
     python benchmarks/speed.py                # CPU cases, and the AV-MNIST case on CUDA
-    python benchmarks/speed.py --no-conv      # the MLP CPU case only
+    python benchmarks/speed.py --no-conv      # skip the CPU conv case
+    python benchmarks/speed.py --frozen       # frozen-backbone case only
 
 The CPU conv case trains the default Conv2d experts on AV-MNIST shapes
 (2,000 samples, ``batch_size="auto"``); it prints its own ratio line,
 ``conv ratio ...``, before the final one.
+
+The frozen-backbone case fits with a frozen conv backbone
+(``ModuleEncoder(backbone, trainable=False)``) against a fit on the
+backbone's features computed beforehand and passed as a vector modality;
+it prints ``frozen ratio <backbone fit time / features fit time>``.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import torch
 
 from sk_i2m2 import I2M2Classifier, ModalityDict
 from sk_i2m2._allocator import cpu_allocator
-from sk_i2m2.encoders import Conv2dEncoder, MLPEncoder
+from sk_i2m2.encoders import Conv2dEncoder, MLPEncoder, ModuleEncoder
 from sk_i2m2.nn.losses import ExpertsNLLLoss, ProductOfExpertsNLLLoss
 
 
@@ -67,6 +73,93 @@ def cpu_conv_case(n_samples):
     """AV-MNIST shapes with the default conv experts (as a user on the CPU gets them)."""
     X, y, _ = avmnist_case(n_samples)
     return X, y, None
+
+
+class _ResidualBlock(torch.nn.Module):
+    def __init__(self, in_channels, out_channels, stride):
+        super().__init__()
+        nn = torch.nn
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
+        )
+        self.skip = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+            nn.BatchNorm2d(out_channels),
+        )
+
+    def forward(self, x):
+        return torch.relu(self.body(x) + self.skip(x))
+
+
+def small_resnet():
+    """A ResNet-like backbone from ``torch.nn`` (stem, 3 residual stages, 128 features)."""
+    nn = torch.nn
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 32, 3, 1, 1, bias=False),
+        nn.BatchNorm2d(32),
+        nn.ReLU(inplace=True),
+        _ResidualBlock(32, 32, 1),
+        _ResidualBlock(32, 64, 2),
+        _ResidualBlock(64, 128, 2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+    ).eval()
+
+
+def frozen_case(n_samples):
+    """3x32x32 images through a frozen backbone, plus a small clinical table."""
+    rng = np.random.RandomState(0)
+    y = rng.randint(0, 4, n_samples)
+    image = rng.rand(n_samples, 3, 32, 32).astype(np.float32)
+    for k in range(4):  # a brighter band per class
+        image[y == k, k % 3, k * 4 : k * 4 + 8, :] += 0.5
+    table = (rng.randn(n_samples, 12) + 0.3 * y[:, None]).astype(np.float32)
+    return {"image": image, "table": table}, y
+
+
+def run_frozen_case(n_samples, epochs, uncached):
+    """Fit time with a frozen backbone over fit time on its precomputed features."""
+    X, y = frozen_case(n_samples)
+    backbone = small_resnet()
+    with torch.no_grad():
+        features = torch.cat([backbone(torch.as_tensor(b)) for b in np.array_split(X["image"], 16)])
+    params = dict(max_epochs=epochs, early_stopping=False, device="cpu", random_state=0)
+    # Linear experts on the features in both fits, as the frozen model's heads are.
+    on_features = I2M2Classifier(encoders={"image": MLPEncoder(hidden_sizes=())}, **params)
+    with_backbone = I2M2Classifier(
+        encoders={"image": ModuleEncoder(backbone, trainable=False)}, **params
+    )
+    fits = [("precomputed features", on_features, {**X, "image": features.numpy()})]
+    fits.append(("frozen backbone", with_backbone, X))
+    if uncached:  # an augmented modality runs its frozen encoder on every batch
+        per_batch = I2M2Classifier(
+            encoders={"image": ModuleEncoder(backbone, trainable=False)},
+            augment={"image": lambda batch: batch},
+            **params,
+        )
+        fits.append(("backbone every batch", per_batch, X))
+    print(
+        f"\n== frozen backbone: {n_samples} samples of 3x32x32 + 12 features, "
+        f"{epochs} epochs per stage, CPU"
+    )
+    wall, cpu = {}, {}
+    for name, clf, data in fits:
+        start, start_cpu = time.perf_counter(), time.process_time()
+        clf.fit(data, y)
+        wall[name] = time.perf_counter() - start
+        cpu[name] = time.process_time() - start_cpu
+        print(
+            f"{name:22s} fit {wall[name]:7.2f} s  (CPU time {cpu[name]:7.2f} s)   "
+            f"train accuracy {clf.score(data, y):.3f}"
+        )
+    frozen, features = "frozen backbone", "precomputed features"
+    print(f"CPU time ratio {cpu[frozen] / cpu[features]:.3f}")
+    return wall[frozen] / wall[features]
 
 
 def _sync(device):
@@ -205,6 +298,7 @@ def main(argv=None):
         default=2048,
         help="batch size of the CUDA case (the documented GPU setting)",
     )
+    parser.add_argument("--frozen", action="store_true", help="only the frozen-backbone case (CPU)")
     args = parser.parse_args(argv)
     device = torch.device(
         "cuda"
@@ -217,6 +311,12 @@ def main(argv=None):
         + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
     )
 
+    if args.frozen:
+        frozen_ratio = run_frozen_case(
+            500 if args.quick else 4000, epochs=3 if args.quick else 20, uncached=not args.quick
+        )
+        print(f"frozen ratio {frozen_ratio:.3f}")
+        return
     X, y, encoders = cpu_case(20_000)
     ratio = run_case(
         "CPU case: 3 MLP experts + inter",

@@ -183,10 +183,25 @@ class BatchSlicer:
     drop_singleton : bool, default=None
         Drop a final batch of a single row (BatchNorm cannot train on one
         sample). Defaults to ``shuffle``, i.e. only while training.
+    num_shards, shard : int, default=1, 0
+        For data-parallel training: this process yields batches ``shard``,
+        ``shard + num_shards``, ... of the epoch, which the processes
+        order alike when their ``generator`` is seeded alike. Every shard
+        yields ``ceil(n_batches / num_shards)`` batches, the last shards
+        starting over from the first batches when the batches do not
+        divide evenly, as every process must take the same number of steps.
     """
 
     def __init__(
-        self, dataset, batch_size, shuffle=False, generator=None, device=None, drop_singleton=None
+        self,
+        dataset,
+        batch_size,
+        shuffle=False,
+        generator=None,
+        device=None,
+        drop_singleton=None,
+        num_shards=1,
+        shard=0,
     ):
         if isinstance(dataset, torch.utils.data.Subset):
             self.dataset = dataset.dataset
@@ -213,13 +228,20 @@ class BatchSlicer:
             )
         )
         self.drop_singleton = shuffle if drop_singleton is None else drop_singleton
+        if not 0 <= shard < num_shards:
+            raise ValueError(f"shard must be in [0, num_shards={num_shards}); got {shard}.")
+        self.num_shards = num_shards
+        self.shard = shard
 
-    def __len__(self):
+    def _n_batches(self):
         n = len(self.rows) if self.rows is not None else len(self.dataset)
         n_batches = math.ceil(n / self.batch_size)
         if self.drop_singleton and n > 1 and n % self.batch_size == 1:
             n_batches -= 1
         return n_batches
+
+    def __len__(self):
+        return math.ceil(self._n_batches() / self.num_shards)
 
     def _order(self):
         n = len(self.rows) if self.rows is not None else len(self.dataset)
@@ -235,7 +257,9 @@ class BatchSlicer:
 
     def __iter__(self):
         order, n = self._order()
-        for b in range(len(self)):
+        n_batches = self._n_batches()
+        for i in range(len(self)):
+            b = (self.shard + i * self.num_shards) % n_batches
             start = b * self.batch_size
             stop = min(start + self.batch_size, n)
             index = slice(start, stop) if order is None else order[start:stop]

@@ -6,19 +6,28 @@ import contextlib
 
 import torch
 
+from ._parallel import worker_cuda_index
 from .nn.encoders import ConvNet
 
 __all__ = ["resolve_device", "data_device", "place", "to_channels_last", "cudnn_autotune"]
 
 
-def resolve_device(device):
+def resolve_device(device, accelerator=None):
     """``torch.device`` for an estimator's ``device`` parameter.
 
-    ``"auto"`` is CUDA when available, else the CPU. Raises ``ValueError``
-    for a name torch does not know and for CUDA where there is none.
+    With an ``accelerate.Accelerator``, its device, whatever ``device`` says.
+
+    ``"auto"`` is CUDA when available (in a Dask or Ray worker, the worker's
+    GPU: see :func:`~sk_i2m2._parallel.worker_cuda_index`), else the CPU.
+    Raises ``ValueError`` for a name torch does not know and for CUDA where
+    there is none.
     """
+    if accelerator is not None:
+        return accelerator.device
     if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", worker_cuda_index())
     try:
         resolved = torch.device(device)
     except RuntimeError as exc:

@@ -1,45 +1,32 @@
-"""I2M2Classifier: fit -> validate -> build -> run the stages -> store; prediction."""
+"""I2M2Classifier: class labels, class weights, temperature scaling; prediction.
+
+The fit skeleton (validate -> build -> run the stages -> store) is
+:class:`~sk_i2m2._base.I2M2Base`'s.
+"""
 
 from __future__ import annotations
-
-import numbers
 
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.model_selection import StratifiedKFold
-from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils._param_validation import StrOptions
 
-from ._allocator import cpu_allocator
-from ._device import cudnn_autotune, data_device, resolve_device, to_channels_last
-from ._inference import expert_logits
-from ._missing import check_fit_options, check_samples_have_an_expert, warn_untrained_null
-from ._persistence import SaveLoadMixin
-from ._sizing import auto_batch_size, auto_n_folds, is_small_cohort
-from ._validation import check_modalities, check_target
-from .encoders import nested_encoder_params, resolve_encoders, set_nested_encoder_params
-from .fusion import FusionSpec, resolve_fusion
-from .nn.build import build_module_for
+from ._base import I2M2Base
+from ._sizing import auto_n_folds
+from ._validation import check_target
 from .nn.ensemble import FoldEnsemble
-from .nn.experts import PRESENT
+from .nn.losses import ExpertsNLLLoss, ProductOfExpertsNLLLoss
 from .nn.product import combine, contributions
 from .training.calibration import fit_temperature
-from .training.callbacks import check_callbacks
-from .training.stages import (
-    TrainingPlan,
-    class_weight_tensor,
-    run_stages,
-    split_datasets,
-    validation_split,
-)
+from .training.net import StageNet
+from .training.stages import class_weight_tensor, validation_split
 
 __all__ = ["I2M2Classifier"]
 
 
-class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
+class I2M2Classifier(ClassifierMixin, I2M2Base):
     """I2M2 multi-modal classifier: a product of intra- and inter-modality experts.
 
     Models ``p(y | x_1..x_M) ∝ prod_k q_k(y | x_k) * q_inter(y | x_1..x_M)``
@@ -147,6 +134,15 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         which trains its null embeddings so that it degrades gracefully
         when modalities go missing. Only with ``inter_missing="null"``;
         no effect without an inter expert. 0 leaves complete data untouched.
+    augment : dict or None, default=None
+        Modality name -> train-time transform: any callable that maps a
+        batch tensor ``(batch, *sample_shape)`` to a batch of the same
+        shape, e.g. a ``torchvision.transforms.v2.Compose``. It is applied
+        to whole training batches on the training device (after they are
+        sliced, before the experts' input scaling), never to validation or
+        prediction batches. A modality with a frozen encoder that is
+        augmented runs that encoder on every training batch instead of
+        once per fit.
     calibration : {"temperature"} or None, default="temperature"
         ``"temperature"`` fits one temperature for the product of experts
         on the validation rows after stage 2 (temperature scaling), so that
@@ -181,6 +177,15 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         Run forward passes under bfloat16 autocast. Off by default: for
         LeNet-sized experts on an H100 it was slower than float32 at batch
         sizes 40 and 256.
+    accelerator : accelerate.Accelerator or None, default=None
+        Train each stage data-parallel across the processes of an
+        ``accelerate launch`` or ``torchrun`` run (skorch's
+        ``AccelerateMixin``): every process fits on the same data, takes
+        its share of each epoch's batches, and ends with the same model;
+        the device is the accelerator's and ``device`` is not used. Every
+        process uses the seed the first one draws from ``random_state``. Use
+        the accelerator's ``mixed_precision`` rather than ``mixed_precision``.
+        See the user guide's *Scaling out* page.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, dropout, shuffling and the validation
         split; with an int, fitting twice on the CPU gives identical models.
@@ -201,6 +206,11 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         Modality -> column names, for modalities passed as DataFrames.
     encoders_ : dict
         Modality -> the encoder spec that was used.
+    frozen_modalities_ : list of str
+        Modalities whose encoder is frozen (``spec.frozen``) and not
+        augmented: it runs once in front of the experts, over all training
+        rows once per ``fit`` and once per prediction, its features shared
+        by the intra and inter experts.
     expert_names_ : list of str
         Experts of the model: modality names (intra experts) and/or
         ``"inter"``.
@@ -251,34 +261,12 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
     ['a', 'b', 'inter']
     """
 
+    _target_attributes = ("classes_",)
+
     _parameter_constraints = {
-        "dependencies": [StrOptions({"both", "intra", "inter"})],
-        "fusion": [StrOptions({"concat", "lrtf"}), FusionSpec],
-        "encoders": [dict, None],
-        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
-        "finetune_epochs": [Interval(numbers.Integral, 0, None, closed="left"), None],
-        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
-        "finetune_lr": [Interval(numbers.Real, 0, None, closed="neither"), None],
-        "batch_size": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
-        "lr_schedule": [StrOptions({"auto", "constant"})],
-        "optimizer": [type],
-        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
-        "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
-        "cv": [Interval(numbers.Integral, 2, None, closed="left"), StrOptions({"auto"}), None],
-        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
+        **I2M2Base._parameter_constraints,
         "class_weight": [dict, StrOptions({"balanced"}), None],
-        "inter_missing": [StrOptions({"null", "drop"})],
-        "modality_dropout": [Interval(numbers.Real, 0, 1, closed="left")],
         "calibration": [StrOptions({"temperature"}), None],
-        "standardize": ["boolean"],
-        "callbacks": [list, dict, None],
-        "device": [str, torch.device],
-        "device_memory_budget": [Interval(numbers.Real, 0, 1, closed="both")],
-        "compile": ["boolean"],
-        "mixed_precision": ["boolean"],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
     }
 
     def __init__(
@@ -302,6 +290,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         class_weight=None,
         inter_missing="null",
         modality_dropout=0.0,
+        augment=None,
         calibration="temperature",
         standardize=True,
         callbacks=None,
@@ -309,60 +298,41 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         device_memory_budget=0.5,
         compile=False,
         mixed_precision=False,
+        accelerator=None,
         random_state=None,
         verbose=0,
     ):
-        self.dependencies = dependencies
-        self.fusion = fusion
-        self.encoders = encoders
-        self.max_epochs = max_epochs
-        self.finetune_epochs = finetune_epochs
-        self.lr = lr
-        self.finetune_lr = finetune_lr
-        self.batch_size = batch_size
-        self.lr_schedule = lr_schedule
-        self.optimizer = optimizer
-        self.weight_decay = weight_decay
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.cv = cv
-        self.n_iter_no_change = n_iter_no_change
+        super().__init__(
+            dependencies,
+            fusion,
+            encoders,
+            max_epochs=max_epochs,
+            finetune_epochs=finetune_epochs,
+            lr=lr,
+            finetune_lr=finetune_lr,
+            batch_size=batch_size,
+            lr_schedule=lr_schedule,
+            optimizer=optimizer,
+            weight_decay=weight_decay,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            cv=cv,
+            n_iter_no_change=n_iter_no_change,
+            inter_missing=inter_missing,
+            modality_dropout=modality_dropout,
+            augment=augment,
+            standardize=standardize,
+            callbacks=callbacks,
+            device=device,
+            device_memory_budget=device_memory_budget,
+            compile=compile,
+            mixed_precision=mixed_precision,
+            accelerator=accelerator,
+            random_state=random_state,
+            verbose=verbose,
+        )
         self.class_weight = class_weight
-        self.inter_missing = inter_missing
-        self.modality_dropout = modality_dropout
         self.calibration = calibration
-        self.standardize = standardize
-        self.callbacks = callbacks
-        self.device = device
-        self.device_memory_budget = device_memory_budget
-        self.compile = compile
-        self.mixed_precision = mixed_precision
-        self.random_state = random_state
-        self.verbose = verbose
-
-    # ------------------------------------------------------------------
-    # Nested encoder parameters: ``encoders__<modality>__<param>``.
-
-    def get_params(self, deep=True):
-        params = super().get_params(deep=deep)
-        if deep:
-            params.update(nested_encoder_params(self.encoders))
-        return params
-
-    def set_params(self, **params):
-        nested = {k: params.pop(k) for k in list(params) if k.startswith("encoders__")}
-        super().set_params(**params)
-        if nested:
-            self.encoders = set_nested_encoder_params(self.encoders, nested)
-        return self
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.dict = True
-        tags.input_tags.sparse = True  # densified by _validation.check_modalities
-        tags.non_deterministic = False
-        return tags
 
     # ------------------------------------------------------------------
     # Fit
@@ -396,161 +366,49 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         returns with a warning and the best weights so far (see
         ``interrupted_stage_``).
         """
-        tensors, columns, present = check_modalities(X)
-        classes, y_encoded = check_target(y, len(next(iter(tensors.values()))))
-        check_fit_options(self.inter_missing, self.modality_dropout)
-        check_samples_have_an_expert(present, list(tensors), self.dependencies, self.inter_missing)
-        check_callbacks(self.callbacks)
-        small = is_small_cohort(len(y_encoded))
-        n_folds = auto_n_folds(y_encoded, self.cv) if self.early_stopping else None
-        specs = resolve_encoders(
-            self.encoders, {m: t.shape[1:] for m, t in tensors.items()}, small_cohort=small
-        )
-        fusion = resolve_fusion(self.fusion, small_cohort=small)
-        device = resolve_device(self.device)
-        class_weight = class_weight_tensor(self.class_weight, classes, y_encoded)
+        return self._fit(X, y)
 
-        # All checks passed: only now replace any previous fit. An error past
-        # this point (too few samples to split, a diverging loss) puts the
-        # previous fit back, so a failed refit never leaves a broken model.
-        previous = _fitted_state(self)
-        try:
-            self.classes_ = classes
-            self.modalities_ = list(tensors)
-            self.input_shapes_ = {m: tuple(t.shape[1:]) for m, t in tensors.items()}
-            self.missing_rate_ = {
-                m: 0.0 if present is None else float(1 - present[:, i].float().mean())
-                for i, m in enumerate(tensors)
-            }
-            self.feature_names_in_ = {m: c for m, c in columns.items() if c is not None}
-            self.encoders_ = specs
-            self.fusion_ = fusion
-            self.device_ = device
-            seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-            fork_devices = [device.index or 0] if device.type == "cuda" else []
-            with (
-                torch.random.fork_rng(devices=fork_devices),
-                cudnn_autotune(device.type == "cuda"),
-                cpu_allocator(device),
-            ):
-                torch.manual_seed(seed)
-                self._train(tensors, present, y_encoded, seed, class_weight, n_folds)
-        except BaseException:
-            _restore_fitted_state(self, previous)
-            raise
-        return self
+    # Hooks of I2M2Base: encoded class labels, cross-entropy losses, temperature.
 
-    def _train(self, tensors, present, y, seed, class_weight, n_folds):
-        """Split, train the experts on each split, keep the final (calibrated) module."""
-        if present is not None:
-            # The presence mask travels with the batches, like a modality.
-            tensors = {**tensors, PRESENT: present}
-        where = data_device(tensors, self.device_, self.device_memory_budget)
+    def _check_target(self, y, n_samples):
+        classes, y_encoded = check_target(y, n_samples)
+        return {"classes_": classes}, y_encoded.astype(np.int64, copy=False)
+
+    def _n_folds(self, y):
+        return auto_n_folds(y, self.cv)
+
+    def _stage_options(self, fitted, y):
+        classes = fitted["classes_"]
+        return {
+            "net": StageNet,
+            "net_kwargs": {"classes": list(range(len(classes)))},
+            "criteria": (ExpertsNLLLoss, ProductOfExpertsNLLLoss),
+            "criterion_kwargs": {"weight": class_weight_tensor(self.class_weight, classes, y)},
+        }
+
+    def _early_stopping_splits(self, y, n_folds, seed):
         if n_folds:
             folds = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
-            splits = list(folds.split(np.zeros(len(y)), y))
-        elif self.early_stopping:
-            splits = [validation_split(y, self.classes_, self.validation_fraction, seed)]
-        else:
-            splits = [(np.arange(len(y)), None)]
-        self.batch_size_ = (
-            auto_batch_size(len(splits[0][0]))
-            if self.batch_size == "auto"
-            else int(self.batch_size)
-        )
-        self.module_ = None
-        modules, nets, held_out = [], [], []
-        for train_rows, valid_rows in splits:
-            module, stage_nets, valid_ds = self._fit_split(
-                tensors, y, train_rows, valid_rows, where, seed, class_weight
-            )
-            modules.append(module)
-            nets.append(stage_nets)
-            if valid_ds is not None:
-                held_out.append(
-                    (
-                        expert_logits(
-                            module,
-                            valid_ds.X,
-                            device=self.device_,
-                            batch_size=max(4 * self.batch_size_, 1024),
-                        ),
-                        valid_ds.y.cpu(),
-                    )
-                )
-            if self.interrupted_stage_ is not None:
-                break
-        self.pretrain_net_, self.finetune_net_ = nets[0]
-        self.fold_nets_ = nets if n_folds else None
-        self.n_folds_ = len(modules)
-        self.module_ = modules[0] if len(modules) == 1 else FoldEnsemble(modules).eval()
+            return list(folds.split(np.zeros(len(y)), y))
+        return [validation_split(y, self.classes_, self.validation_fraction, seed)]
+
+    def _n_outputs(self):
+        return len(self.classes_)
+
+    def _fold_ensemble(self, modules):
+        return FoldEnsemble(modules)
+
+    def _calibrate(self, held_out, options):
         self.temperature_ = 1.0
         if self.calibration == "temperature" and held_out:
-            logits = torch.cat([lg.log_softmax(-1).sum(0) for lg, _ in held_out])
-            targets = torch.cat([target for _, target in held_out])
-            self.temperature_ = fit_temperature(logits, targets, class_weight)
-
-    def _fit_split(self, tensors, y, train_rows, valid_rows, where, seed, class_weight):
-        """Build and train one model; return it, its stage nets and its validation data."""
-        train_ds, valid_ds = split_datasets(tensors, y, train_rows, valid_rows, where)
-        # Input statistics are computed where the data is (on the GPU when it fits).
-        module = build_module_for(
-            self,
-            {m: t for m, t in train_ds.X.items() if m != PRESENT},
-            present=train_ds.X.get(PRESENT),
-        ).to(self.device_)
-        if self.device_.type == "cuda":
-            to_channels_last(module)
-        self.expert_names_ = module.expert_names
-        plan = TrainingPlan.from_params(
-            self.get_params(deep=False),
-            batch_size=self.batch_size_,
-            device=self.device_,
-            seed=seed,
-            n_classes=len(self.classes_),
-            class_weight=class_weight,
-        )
-        pretrain_net, finetune_net = run_stages(module, train_ds, valid_ds, plan)
-        self.interrupted_stage_ = plan.interrupted_stage
-        final_net = finetune_net or pretrain_net
-        # skorch wraps the module when compile=True; keep the plain module.
-        module = getattr(final_net.module_, "_orig_mod", final_net.module_).eval()
-        return module, (pretrain_net, finetune_net), valid_ds
+            logits = torch.cat([lg.log_softmax(-1).sum(0) for lg, _, _ in held_out])
+            targets = torch.cat([target for _, _, target in held_out])
+            self.temperature_ = fit_temperature(
+                logits, targets, options["criterion_kwargs"]["weight"]
+            )
 
     # ------------------------------------------------------------------
     # Prediction
-
-    def _expert_logits(self, X, module=None):
-        """Expert logits of ``X`` and which experts see which sample, on the CPU.
-
-        Returns ``(logits, available)``: stacked logits of shape ``(n_experts,
-        n_samples, n_classes)``, 0 where an expert cannot see a sample, and
-        a bool mask of shape ``(n_experts, n_samples)`` or ``None`` when
-        every expert sees every sample. ``module`` defaults to the fitted
-        model; pass ``pretrain_net_.module_`` for the experts as trained
-        independently in stage 1.
-        """
-        check_is_fitted(self, "module_")
-        module = self.module_ if module is None else module
-        tensors, _, present = check_modalities(X, fitted=self)
-        available = None
-        if present is not None:
-            check_samples_have_an_expert(
-                present, self.modalities_, self.dependencies, self.inter_missing
-            )
-            warn_untrained_null(self, present)
-            tensors[PRESENT] = present
-            available = module.availability({PRESENT: present})
-        # The module alone, not a skorch net: a model restored by ``load`` has no nets.
-        logits = expert_logits(
-            module,
-            tensors,
-            device=self.device_,
-            batch_size=max(4 * self.batch_size_, 1024),
-            memory_budget=self.device_memory_budget,
-            mixed_precision=self.mixed_precision,
-        )
-        return logits, available
 
     def predict_proba(self, X):
         """Class probabilities of the product of experts (at ``temperature_``).
@@ -608,19 +466,7 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
             for the inter expert with ``inter_missing="drop"``, any
             modality is missing) are NaN.
         """
-        if stage not in ("final", "pretrain"):
-            raise ValueError(f"stage must be 'final' or 'pretrain'; got {stage!r}.")
-        module = None
-        if stage == "pretrain":
-            check_is_fitted(self, "module_")
-            if self.pretrain_net_ is None:
-                raise ValueError(
-                    "stage='pretrain' needs pretrain_net_, which a loaded model does not have."
-                )
-            module = self.pretrain_net_.module_
-            if self.fold_nets_:
-                module = FoldEnsemble([pretrain.module_ for pretrain, _ in self.fold_nets_])
-        logits, available = self._expert_logits(X, module)
+        logits, available = self._expert_logits(X, self._stage_module(stage))
         proba = torch.softmax(logits, dim=-1)
         if available is not None:
             proba = proba.masked_fill(~available.unsqueeze(-1), float("nan"))
@@ -654,14 +500,3 @@ class I2M2Classifier(SaveLoadMixin, ClassifierMixin, BaseEstimator):
         frame = pd.DataFrame(terms.T.numpy(), columns=list(self.expert_names_))
         frame.attrs["predicted"] = self.classes_[predicted.numpy()]
         return frame
-
-
-def _fitted_state(estimator):
-    """The fitted attributes (public names ending in ``_``) of ``estimator``."""
-    return {k: v for k, v in vars(estimator).items() if k.endswith("_") and not k.startswith("_")}
-
-
-def _restore_fitted_state(estimator, state):
-    for key in _fitted_state(estimator):
-        delattr(estimator, key)
-    vars(estimator).update(state)

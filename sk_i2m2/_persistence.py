@@ -1,4 +1,4 @@
-"""Saving a fitted I2M2Classifier as JSON plus safetensors, and loading it back.
+"""Saving a fitted I2M2 estimator as JSON plus safetensors, and loading it back.
 
 Loading reads only JSON and raw tensors: nothing is unpickled, so a model
 file cannot run code. The torch module is rebuilt from the stored
@@ -8,6 +8,7 @@ and the weights are loaded into it.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import os
@@ -21,11 +22,10 @@ from ._device import resolve_device
 from ._registry import REGISTRY
 from ._version import __version__
 from ._warnings import warn_user
-from .encoders import EncoderSpec, ModuleEncoder
+from .encoders import EncoderSpec, ModuleEncoder, TextEmbedding
 from .exceptions import ModelFileError
 from .fusion import FusionSpec
 from .nn.build import build_module_for
-from .nn.ensemble import FoldEnsemble
 
 FORMAT = "sk-i2m2"
 FORMAT_VERSION = 1
@@ -35,8 +35,8 @@ WEIGHTS_NAME = "model.safetensors"
 # Fitted attributes that are not stored as configuration: the module is
 # rebuilt and gets the stored weights; the training nets are not kept.
 _NOT_CONFIG = ("module_", "pretrain_net_", "finetune_net_", "fold_nets_")
+# With the estimator's own ``_target_attributes`` (e.g. ``classes_``).
 _REQUIRED_FITTED = (
-    "classes_",
     "modalities_",
     "input_shapes_",
     "encoders_",
@@ -50,11 +50,12 @@ class _Unstorable(TypeError):
 
 
 class _CustomModule:
-    """Stands in for a ModuleEncoder until the user passes the module again."""
+    """Stands in for a ModuleEncoder (or TextEmbedding) until the user passes its code again."""
 
-    def __init__(self, description, options):
+    def __init__(self, description, options, spec_class=ModuleEncoder):
         self.description = description
         self.options = options
+        self.spec_class = spec_class
 
 
 class SaveLoadMixin:
@@ -62,9 +63,11 @@ class SaveLoadMixin:
 
     The hook an estimator provides: its parameters (``get_params``), its
     public fitted attributes (names ending in ``_``) as JSON-compatible data
-    or specs, a torch ``module_`` that :func:`~sk_i2m2.nn.build.build_module`
-    rebuilds from ``encoders_``, ``fusion_``, ``input_shapes_``,
-    ``classes_`` and its parameters, and a ``device`` parameter.
+    or specs, those that describe its target named in ``_target_attributes``,
+    a torch ``module_`` that :func:`~sk_i2m2.nn.build.build_module_for`
+    rebuilds from ``encoders_``, ``fusion_``, ``input_shapes_``, the target
+    and its parameters, ``_fold_ensemble`` for cross-fitted models, and a
+    ``device`` parameter.
     """
 
     def save(self, path):
@@ -118,7 +121,7 @@ class SaveLoadMixin:
 
 
 def save(estimator, path):
-    """Write ``estimator`` to the directory ``path``; see ``I2M2Classifier.save``."""
+    """Write ``estimator`` to the directory ``path``; see ``SaveLoadMixin.save``."""
     check_is_fitted(estimator, "module_")
     fitted = {}
     for name, value in vars(estimator).items():
@@ -169,7 +172,7 @@ def save(estimator, path):
 
 
 def load(cls, path, encoders=None, device=None):
-    """Rebuild an estimator saved by :func:`save`; see ``I2M2Classifier.load``.
+    """Rebuild an estimator saved by :func:`save`; see ``SaveLoadMixin.load``.
 
     Every problem with the files raises :class:`~sk_i2m2.exceptions.ModelFileError`
     naming the file (``FileNotFoundError`` for a missing one).
@@ -179,10 +182,10 @@ def load(cls, path, encoders=None, device=None):
     for file in (config_path, weights_path):
         if not os.path.isfile(file):
             raise FileNotFoundError(
-                f"{file} does not exist; pass the directory written by I2M2Classifier.save."
+                f"{file} does not exist; pass the directory written by {cls.__name__}.save."
             )
     params, fitted = _read_config(cls, config_path)
-    _check_custom_encoders(params, fitted, dict(encoders or {}))
+    _check_custom_encoders(cls, params, fitted, dict(encoders or {}))
     estimator = cls(**params)
     if device is not None:
         estimator.device = device
@@ -235,6 +238,15 @@ def _read_config(cls, config_path):
             f"{config_path} is not an sk-i2m2 model of format version "
             f"{FORMAT_VERSION} (format {found!r}, version {version!r})."
         )
+    saved_as = config.get("estimator")
+    saved_cls = getattr(importlib.import_module("sk_i2m2"), str(saved_as), None)
+    if inspect.isclass(saved_cls) and not (
+        issubclass(cls, saved_cls) or issubclass(saved_cls, cls)
+    ):
+        raise ModelFileError(
+            f"{config_path} holds an {saved_as}; load it with {saved_as}.load, "
+            f"not {cls.__name__}.load."
+        )
     try:
         accepted = inspect.signature(cls).parameters
         unknown = [name for name in config["params"] if name not in accepted]
@@ -245,7 +257,10 @@ def _read_config(cls, config_path):
         # Saved before calibration and cross-fitting existed.
         fitted.setdefault("temperature_", 1.0)
         fitted.setdefault("n_folds_", 1)
-        absent = [name for name in _REQUIRED_FITTED if name not in fitted]
+        # Saved before frozen encoders ran in front of the experts.
+        fitted.setdefault("frozen_modalities_", [])
+        required = (*cls._target_attributes, *_REQUIRED_FITTED)
+        absent = [name for name in required if name not in fitted]
         if absent:
             raise KeyError(f"fitted attribute {absent[0]!r} is missing")
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -258,17 +273,21 @@ def _read_config(cls, config_path):
     return params, fitted
 
 
-def _check_custom_encoders(params, fitted, encoders):
+def _check_custom_encoders(cls, params, fitted, encoders):
     """Put the user's modules in place of the custom module encoders saved as descriptions."""
     custom = [m for m, spec in fitted["encoders_"].items() if isinstance(spec, _CustomModule)]
     missing = [m for m in custom if m not in encoders]
     if missing:
         spec = fitted["encoders_"][missing[0]]
+        what, expected = (
+            ("text embedding", "the same embedding callable or TextEmbedding")
+            if spec.spec_class is TextEmbedding
+            else ("torch module encoder", "the same module class, factory or ModuleEncoder")
+        )
         raise ValueError(
-            f"Modality {missing[0]!r} used a custom torch module encoder "
+            f"Modality {missing[0]!r} used a custom {what} "
             f"({spec.description}), whose code is not stored in the file. Pass it "
-            f"again: I2M2Classifier.load(path, encoders={{{missing[0]!r}: "
-            "<the same module class, factory or ModuleEncoder>})."
+            f"again: {cls.__name__}.load(path, encoders={{{missing[0]!r}: <{expected}>}})."
         )
     extra = [m for m in encoders if m not in custom]
     if extra:
@@ -280,7 +299,8 @@ def _check_custom_encoders(params, fitted, encoders):
     for name in custom:
         given = encoders[name]
         if not isinstance(given, EncoderSpec):
-            given = ModuleEncoder(given, **fitted["encoders_"][name].options)
+            saved = fitted["encoders_"][name]
+            given = saved.spec_class(given, **saved.options)
         fitted["encoders_"][name] = given
         if isinstance(params.get("encoders"), dict) and name in params["encoders"]:
             params["encoders"][name] = given
@@ -289,10 +309,19 @@ def _check_custom_encoders(params, fitted, encoders):
 def _rebuild_module(estimator, config_path):
     """The untrained module of the saved configuration (weights are loaded next)."""
     example = {m: torch.zeros((2, *estimator.input_shapes_[m])) for m in estimator.modalities_}
+    # The saved weights replace any pretrained ones: build without fetching those.
+    specs = estimator.encoders_
+    estimator.encoders_ = {
+        m: spec.architecture_only() if hasattr(spec, "architecture_only") else spec
+        for m, spec in specs.items()
+    }
     # Building draws initial weights; keep the caller's random stream as it was.
-    with torch.random.fork_rng(devices=[]):
-        folds = [build_module_for(estimator, example) for _ in range(estimator.n_folds_)]
-    module = folds[0] if len(folds) == 1 else FoldEnsemble(folds)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            folds = [build_module_for(estimator, example) for _ in range(estimator.n_folds_)]
+    finally:
+        estimator.encoders_ = specs
+    module = folds[0] if len(folds) == 1 else estimator._fold_ensemble(folds)
     if module.expert_names != list(estimator.expert_names_):
         raise ModelFileError(
             f"{config_path}: the rebuilt model has experts {module.expert_names}, but "
@@ -321,10 +350,15 @@ def _encode(value):
         return {"__array__": [_encode(v) for v in value.tolist()], "dtype": value.dtype.str}
     if isinstance(value, torch.device):
         return {"__device__": str(value)}
+    if isinstance(value, TextEmbedding):
+        entry = {"description": _describe_code(value.embed), "options": {}}
+        if value.encoder is not None:
+            entry["options"]["encoder"] = _encode(value.encoder)
+        return {"__text_embedding__": entry}
     if isinstance(value, ModuleEncoder):
         module = value.module
         kind = type(module) if isinstance(module, torch.nn.Module) else module
-        description = f"{getattr(kind, '__module__', '?')}.{getattr(kind, '__qualname__', kind)}"
+        description = _describe_code(kind)
         options = {"trainable": value.trainable, "standardize": value.standardize}
         try:
             options["module_kwargs"] = _encode(value.module_kwargs)
@@ -348,6 +382,12 @@ def _encode(value):
     if isinstance(value, torch.nn.Module) or callable(value):
         raise _Unstorable(f"{value!r} is code, not data")
     raise _Unstorable(f"values of type {type(value).__name__} are not stored")
+
+
+def _describe_code(code):
+    """``module.qualname`` of a class or function (of an instance's class)."""
+    kind = code if inspect.isclass(code) or inspect.isroutine(code) else type(code)
+    return f"{getattr(kind, '__module__', '?')}.{getattr(kind, '__qualname__', kind)}"
 
 
 def _decode(value):
@@ -375,6 +415,9 @@ def _decode(value):
     if "__module_encoder__" in value:
         entry = value["__module_encoder__"]
         return _CustomModule(entry["description"], _decode(entry["options"]))
+    if "__text_embedding__" in value:
+        entry = value["__text_embedding__"]
+        return _CustomModule(entry["description"], _decode(entry["options"]), TextEmbedding)
     if "__spec__" in value:
         spec = REGISTRY.spec_class(value["__spec__"])
         if spec is None:

@@ -28,12 +28,16 @@ class SpecRegistry:
 
         return decorator
 
+    def register_factory(self, kind, name, factory):
+        """Register ``factory`` (called without arguments) under the short ``name``."""
+        self._names[kind][name] = factory
+
     def names(self, kind):
         """Sorted short names of ``kind``."""
         return sorted(self._names[kind])
 
     def create(self, kind, name):
-        """A default instance of the spec registered as ``name``, or ``None``."""
+        """A default instance of the spec (or factory) registered as ``name``, or ``None``."""
         cls = self._names[kind].get(name)
         return None if cls is None else cls()
 

@@ -12,7 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SMALL_COHORT", "auto_batch_size", "auto_n_folds", "is_small_cohort"]
+__all__ = [
+    "SMALL_COHORT",
+    "auto_batch_size",
+    "auto_n_folds",
+    "auto_n_folds_regression",
+    "is_small_cohort",
+]
 
 #: Fewer training samples than this count as a small cohort.
 SMALL_COHORT = 1000
@@ -45,5 +51,23 @@ def auto_n_folds(y, cv):
         raise ValueError(
             f"cv={cv} folds need at least {cv} samples of each class; the smallest class "
             f"has {smallest}. Use fewer folds or cv=None (one validation split)."
+        )
+    return int(cv)
+
+
+def auto_n_folds_regression(n_samples, cv):
+    """:func:`auto_n_folds` for a continuous target (folds need no classes).
+
+    ``"auto"``: 5 folds for a small cohort of at least 10 samples (2 rows
+    per held-out fold), else ``None``.
+    """
+    if cv is None:
+        return None
+    if cv == "auto":
+        return 5 if is_small_cohort(n_samples) and n_samples >= 10 else None
+    if n_samples < 2 * cv:
+        raise ValueError(
+            f"cv={cv} folds need at least {2 * cv} samples (2 per held-out fold); got "
+            f"{n_samples}. Use fewer folds or cv=None (one validation split)."
         )
     return int(cv)

@@ -254,7 +254,7 @@ def _entry_missing(entry):
 # The classifier's input
 
 
-def check_modalities(X, fitted=None):
+def check_modalities(X, fitted=None, encoders=None):
     """Validate ``X``; return its tensors, DataFrame columns and presence mask.
 
     A sample misses a modality when all its values in that modality are NaN
@@ -269,6 +269,11 @@ def check_modalities(X, fitted=None):
         ``None`` while fitting; at prediction time the fitted estimator, whose
         modalities, per-sample shapes and DataFrame columns ``X`` must match
         (modalities may be left out).
+    encoders : dict or None, default=None
+        The estimator's ``encoders`` while fitting (``fitted.encoders_`` at
+        prediction time): a modality whose entry has an ``embed_texts``
+        method (:class:`~sk_i2m2.encoders.TextEmbedding`) is a sequence of
+        strings, embedded here.
 
     Returns
     -------
@@ -285,9 +290,15 @@ def check_modalities(X, fitted=None):
         n_samples = check_modality_mapping(X, reserved=ESTIMATOR_RESERVED, torch_names=True)
     else:
         n_samples = check_modality_mapping(X, known=fitted.modalities_)
+    if fitted is not None:
+        encoders = fitted.encoders_
     tensors, columns, rows_present = {}, {}, {}
     for name in X:
-        tensors[name], columns[name], rows_present[name] = check_modality_array(name, X[name])
+        value = X[name]
+        embed_texts = getattr((encoders or {}).get(name), "embed_texts", None)
+        if embed_texts is not None:
+            value = embed_texts(name, value)
+        tensors[name], columns[name], rows_present[name] = check_modality_array(name, value)
     if fitted is None:
         for name, rows in rows_present.items():
             if rows is not None and not bool(rows.any()):
@@ -494,3 +505,21 @@ def check_target(y, n_samples):
 def as_python(value):
     """A numpy scalar as the Python value, so that messages show ``1``, not ``np.int64(1)``."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+# ----------------------------------------------------------------------
+# Train-time augmentation
+
+
+def check_augment(augment, tensors):
+    """Check the estimator's ``augment``: modalities of ``X`` mapped to callables."""
+    for name, transform in (augment or {}).items():
+        if name not in tensors:
+            raise ValueError(
+                f"augment names modality {name!r}, which is not in X (X has {sorted(tensors)})."
+            )
+        if not callable(transform):
+            raise TypeError(
+                f"augment[{name!r}] must be a callable mapping a batch tensor to a "
+                f"batch of the same shape; got {type(transform).__name__}."
+            )

@@ -1,8 +1,12 @@
-"""Which dependencies drive a data set: intra-modality, inter-modality or both.
+"""Which dependencies drive a data set, and which inputs drive a model.
 
 :func:`dependency_report` cross-validates one I2M2 model and scores, on the
 same test rows, each of its experts, their products and a prior baseline;
 :func:`plot_dependency_report` draws the result.
+:func:`permutation_importance` measures what a fitted model loses when a
+modality, or one feature, is shuffled across samples;
+:func:`plot_permutation_importance` draws it; :func:`integrated_gradients`
+attributes each prediction to the values of each input (needs Captum).
 """
 
 from __future__ import annotations
@@ -25,12 +29,20 @@ from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import HasMethods, StrOptions, validate_params
 from sklearn.utils.parallel import Parallel, delayed
 
+from ._attribution import integrated_gradients
 from ._data import ModalityDict
 from ._estimator import I2M2Classifier
+from ._permutation import permutation_importance, plot_permutation_importance
 from ._validation import check_modality_mapping
 from .nn.experts import INTER
 
-__all__ = ["dependency_report", "plot_dependency_report"]
+__all__ = [
+    "dependency_report",
+    "plot_dependency_report",
+    "permutation_importance",
+    "plot_permutation_importance",
+    "integrated_gradients",
+]
 
 INTRA = "intra"
 I2M2 = "I2M2"

@@ -222,7 +222,8 @@ def test_frozen_module_encoder_does_not_train(small_data):
         early_stopping=False,
         random_state=0,
     ).fit(X, y)
-    trained = clf.module_.experts["img"].encoder.body.net[1].weight
+    # One frozen copy runs in front of the experts (see test_frozen.py).
+    trained = clf.module_.frozen["img"].body.net[1].weight
     torch.testing.assert_close(trained, backbone[1].weight)
 
 

@@ -2,11 +2,12 @@
 
 from ._kspace import load_kspace_digits
 from ._mfeat import MFEAT_VIEWS, load_mfeat
-from ._synthetic import make_multimodal_classification
+from ._synthetic import make_multimodal_classification, make_multimodal_regression
 
 __all__ = [
     "MFEAT_VIEWS",
     "load_kspace_digits",
     "load_mfeat",
     "make_multimodal_classification",
+    "make_multimodal_regression",
 ]

@@ -34,9 +34,10 @@ class ConvNet(nn.Module):
     """LeNet-style stack: a 5x5 conv block, then 3x3 conv blocks.
 
     Each block is conv -> BatchNorm -> ReLU -> max-pool(2); the first conv
-    moves by ``first_stride`` (and is wider than 5 when that is above 4). Pooling stops once the smallest spatial side
-    would drop below 2, so inputs from 8x8 (or 8x8x8) up work. Features are
-    an adaptive average pool to ``pool_size`` per spatial axis, flattened.
+    moves by ``first_stride`` (and is wider than 5 when that is above 4).
+    Pooling stops once the smallest spatial side would drop below 2, so
+    inputs from 8x8 (or 8x8x8) up work. Features are an adaptive average
+    pool to ``pool_size`` per spatial axis, flattened.
     """
 
     def __init__(self, ndim, in_channels, spatial, channels, pool_size, dropout, first_stride=1):

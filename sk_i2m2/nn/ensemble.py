@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["FoldEnsemble"]
+from .product import gaussian_fold_mean
+
+__all__ = ["FoldEnsemble", "GaussianFoldEnsemble"]
 
 
 class FoldEnsemble(nn.Module):
@@ -38,4 +40,21 @@ class FoldEnsemble(nn.Module):
         return self.folds[0].availability(X)
 
     def forward(self, **X):
+        # The folds share their frozen encoders' weights: compute those features once.
+        X = self.folds[0].encode_frozen(X)
         return torch.stack([F.log_softmax(fold(**X), dim=-1) for fold in self.folds]).mean(0)
+
+
+class GaussianFoldEnsemble(FoldEnsemble):
+    """The I2M2 modules of K folds of Gaussian experts (the regressor) as one model.
+
+    Each expert's prediction is the geometric mean of its K fold versions
+    (:func:`~sk_i2m2.nn.product.gaussian_fold_mean`): a Gaussian with the
+    folds' mean precision and their precision-weighted mean, so the
+    ensemble is still a product of Gaussian experts. An expert that cannot
+    see a sample is left out of the product by its availability, as in a
+    single model.
+    """
+
+    def forward(self, **X):
+        return gaussian_fold_mean(torch.stack([fold(**X) for fold in self.folds]))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .frozen import features_key
+
 __all__ = [
     "INTER",
     "PRESENT",
@@ -163,7 +165,9 @@ class I2M2Module(nn.Module):
     """All experts of one model; ``forward`` returns their stacked logits.
 
     The output has shape ``(n_experts, batch, n_classes)`` in the order of
-    ``expert_names``. A batch may carry a presence mask under the key
+    ``expert_names``. ``frozen`` holds one encoder per modality whose
+    encoder does not train (see :mod:`sk_i2m2.nn.frozen`): it runs once in
+    front of the experts, which read its features. A batch may carry a presence mask under the key
     :data:`PRESENT` (``(batch, n_modalities)``, modalities in the experts'
     order); an expert that cannot see a sample gives it logits 0, so the
     product uses the experts that can. The model's prediction is the
@@ -173,9 +177,10 @@ class I2M2Module(nn.Module):
     (:class:`~sk_i2m2.nn.losses.ProductOfExpertsNLLLoss`).
     """
 
-    def __init__(self, experts):
+    def __init__(self, experts, frozen=None):
         super().__init__()
         self.experts = nn.ModuleDict(experts)
+        self.frozen = nn.ModuleDict(frozen or {})
 
     @property
     def expert_names(self):
@@ -191,6 +196,22 @@ class I2M2Module(nn.Module):
             return None
         return torch.stack([expert.available(present) for expert in self.experts.values()])
 
+    def encode_frozen(self, X):
+        """``X`` with each frozen modality's input replaced by its features.
+
+        The features go under :func:`~sk_i2m2.nn.frozen.features_key`; a
+        batch that already carries them (training on features computed once)
+        is left as it is.
+        """
+        X = dict(X)
+        for name, encoder in self.frozen.items():
+            if name in X:
+                X[features_key(name)] = encoder(X.pop(name))
+        return X
+
     def forward(self, **X):
         present = X.pop(PRESENT, None)
+        X = self.encode_frozen(X)
+        for name in self.frozen:
+            X[name] = X.pop(features_key(name))
         return torch.stack([expert(X, present) for expert in self.experts.values()])

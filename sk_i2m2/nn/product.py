@@ -1,14 +1,27 @@
 """The product of experts: the one place where expert outputs are combined.
 
 Training (the stage-2 loss, the stage nets' predictions), prediction and
-inspection all combine experts through these functions.
+inspection all combine experts through these functions: :func:`combine`
+for the classifier's categorical experts, :func:`combine_gaussian` for the
+regressor's Gaussian experts.
 """
 
 from __future__ import annotations
 
+import math
+
+import torch
 import torch.nn.functional as F
 
-__all__ = ["combine", "contributions", "product_proba"]
+__all__ = [
+    "combine",
+    "combine_gaussian",
+    "contributions",
+    "gaussian_fold_mean",
+    "product_mean",
+    "product_proba",
+    "split_gaussian",
+]
 
 
 def combine(expert_logits, available=None):
@@ -60,3 +73,84 @@ def contributions(expert_logits):
     centred = expert_logits - expert_logits.mean(-1, keepdim=True)
     index = predicted.view(1, -1, 1).expand(len(expert_logits), -1, 1)
     return centred.gather(2, index).squeeze(2), predicted
+
+
+def split_gaussian(expert_outputs):
+    """Means and log-variances of Gaussian experts' outputs.
+
+    A Gaussian expert of ``n_targets`` outputs has ``2 * n_targets``
+    outputs: the means, then the log-variances, one independent Gaussian per
+    target.
+
+    Returns
+    -------
+    mean, log_var : tensors of shape ``(..., n_targets)``
+    """
+    return expert_outputs.chunk(2, dim=-1)
+
+
+def combine_gaussian(expert_outputs, available=None):
+    """Normalised product of Gaussian experts, per target.
+
+    The product of Gaussian densities ``N(y; mu_k, var_k)`` is, up to a
+    constant, the Gaussian whose precision is the sum of the experts'
+    precisions, ``1 / var = sum_k 1 / var_k``, and whose mean is their
+    precision-weighted mean, ``mu = var * sum_k mu_k / var_k``.
+
+    Parameters
+    ----------
+    expert_outputs : tensor of shape (n_experts, n_samples, 2 * n_targets)
+        Each expert's means and log-variances (:func:`split_gaussian`).
+    available : bool tensor of shape (n_experts, n_samples) or None
+        Which expert sees which sample; an expert that does not see a
+        sample contributes precision 0 (its outputs may be anything, NaN
+        included). ``None``: every expert sees every sample. Every sample
+        needs one expert.
+
+    Returns
+    -------
+    outputs : tensor of shape (n_samples, 2 * n_targets)
+        Mean and log-variance of the product, laid out like one expert's.
+    """
+    mean, log_var = split_gaussian(expert_outputs)
+    log_precision = -log_var
+    if available is not None:
+        hidden = ~available.unsqueeze(-1)
+        mean = mean.masked_fill(hidden, 0.0)
+        log_precision = log_precision.masked_fill(hidden, -math.inf)
+    # In log space: no overflow of exp(-log_var) for confident experts.
+    log_total = torch.logsumexp(log_precision, dim=0)
+    weights = torch.exp(log_precision - log_total)
+    return torch.cat([(weights * mean).sum(0), -log_total], dim=-1)
+
+
+def gaussian_fold_mean(fold_outputs):
+    """Each Gaussian expert's geometric mean over cross-fitting folds.
+
+    The normalised geometric mean of ``K`` Gaussians is their product with
+    every precision divided by ``K``: the mean precision and the
+    precision-weighted mean, again a Gaussian, so an ensemble of folds is
+    still one product of experts.
+
+    Parameters
+    ----------
+    fold_outputs : tensor of shape (n_folds, n_experts, n_samples, 2 * n_targets)
+
+    Returns
+    -------
+    outputs : tensor of shape (n_experts, n_samples, 2 * n_targets)
+    """
+    n_folds = len(fold_outputs)
+    mean, log_var = split_gaussian(fold_outputs)
+    tempered = torch.cat([mean, log_var + math.log(n_folds)], dim=-1)
+    return combine_gaussian(tempered.flatten(1, 2)).view(fold_outputs.shape[1:])
+
+
+def product_mean(expert_outputs):
+    """Mean of the product of Gaussian experts (a skorch ``predict_nonlinearity``).
+
+    The regressor's stage net combines the experts in its
+    ``evaluation_step`` (where it knows which experts see each sample), so
+    this receives the product's outputs and keeps the means.
+    """
+    return split_gaussian(expert_outputs)[0]

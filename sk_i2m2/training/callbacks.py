@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from skorch.callbacks import Callback, Checkpoint, LoadInitState, TrainEndCheckpoint
 from tqdm.auto import tqdm
 
+from .net import plain_module
+
 __all__ = [
     "ExpertCheckpoint",
     "FiniteLossCheck",
@@ -66,9 +68,14 @@ class ExpertCheckpoint(Callback):
         self._count = 0
         return self
 
+    def __getstate__(self):
+        # The best weights are in the net once training ends; pickling a
+        # fitted net need not carry a second copy of every expert.
+        return {**vars(self), "_best_state": {}}
+
     def on_train_begin(self, net, **kwargs):
         self.initialize()
-        for name in net.module_.expert_names:
+        for name in plain_module(net.module_).expert_names:
             self.best_loss_[name] = math.inf
             self.best_epoch_[name] = 0
 
@@ -81,7 +88,7 @@ class ExpertCheckpoint(Callback):
             return
         Xb, y = batch
         # Kept on the device: one host sync per epoch, not per batch.
-        available = net.module_.availability(Xb)
+        available = plain_module(net.module_).availability(Xb)
         total, weight = (t.detach() for t in net.criterion_.per_expert_sums(y_pred, y, available))
         if self._loss_sum is None:
             self._loss_sum, self._weight_sum = total, weight
@@ -93,15 +100,23 @@ class ExpertCheckpoint(Callback):
         if not self._count:
             return
         epoch = len(net.history)
-        mean_losses = (self._loss_sum / self._weight_sum).tolist()
-        for name, loss in zip(net.module_.expert_names, mean_losses):
-            improved = loss < self.best_loss_[name] * (1 - self.threshold)
+        loss_sum, weight_sum = self._loss_sum, self._weight_sum
+        accelerator = getattr(net, "accelerator", None)
+        if accelerator is not None:  # the same decisions in every process
+            loss_sum = accelerator.reduce(loss_sum, "mean")
+            weight_sum = accelerator.reduce(weight_sum, "mean")
+        mean_losses = (loss_sum / weight_sum).tolist()
+        module = plain_module(net.module_)
+        for name, loss in zip(module.expert_names, mean_losses):
+            best = self.best_loss_[name]
+            # Relative to |best|: a Gaussian NLL (the regressor's) can be negative.
+            improved = loss < (best if math.isinf(best) else best - self.threshold * abs(best))
             net.history.record(f"valid_loss_{name}", loss)
             net.history.record(f"valid_loss_{name}_best", improved)
             if improved:
                 self.best_loss_[name] = loss
                 self.best_epoch_[name] = epoch
-                expert = net.module_.experts[name]
+                expert = module.experts[name]
                 self._best_state[name] = {
                     k: v.detach().clone() for k, v in expert.state_dict().items()
                 }
@@ -112,7 +127,7 @@ class ExpertCheckpoint(Callback):
 
     def on_train_end(self, net, **kwargs):
         for name, state in self._best_state.items():
-            net.module_.experts[name].load_state_dict(state)
+            plain_module(net.module_).experts[name].load_state_dict(state)
 
 
 class FiniteLossCheck(Callback):

@@ -1,4 +1,4 @@
-"""The skorch net that runs one I2M2 training stage."""
+"""The skorch nets that run one I2M2 training stage (classifier and regressor)."""
 
 from __future__ import annotations
 
@@ -7,68 +7,67 @@ import numbers
 from collections.abc import Mapping
 
 import torch
-from skorch import NeuralNetClassifier
+from skorch import NeuralNetClassifier, NeuralNetRegressor
+from skorch.hf import AccelerateMixin
 
 from .._data import ModalityTensorDataset
-from ..nn.product import product_proba
+from ..nn.product import combine_gaussian, product_mean, product_proba
 
-__all__ = ["StageNet", "DeferredFloat", "optimizer_speed_kwargs"]
+__all__ = [
+    "StageNet",
+    "StageNetRegressor",
+    "AcceleratedStageNet",
+    "AcceleratedStageNetRegressor",
+    "DeferredFloat",
+    "optimizer_speed_kwargs",
+    "plain_module",
+]
 
 
-class StageNet(NeuralNetClassifier):
-    """skorch ``NeuralNetClassifier`` for one stage of I2M2's experts.
+def plain_module(module):
+    """The I2M2 module inside a ``DistributedDataParallel`` wrapper (or ``module``)."""
+    if isinstance(module, torch.nn.parallel.DistributedDataParallel):
+        return module.module
+    return module
 
-    It uses skorch's own training loop; only extension points change:
 
-    - ``get_loss`` also passes the criterion which experts see each sample
-      (``I2M2Module.availability``), so that an expert is scored only on
-      samples that have its modality.
-    - Predictions are those of the product of the stage's experts
-      (``predict_nonlinearity`` is :func:`~sk_i2m2.nn.product.product_proba`),
-      with classes ``0..n_classes-1``, so skorch's ``EpochScoring`` and any
-      scikit-learn scorer score the model the stage is training. ``X`` may
-      be the stage's dataset or a dict of modality tensors.
-    - With ``defer_loss_sync`` (on by default on CUDA), the per-batch losses
-      that skorch records with ``loss.item()`` stay on the device as
-      :class:`DeferredFloat` values, which turn into floats in one transfer
-      when the epoch ends, or earlier for a value a callback reads (e.g.
-      ``ProgressBar``'s postfix). ``item()`` after every step would stall
-      the GPU once per step; on the CPU it costs nothing and is kept.
-    - ``mixed_precision=True`` runs the forward pass under bfloat16
-      autocast (no gradient scaler is needed for bfloat16); the loss is
-      computed in float32.
+class _StageNetMixin:
+    """The extension points shared by the classifier's and the regressor's stage nets."""
 
-    Parameters
-    ----------
-    *args, **kwargs
-        As for ``skorch.NeuralNetClassifier``.
-    mixed_precision : bool, default=False
-        bfloat16 autocast of the forward pass.
-    defer_loss_sync : bool or None, default=None
-        Keep batch losses on the device until they are read; ``None`` means
-        on CUDA only.
-    """
+    # dtype of a target passed as an array (e.g. by a scorer).
+    _target_dtype = torch.long
 
-    def __init__(
-        self,
-        *args,
-        mixed_precision=False,
-        defer_loss_sync=None,
-        predict_nonlinearity=product_proba,
-        **kwargs,
-    ):
-        super().__init__(*args, predict_nonlinearity=predict_nonlinearity, **kwargs)
+    def __init__(self, *args, mixed_precision=False, defer_loss_sync=None, augment=None, **kwargs):
+        super().__init__(*args, **kwargs)
         self.mixed_precision = mixed_precision
         self.defer_loss_sync = defer_loss_sync
+        self.augment = augment
+
+    def train_step_single(self, batch, **fit_params):
+        if self.augment:
+            Xi, yi = batch
+            Xi = {**Xi, **{name: f(Xi[name]) for name, f in self.augment.items()}}
+            batch = (Xi, yi)
+        return super().train_step_single(batch, **fit_params)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        # The predefined validation split is training data. A fitted net is
+        # pickled when a parallel worker returns a fitted estimator (e.g.
+        # ``cross_validate(return_estimator=True)``) or a user pickles one;
+        # with the split it would grow with the data set. The unpickled net
+        # predicts and keeps its history; fitting it again takes a new split.
+        state["train_split"] = None
+        return state
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        available = self.module_.availability(X) if isinstance(X, Mapping) else None
+        available = plain_module(self.module_).availability(X) if isinstance(X, Mapping) else None
         return self.criterion_(y_pred, y_true, available)
 
     def get_dataset(self, dataset, y=None):
         if isinstance(dataset, Mapping):  # e.g. a scorer's X taken from the stage's dataset
             X = {name: torch.as_tensor(value) for name, value in dataset.items()}
-            y = torch.as_tensor(y, dtype=torch.long) if y is not None else None
+            y = torch.as_tensor(y, dtype=self._target_dtype) if y is not None else None
             return ModalityTensorDataset(X, y)
         return super().get_dataset(dataset, y)
 
@@ -99,6 +98,167 @@ class StageNet(NeuralNetClassifier):
         # The net's own hook runs before every callback's, so the epoch
         # scores (train_loss, valid_loss) are computed from plain floats.
         DeferredFloat.resolve_rows(self.history[-1]["batches"])
+
+
+class StageNet(_StageNetMixin, NeuralNetClassifier):
+    """skorch ``NeuralNetClassifier`` for one stage of I2M2's experts.
+
+    It uses skorch's own training loop; only extension points change:
+
+    - ``get_loss`` also passes the criterion which experts see each sample
+      (``I2M2Module.availability``), so that an expert is scored only on
+      samples that have its modality.
+    - Predictions are those of the product of the stage's experts
+      (``predict_nonlinearity`` is :func:`~sk_i2m2.nn.product.product_proba`),
+      with classes ``0..n_classes-1``, so skorch's ``EpochScoring`` and any
+      scikit-learn scorer score the model the stage is training. ``X`` may
+      be the stage's dataset or a dict of modality tensors.
+    - With ``defer_loss_sync`` (on by default on CUDA), the per-batch losses
+      that skorch records with ``loss.item()`` stay on the device as
+      :class:`DeferredFloat` values, which turn into floats in one transfer
+      when the epoch ends, or earlier for a value a callback reads (e.g.
+      ``ProgressBar``'s postfix). ``item()`` after every step would stall
+      the GPU once per step; on the CPU it costs nothing and is kept.
+    - ``mixed_precision=True`` runs the forward pass under bfloat16
+      autocast (no gradient scaler is needed for bfloat16); the loss is
+      computed in float32.
+    - ``augment`` transforms modalities of each *training* batch
+      (``train_step_single``), on the device the batch was delivered to;
+      validation and prediction batches are never augmented.
+
+    Parameters
+    ----------
+    *args, **kwargs
+        As for ``skorch.NeuralNetClassifier``.
+    mixed_precision : bool, default=False
+        bfloat16 autocast of the forward pass.
+    defer_loss_sync : bool or None, default=None
+        Keep batch losses on the device until they are read; ``None`` means
+        on CUDA only.
+    augment : dict or None, default=None
+        Modality -> callable applied to that modality of every training batch.
+    """
+
+    def __init__(self, *args, predict_nonlinearity=product_proba, **kwargs):
+        super().__init__(*args, predict_nonlinearity=predict_nonlinearity, **kwargs)
+
+
+class StageNetRegressor(_StageNetMixin, NeuralNetRegressor):
+    """skorch ``NeuralNetRegressor`` for one stage of I2M2's Gaussian experts.
+
+    The regressor's sibling of :class:`StageNet`, with the same extension
+    points (availability passed to the criterion, deferred loss sync,
+    ``mixed_precision``). Its predictions are those of the product of the
+    stage's experts: ``evaluation_step`` combines them with
+    :func:`~sk_i2m2.nn.product.combine_gaussian` (leaving out experts that
+    cannot see a sample), ``forward`` returns the product's means and
+    log-variances and ``predict`` its means
+    (``predict_nonlinearity`` is :func:`~sk_i2m2.nn.product.product_mean`),
+    of shape ``(n_samples, n_targets)``, in the standardised units the
+    stage trains on; so skorch's ``EpochScoring`` (e.g. ``"r2"``) scores
+    the model the stage is training.
+
+    Parameters
+    ----------
+    *args, **kwargs
+        As for ``skorch.NeuralNetRegressor``.
+    mixed_precision : bool, default=False
+        bfloat16 autocast of the forward pass.
+    defer_loss_sync : bool or None, default=None
+        Keep batch losses on the device until they are read; ``None`` means
+        on CUDA only.
+    """
+
+    _target_dtype = torch.float32
+
+    def __init__(self, *args, predict_nonlinearity=product_mean, **kwargs):
+        super().__init__(*args, predict_nonlinearity=predict_nonlinearity, **kwargs)
+
+    def evaluation_step(self, batch, training=False):
+        outputs = super().evaluation_step(batch, training=training)
+        Xi = batch[0]
+        available = plain_module(self.module_).availability(Xi) if isinstance(Xi, Mapping) else None
+        return combine_gaussian(outputs, available)
+
+
+class _AcceleratedStageMixin(AccelerateMixin):
+    """A stage net trained data-parallel by an ``accelerate.Accelerator``.
+
+    skorch's ``AccelerateMixin`` prepares the module (``DistributedDataParallel``
+    across processes) and optimizer, and runs the backward pass and gradient
+    accumulation through the accelerator. Two of its choices do not suit
+    the stage's batches and are replaced:
+
+    - Training batches are sharded by the :class:`~sk_i2m2._data.BatchSlicer`
+      itself (``num_shards``/``shard``): every process draws the same
+      permutation from the same seed and takes every ``num_shards``-th
+      batch, so the processes see disjoint batches and the same number of
+      them (``accelerate.prepare`` handles only torch ``DataLoader``).
+    - Every process scores the whole validation split instead of gathering
+      the predictions of a shard: the processes hold the same weights (DDP
+      averages the gradients), so their validation losses agree. Each
+      batch's validation loss (and ``ExpertCheckpoint``'s per-expert
+      sums) is still averaged over the processes, so that early stopping
+      and the per-expert checkpoints decide alike even where devices round
+      differently: a process that stopped alone would leave the others
+      waiting in the next gradient all-reduce.
+    """
+
+    def validation_step(self, batch, **fit_params):
+        step = super().validation_step(batch, **fit_params)
+        step["loss"] = self.accelerator.reduce(step["loss"].detach(), "mean")
+        return step
+
+    def _initialize_accelerator(self):
+        # The mixin prepares the criterion too, and on CPUs accelerate wraps
+        # any module in DDP, which refuses one without trainable parameters,
+        # as the stage losses are.
+        criteria = self._criteria
+        self._criteria = [
+            name
+            for name in criteria
+            if any(p.requires_grad for p in getattr(self, name + "_").parameters())
+        ]
+        try:
+            return super()._initialize_accelerator()
+        finally:
+            self._criteria = criteria
+
+    def on_train_end(self, net, **kwargs):
+        # Unwrapped in partial_fit instead: the net's hook runs before the
+        # callbacks', and EarlyStopping(load_best=True) restores a state
+        # dict taken from the wrapped module.
+        pass
+
+    def partial_fit(self, *args, **kwargs):
+        try:
+            return super().partial_fit(*args, **kwargs)
+        finally:
+            if self.unwrap_after_train:
+                self._unwrap_accelerator()
+
+    # The stage net's own iterator and evaluation, not the mixin's: batches
+    # are sharded by BatchSlicer, and every process scores the whole split.
+    def get_iterator(self, dataset, training=False):
+        return super(AccelerateMixin, self).get_iterator(dataset, training=training)
+
+    def evaluation_step(self, batch, training=False):
+        return super(AccelerateMixin, self).evaluation_step(batch, training=training)
+
+    def _defers_loss_sync(self):
+        return False
+
+
+class AcceleratedStageNet(_AcceleratedStageMixin, StageNet):
+    """:class:`StageNet` trained data-parallel by an ``accelerate.Accelerator``."""
+
+
+class AcceleratedStageNetRegressor(_AcceleratedStageMixin, StageNetRegressor):
+    """:class:`StageNetRegressor` trained data-parallel by an ``accelerate.Accelerator``."""
+
+
+#: The data-parallel variant of each stage net.
+ACCELERATED = {StageNet: AcceleratedStageNet, StageNetRegressor: AcceleratedStageNetRegressor}
 
 
 class _DeferredItemTensor(torch.Tensor):

@@ -22,7 +22,6 @@ from skorch.helper import predefined_split
 from .._data import BatchSlicer, ModalityTensorDataset
 from .._device import place
 from .._warnings import warn_user
-from ..nn.losses import ExpertsNLLLoss, ProductOfExpertsNLLLoss
 from .callbacks import (
     ExpertCheckpoint,
     FiniteLossCheck,
@@ -30,7 +29,7 @@ from .callbacks import (
     callbacks_for_stage,
     interactive_output,
 )
-from .net import StageNet, optimizer_speed_kwargs
+from .net import ACCELERATED, optimizer_speed_kwargs
 from .schedule import lr_schedule_callbacks
 
 __all__ = [
@@ -56,13 +55,21 @@ class TrainingPlan:
     n_iter_no_change: int
     device: torch.device
     seed: int
-    n_classes: int
-    class_weight: torch.Tensor | None = None
+    # The target's part (the estimator's ``_stage_options``): the stage net
+    # class and its extra arguments, the stage-1 and stage-2 criteria and
+    # their arguments.
+    net: type
+    net_kwargs: dict
+    criteria: tuple
+    criterion_kwargs: dict
+    estimator_name: str = "I2M2Classifier"
     callbacks: object = None
     compile: bool = False
     mixed_precision: bool = False
     verbose: int = 0
     lr_schedule: str = "constant"
+    accelerator: object = None
+    augment: dict | None = None
     interrupted_stage: str | None = field(default=None, init=False)
 
     @classmethod
@@ -97,9 +104,10 @@ def validation_split(y, classes, validation_fraction, seed):
     """Train and validation rows of the encoded labels ``y``.
 
     Stratified when every class has two samples; otherwise random, with a
-    warning naming the rare class (one of ``classes``).
+    warning naming the rare class (one of ``classes``). ``classes=None``
+    (a continuous target): random.
     """
-    n, n_classes = len(y), len(classes)
+    n, n_classes = len(y), (1 if classes is None else len(classes))
     n_valid = max(math.ceil(validation_fraction * n), n_classes)
     if n - n_valid < 2:
         raise ValueError(
@@ -107,6 +115,8 @@ def validation_split(y, classes, validation_fraction, seed):
             f"validation_fraction={validation_fraction}; pass "
             "early_stopping=False to train on all samples."
         )
+    if classes is None:
+        return next(ShuffleSplit(1, test_size=n_valid, random_state=seed).split(np.zeros(n)))
     counts = np.bincount(y, minlength=n_classes)
     if counts.min() >= 2 and n - n_valid >= n_classes:
         splitter = StratifiedShuffleSplit(1, test_size=n_valid, random_state=seed)
@@ -126,6 +136,7 @@ def split_datasets(tensors, y, train_rows, valid_rows, data_device):
     """Training and validation :class:`ModalityTensorDataset` on ``data_device``.
 
     The data is copied once to where it lives; the splits are sliced there.
+    The target keeps the dtype of ``y`` (int64 class codes, float values).
     """
     tensors = {m: t.to(data_device) for m, t in tensors.items()}
     n = len(y)
@@ -139,7 +150,7 @@ def split_datasets(tensors, y, train_rows, valid_rows, data_device):
             split = {m: t.index_select(0, index) for m, t in tensors.items()}
         return ModalityTensorDataset(
             {m: place(t, data_device) for m, t in split.items()},
-            torch.as_tensor(y[rows], dtype=torch.long, device=data_device),
+            torch.as_tensor(y[rows], device=data_device),
         )
 
     return dataset(train_rows), (dataset(valid_rows) if valid_rows is not None else None)
@@ -160,7 +171,7 @@ def run_stages(module, train_ds, valid_ds, plan):
         generator,
         "pretrain",
         module,
-        ExpertsNLLLoss,
+        plan.criteria[0],
         plan.lr,
         plan.max_epochs,
         valid_ds,
@@ -192,7 +203,7 @@ def run_stages(module, train_ds, valid_ds, plan):
         generator,
         "finetune",
         copy.deepcopy(module),
-        ProductOfExpertsNLLLoss,
+        plan.criteria[1],
         plan.finetune_lr,
         plan.finetune_epochs,
         valid_ds,
@@ -217,11 +228,20 @@ def _make_net(plan, generator, stage, module, criterion, lr, max_epochs, valid_d
     ]
     if plan.verbose >= 1 and interactive_output():
         callbacks.append(("progress", StageProgressBar(stage)))
-    return StageNet(
+    net_class, net_kwargs = plan.net, {"device": plan.device}
+    if plan.accelerator is not None:
+        # The accelerator places the module; each process trains on its shard.
+        net_class, net_kwargs = ACCELERATED[plan.net], {"device": None}
+        net_kwargs.update(
+            accelerator=plan.accelerator,
+            iterator_train__num_shards=plan.accelerator.num_processes,
+            iterator_train__shard=plan.accelerator.process_index,
+        )
+    return net_class(
         module=module,
         criterion=criterion,
-        criterion__weight=plan.class_weight,
-        classes=list(range(plan.n_classes)),
+        **{f"criterion__{k}": v for k, v in plan.criterion_kwargs.items()},
+        **plan.net_kwargs,
         optimizer=plan.optimizer,
         optimizer__weight_decay=plan.weight_decay,
         **optimizer_kwargs,
@@ -239,7 +259,8 @@ def _make_net(plan, generator, stage, module, criterion, lr, max_epochs, valid_d
         callbacks=callbacks,
         compile=plan.compile,
         mixed_precision=plan.mixed_precision,
-        device=plan.device,
+        augment=plan.augment,
+        **net_kwargs,
         verbose=int(plan.verbose >= 2),
     )
 
@@ -259,15 +280,16 @@ def _run_stage(plan, stage, net, train_ds):
             "from scratch."
         )
     if plan.verbose >= 1:
-        print(stage_summary(stage, net, time.perf_counter() - start), flush=True)
+        seconds = time.perf_counter() - start
+        print(stage_summary(stage, net, seconds, plan.estimator_name), flush=True)
 
 
-def stage_summary(stage, net, seconds):
+def stage_summary(stage, net, seconds, estimator_name="I2M2Classifier"):
     """One line on a finished stage: epochs, time, last train loss, best validation loss."""
     history = net.history
     # An interrupted last epoch has no train loss yet.
     losses = [row["train_loss"] for row in history if "train_loss" in row]
-    line = f"[I2M2Classifier] {stage}: {len(history)} epochs in {seconds:.1f}s"
+    line = f"[{estimator_name}] {stage}: {len(history)} epochs in {seconds:.1f}s"
     if losses:
         line += f", train loss {losses[-1]:.4f}"
     checkpoint = dict(net.callbacks_).get("expert_checkpoint")

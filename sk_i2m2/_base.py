@@ -1,0 +1,400 @@
+"""I2M2Base: the target-agnostic machinery of the I2M2 estimators.
+
+Parameters, nested encoder parameters, the fit skeleton (validate X ->
+build -> run the stages -> store, restoring the previous fit on error),
+cross-fitting and batched expert outputs. The estimators add what depends
+on the target through a few hooks: ``_check_target``, ``_n_folds``,
+``_stage_options``, ``_early_stopping_splits``, ``_n_outputs``,
+``_fold_ensemble`` and ``_calibrate``.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from ._allocator import cpu_allocator
+from ._device import cudnn_autotune, data_device, resolve_device, to_channels_last
+from ._inference import expert_logits
+from ._missing import check_fit_options, check_samples_have_an_expert, warn_untrained_null
+from ._parallel import check_accelerator, cpu_share_threads, shared_seed
+from ._persistence import SaveLoadMixin
+from ._sizing import auto_batch_size, is_small_cohort
+from ._validation import check_augment, check_modalities
+from .encoders import nested_encoder_params, resolve_encoders, set_nested_encoder_params
+from .fusion import FusionSpec, resolve_fusion
+from .nn.build import build_module_for, cached_modalities, precompute_frozen
+from .nn.experts import PRESENT
+from .training.callbacks import check_callbacks
+from .training.stages import TrainingPlan, run_stages, split_datasets
+
+__all__ = ["I2M2Base"]
+
+
+class I2M2Base(SaveLoadMixin, BaseEstimator):
+    """Base class of the I2M2 estimators; not for direct use.
+
+    The public estimators document the parameters; see
+    :class:`~sk_i2m2.I2M2Classifier`. A subclass defines its target's
+    parameters in ``__init__`` (calling this one), a public ``fit`` that
+    calls :meth:`_fit`, and the hooks below.
+    """
+
+    # Fitted attributes that describe the target, required in a saved model.
+    _target_attributes = ()
+
+    _parameter_constraints = {
+        "dependencies": [StrOptions({"both", "intra", "inter"})],
+        "fusion": [StrOptions({"concat", "lrtf"}), FusionSpec],
+        "encoders": [dict, None],
+        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "finetune_epochs": [Interval(numbers.Integral, 0, None, closed="left"), None],
+        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "finetune_lr": [Interval(numbers.Real, 0, None, closed="neither"), None],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "lr_schedule": [StrOptions({"auto", "constant"})],
+        "optimizer": [type],
+        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "cv": [Interval(numbers.Integral, 2, None, closed="left"), StrOptions({"auto"}), None],
+        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
+        "inter_missing": [StrOptions({"null", "drop"})],
+        "modality_dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+        "augment": [dict, None],
+        "standardize": ["boolean"],
+        "callbacks": [list, dict, None],
+        "device": [str, torch.device],
+        "device_memory_budget": [Interval(numbers.Real, 0, 1, closed="both")],
+        "compile": ["boolean"],
+        "mixed_precision": ["boolean"],
+        "accelerator": [HasMethods(["prepare", "backward"]), None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        dependencies="both",
+        fusion="concat",
+        encoders=None,
+        *,
+        max_epochs=100,
+        finetune_epochs=None,
+        lr=1e-3,
+        finetune_lr=None,
+        batch_size="auto",
+        lr_schedule="auto",
+        optimizer=torch.optim.AdamW,
+        weight_decay=1e-4,
+        early_stopping=True,
+        validation_fraction=0.15,
+        cv="auto",
+        n_iter_no_change=10,
+        inter_missing="null",
+        modality_dropout=0.0,
+        augment=None,
+        standardize=True,
+        callbacks=None,
+        device="auto",
+        device_memory_budget=0.5,
+        compile=False,
+        mixed_precision=False,
+        accelerator=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.dependencies = dependencies
+        self.fusion = fusion
+        self.encoders = encoders
+        self.max_epochs = max_epochs
+        self.finetune_epochs = finetune_epochs
+        self.lr = lr
+        self.finetune_lr = finetune_lr
+        self.batch_size = batch_size
+        self.lr_schedule = lr_schedule
+        self.optimizer = optimizer
+        self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.cv = cv
+        self.n_iter_no_change = n_iter_no_change
+        self.inter_missing = inter_missing
+        self.modality_dropout = modality_dropout
+        self.augment = augment
+        self.standardize = standardize
+        self.callbacks = callbacks
+        self.device = device
+        self.device_memory_budget = device_memory_budget
+        self.compile = compile
+        self.mixed_precision = mixed_precision
+        self.accelerator = accelerator
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------
+    # Nested encoder parameters: ``encoders__<modality>__<param>``.
+
+    def get_params(self, deep=True):
+        params = super().get_params(deep=deep)
+        if deep:
+            params.update(nested_encoder_params(self.encoders))
+        return params
+
+    def set_params(self, **params):
+        nested = {k: params.pop(k) for k in list(params) if k.startswith("encoders__")}
+        super().set_params(**params)
+        if nested:
+            self.encoders = set_nested_encoder_params(self.encoders, nested)
+        return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.dict = True
+        tags.input_tags.sparse = True  # densified by _validation.check_modalities
+        tags.non_deterministic = False
+        return tags
+
+    # ------------------------------------------------------------------
+    # Hooks of the estimators
+
+    def _check_target(self, y, n_samples):
+        """Validate ``y``; return ``(fitted, y_train)``.
+
+        ``fitted`` maps the fitted attributes that describe the target (e.g.
+        ``classes_``) to their values, set only once every check has passed;
+        ``y_train`` is the target as the stage nets train on it (a numpy
+        array whose dtype the batches keep).
+        """
+        raise NotImplementedError
+
+    def _n_folds(self, y):
+        """Number of cross-fitting folds for the ``cv`` parameter, or ``None`` (one split)."""
+        raise NotImplementedError
+
+    def _stage_options(self, fitted, y):
+        """The target's :class:`~sk_i2m2.training.stages.TrainingPlan` fields.
+
+        ``net``, ``net_kwargs``, ``criteria`` and ``criterion_kwargs``,
+        computed (and validated) before any fitted state changes; ``fitted``
+        is the first item :meth:`_check_target` returned.
+        """
+        raise NotImplementedError
+
+    def _early_stopping_splits(self, y, n_folds, seed):
+        """``(train_rows, valid_rows)`` of each model trained with early stopping."""
+        raise NotImplementedError
+
+    def _n_outputs(self):
+        """Number of outputs of each expert (read once the target is fitted)."""
+        raise NotImplementedError
+
+    def _fold_ensemble(self, modules):
+        """The cross-fitted models as one module, still a product of experts."""
+        raise NotImplementedError
+
+    def _calibrate(self, held_out, options):
+        """Set the calibration's fitted attributes from the held-out expert outputs.
+
+        ``held_out`` lists ``(expert_outputs, available, y)`` of each model's
+        validation rows (empty without them), ``available`` as in
+        :meth:`_expert_logits`; ``options`` is :meth:`_stage_options`'s.
+        """
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------
+    # Fit
+
+    def _fit(self, X, y):
+        """The public ``fit`` of the estimators: validate, then train and store."""
+        tensors, columns, present = check_modalities(X, encoders=self.encoders)
+        fitted_target, y_train = self._check_target(y, len(next(iter(tensors.values()))))
+        check_fit_options(self.inter_missing, self.modality_dropout)
+        check_augment(self.augment, tensors)
+        check_samples_have_an_expert(present, list(tensors), self.dependencies, self.inter_missing)
+        check_callbacks(self.callbacks)
+        small = is_small_cohort(len(y_train))
+        n_folds = self._n_folds(y_train) if self.early_stopping else None
+        specs = resolve_encoders(
+            self.encoders, {m: t.shape[1:] for m, t in tensors.items()}, small_cohort=small
+        )
+        fusion = resolve_fusion(self.fusion, small_cohort=small)
+        check_accelerator(self.accelerator, self.mixed_precision)
+        device = resolve_device(self.device, self.accelerator)
+        options = self._stage_options(fitted_target, y_train)
+
+        # All checks passed: only now replace any previous fit. An error past
+        # this point (too few samples to split, a diverging loss) puts the
+        # previous fit back, so a failed refit never leaves a broken model.
+        previous = _fitted_state(self)
+        try:
+            vars(self).update(fitted_target)
+            self.modalities_ = list(tensors)
+            self.input_shapes_ = {m: tuple(t.shape[1:]) for m, t in tensors.items()}
+            self.missing_rate_ = {
+                m: 0.0 if present is None else float(1 - present[:, i].float().mean())
+                for i, m in enumerate(tensors)
+            }
+            self.feature_names_in_ = {m: c for m, c in columns.items() if c is not None}
+            self.encoders_ = specs
+            self.fusion_ = fusion
+            self.device_ = device
+            seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+            seed = shared_seed(seed, self.accelerator)
+            fork_devices = [device.index or 0] if device.type == "cuda" else []
+            with (
+                cpu_share_threads(),
+                torch.random.fork_rng(devices=fork_devices),
+                cudnn_autotune(device.type == "cuda"),
+                cpu_allocator(device),
+            ):
+                torch.manual_seed(seed)
+                self._train(tensors, present, y_train, seed, options, n_folds)
+        except BaseException:
+            _restore_fitted_state(self, previous)
+            raise
+        return self
+
+    def _train(self, tensors, present, y, seed, options, n_folds):
+        """Split, train the experts on each split, keep the final (calibrated) module."""
+        # Frozen encoders run once here; the experts train on their features.
+        self.frozen_modalities_ = cached_modalities(self)
+        tensors, frozen = precompute_frozen(self, tensors, present)
+        if present is not None:
+            # The presence mask travels with the batches, like a modality.
+            tensors = {**tensors, PRESENT: present}
+        where = data_device(tensors, self.device_, self.device_memory_budget)
+        if self.early_stopping:
+            splits = self._early_stopping_splits(y, n_folds, seed)
+        else:
+            splits = [(np.arange(len(y)), None)]
+        self.batch_size_ = (
+            auto_batch_size(len(splits[0][0]))
+            if self.batch_size == "auto"
+            else int(self.batch_size)
+        )
+        self.module_ = None
+        modules, nets, held_out = [], [], []
+        for train_rows, valid_rows in splits:
+            module, stage_nets, valid_ds = self._fit_split(
+                tensors, y, train_rows, valid_rows, where, seed, options, frozen
+            )
+            modules.append(module)
+            nets.append(stage_nets)
+            if valid_ds is not None:
+                available = module.availability(valid_ds.X)
+                held_out.append(
+                    (
+                        expert_logits(
+                            module,
+                            valid_ds.X,
+                            device=self.device_,
+                            batch_size=max(4 * self.batch_size_, 1024),
+                        ),
+                        None if available is None else available.cpu(),
+                        valid_ds.y.cpu(),
+                    )
+                )
+            if self.interrupted_stage_ is not None:
+                break
+        self.pretrain_net_, self.finetune_net_ = nets[0]
+        self.fold_nets_ = nets if n_folds else None
+        self.n_folds_ = len(modules)
+        self.module_ = modules[0] if len(modules) == 1 else self._fold_ensemble(modules).eval()
+        self._calibrate(held_out, options)
+
+    def _fit_split(self, tensors, y, train_rows, valid_rows, where, seed, options, frozen):
+        """Build and train one model; return it, its stage nets and its validation data."""
+        train_ds, valid_ds = split_datasets(tensors, y, train_rows, valid_rows, where)
+        # Input statistics are computed where the data is (on the GPU when it fits).
+        module = build_module_for(
+            self,
+            {m: t for m, t in train_ds.X.items() if m != PRESENT},
+            present=train_ds.X.get(PRESENT),
+            frozen=frozen,
+        ).to(self.device_)
+        if self.device_.type == "cuda":
+            to_channels_last(module)
+        self.expert_names_ = module.expert_names
+        plan = TrainingPlan.from_params(
+            self.get_params(deep=False),
+            batch_size=self.batch_size_,
+            device=self.device_,
+            seed=seed,
+            estimator_name=type(self).__name__,
+            **options,
+        )
+        pretrain_net, finetune_net = run_stages(module, train_ds, valid_ds, plan)
+        self.interrupted_stage_ = plan.interrupted_stage
+        final_net = finetune_net or pretrain_net
+        # skorch wraps the module when compile=True; keep the plain module.
+        module = getattr(final_net.module_, "_orig_mod", final_net.module_).eval()
+        return module, (pretrain_net, finetune_net), valid_ds
+
+    # ------------------------------------------------------------------
+    # Prediction
+
+    def _expert_logits(self, X, module=None):
+        """Expert outputs (logits) of ``X`` and which experts see which sample, on the CPU.
+
+        Returns ``(logits, available)``: stacked outputs of shape
+        ``(n_experts, n_samples, n_outputs)``, 0 where an expert cannot see a
+        sample, and a bool mask of shape ``(n_experts, n_samples)`` or
+        ``None`` when every expert sees every sample. ``module`` defaults to
+        the fitted model; pass ``pretrain_net_.module_`` for the experts as
+        trained independently in stage 1.
+        """
+        check_is_fitted(self, "module_")
+        module = self.module_ if module is None else module
+        tensors, _, present = check_modalities(X, fitted=self)
+        available = None
+        if present is not None:
+            check_samples_have_an_expert(
+                present, self.modalities_, self.dependencies, self.inter_missing
+            )
+            warn_untrained_null(self, present)
+            tensors[PRESENT] = present
+            available = module.availability({PRESENT: present})
+        # The module alone, not a skorch net: a model restored by ``load`` has no nets.
+        logits = expert_logits(
+            module,
+            tensors,
+            device=self.device_,
+            batch_size=max(4 * self.batch_size_, 1024),
+            memory_budget=self.device_memory_budget,
+            mixed_precision=self.mixed_precision,
+        )
+        return logits, available
+
+    def _stage_module(self, stage):
+        """The module of ``stage`` ("final" or "pretrain"); ``None`` for the fitted model."""
+        if stage not in ("final", "pretrain"):
+            raise ValueError(f"stage must be 'final' or 'pretrain'; got {stage!r}.")
+        if stage == "final":
+            return None
+        check_is_fitted(self, "module_")
+        if self.pretrain_net_ is None:
+            raise ValueError(
+                "stage='pretrain' needs pretrain_net_, which a loaded model does not have."
+            )
+        if self.fold_nets_:
+            return self._fold_ensemble([pretrain.module_ for pretrain, _ in self.fold_nets_])
+        return self.pretrain_net_.module_
+
+
+def _fitted_state(estimator):
+    """The fitted attributes (public names ending in ``_``) of ``estimator``."""
+    return {k: v for k, v in vars(estimator).items() if k.endswith("_") and not k.startswith("_")}
+
+
+def _restore_fitted_state(estimator, state):
+    for key in _fitted_state(estimator):
+        delattr(estimator, key)
+    vars(estimator).update(state)
