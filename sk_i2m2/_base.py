@@ -19,6 +19,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from ._allocator import cpu_allocator
 from ._device import cudnn_autotune, data_device, resolve_device, to_channels_last
 from ._inference import expert_logits
 from ._lazy import take
@@ -268,6 +269,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
                 cpu_share_threads(),
                 torch.random.fork_rng(devices=fork_devices),
                 cudnn_autotune(device.type == "cuda"),
+                cpu_allocator(device),
             ):
                 torch.manual_seed(seed)
                 self._train(tensors, present, y_train, sample_weight, seed, options, n_folds)

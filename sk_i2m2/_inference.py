@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ._allocator import cpu_allocator
 from ._data import iterator_for, modality_dataset
 from ._device import data_device, place
 
@@ -24,6 +25,6 @@ def expert_logits(module, tensors, *, device, batch_size, memory_budget=0.5, mix
     batches = iterator_for(dataset)(dataset, batch_size, device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(mixed_precision))
     module.eval()
-    with torch.no_grad(), autocast:
+    with torch.no_grad(), autocast, cpu_allocator(device):
         # Outputs stay on the device until the end: one transfer, no wait per batch.
         return torch.cat([module(**Xb).float() for Xb, _ in batches], dim=1).cpu()

@@ -425,7 +425,8 @@ def _decode(value):
         spec = REGISTRY.spec_class(value["__spec__"])
         if spec is None:
             raise ValueError(f"Unknown encoder or fusion spec {value['__spec__']!r}.")
-        return spec(**_decode(value["params"]))
+        # A file saved before a parameter existed gets the value that rebuilds its model.
+        return spec(**{**getattr(spec, "saved_before", {}), **_decode(value["params"])})
     if "__torch_optim__" in value:
         optimizer = getattr(torch.optim, value["__torch_optim__"], None)
         if not (inspect.isclass(optimizer) and issubclass(optimizer, torch.optim.Optimizer)):

@@ -112,13 +112,31 @@ def _default_channels(spatial):
     return tuple(min(16 * 2**i, 64) for i in range(n_blocks))
 
 
+#: Smallest side below which a default conv encoder's first convolution keeps
+#: the full resolution.
+WORKING_SIDE = 56
+
+
+def _default_first_stride(spatial):
+    # The power of two that brings the smallest side down to between 56 and
+    # 111 (2 for 112 x 112). On AV-MNIST's 112 x 112 spectrogram (CPU, see
+    # benchmarks/avmnist_cpu.py) stride 2 cost a quarter of the full
+    # resolution per epoch and was more accurate; stride 4 was cheaper still
+    # but lost the frequency detail the spectrogram's classes differ by.
+    return 2 ** max(0, int(math.log2(min(spatial) / WORKING_SIDE)))
+
+
 class _ConvSpec(EncoderSpec):
     ndim = 2
+    #: Parameters added since 0.1.0, with the values that rebuild the
+    #: encoders of models saved before them (read by ``load``).
+    saved_before = {"first_stride": 1}
 
-    def __init__(self, channels=None, pool_size=2, dropout=0.0):
+    def __init__(self, channels=None, pool_size=2, dropout=0.0, first_stride=None):
         self.channels = channels
         self.pool_size = pool_size
         self.dropout = dropout
+        self.first_stride = first_stride
 
     def feature_axes(self, sample_shape):
         # Per channel; an image without a channel axis has one statistic.
@@ -128,9 +146,20 @@ class _ConvSpec(EncoderSpec):
         has_channels = len(sample_shape) == self.ndim + 1
         spatial = tuple(sample_shape[-self.ndim :])
         in_channels = int(sample_shape[0]) if has_channels else 1
-        channels = self.channels if self.channels is not None else _default_channels(spatial)
+        stride = self.first_stride or _default_first_stride(spatial)
+        if self.channels is None:
+            # Blocks for the side left after the first convolution.
+            channels = _default_channels(tuple(-(-side // stride) for side in spatial))
+        else:
+            channels = self.channels
         net = ConvNet(
-            self.ndim, in_channels, spatial, tuple(channels), self.pool_size, self.dropout
+            self.ndim,
+            in_channels,
+            spatial,
+            tuple(channels),
+            self.pool_size,
+            self.dropout,
+            first_stride=stride,
         )
         net.add_channel_axis = not has_channels
         return net
@@ -155,6 +184,13 @@ class Conv2dEncoder(_ConvSpec):
         ``channels[-1] * pool_size**2``.
     dropout : float, default=0.0
         Dropout on the features.
+    first_stride : int or None, default=None
+        Stride of the first (5x5) convolution. ``None`` keeps the full
+        resolution for images whose smallest side is below 112 and
+        otherwise picks the power of two that brings it down to 56-111 (2
+        for 112x112), which makes training on large images, e.g.
+        spectrograms, several times cheaper; ``channels=None`` then counts
+        the halvings from the reduced side. Pass 1 for the full resolution.
     """
 
     ndim = 2
@@ -176,6 +212,9 @@ class Conv3dEncoder(_ConvSpec):
         Side of the final adaptive average pool.
     dropout : float, default=0.0
         Dropout on the features.
+    first_stride : int or None, default=None
+        Stride of the first convolution; ``None`` chooses from the volume
+        size as for :class:`Conv2dEncoder`.
     """
 
     ndim = 3

@@ -33,13 +33,14 @@ class MLP(nn.Module):
 class ConvNet(nn.Module):
     """LeNet-style stack: a 5x5 conv block, then 3x3 conv blocks.
 
-    Each block is conv -> BatchNorm -> ReLU -> max-pool(2); pooling stops
-    once the smallest spatial side would drop below 2, so inputs from 8x8
-    (or 8x8x8) up work. Features are an adaptive average pool to
-    ``pool_size`` per spatial axis, flattened.
+    Each block is conv -> BatchNorm -> ReLU -> max-pool(2); the first conv
+    moves by ``first_stride`` (and is wider than 5 when that is above 4).
+    Pooling stops once the smallest spatial side would drop below 2, so
+    inputs from 8x8 (or 8x8x8) up work. Features are an adaptive average
+    pool to ``pool_size`` per spatial axis, flattened.
     """
 
-    def __init__(self, ndim, in_channels, spatial, channels, pool_size, dropout):
+    def __init__(self, ndim, in_channels, spatial, channels, pool_size, dropout, first_stride=1):
         super().__init__()
         conv = nn.Conv2d if ndim == 2 else nn.Conv3d
         norm = nn.BatchNorm2d if ndim == 2 else nn.BatchNorm3d
@@ -47,12 +48,14 @@ class ConvNet(nn.Module):
         adaptive = nn.AdaptiveAvgPool2d if ndim == 2 else nn.AdaptiveAvgPool3d
         layers, width, side = [], in_channels, min(spatial)
         for i, out in enumerate(channels):
-            kernel = 5 if i == 0 else 3
+            # A first kernel wider than its stride, so that it reads every pixel.
+            kernel, stride = (max(5, first_stride + 1), first_stride) if i == 0 else (3, 1)
             layers += [
-                conv(width, out, kernel, padding=kernel // 2, bias=False),
+                conv(width, out, kernel, stride=stride, padding=kernel // 2, bias=False),
                 norm(out),
                 nn.ReLU(inplace=True),
             ]
+            side = (side - 1) // stride + 1
             if side >= 4:
                 layers.append(pool(2))
                 side //= 2

@@ -1,0 +1,146 @@
+"""Images trained from scratch on the CPU: default conv encoders for large inputs, allocator."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from sk_i2m2 import I2M2Classifier, _allocator
+from sk_i2m2.encoders import Conv2dEncoder, Conv3dEncoder
+
+
+def _convs(net):
+    return [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d))]
+
+
+@pytest.mark.parametrize(
+    "side, stride, kernel, n_blocks",
+    [(8, 1, 5, 2), (28, 1, 5, 3), (111, 1, 5, 4), (112, 2, 5, 4), (224, 4, 5, 4), (448, 8, 9, 4)],
+)
+def test_default_first_stride_brings_large_images_to_a_working_side(side, stride, kernel, n_blocks):
+    net = Conv2dEncoder().build((1, side, side))
+    convs = _convs(net)
+    assert convs[0].stride == (stride, stride)
+    assert convs[0].kernel_size == (kernel, kernel)
+    assert len(convs) == n_blocks
+    assert net(torch.zeros(2, 1, side, side)).shape == (2, net.out_features)
+
+
+def test_first_stride_one_keeps_full_resolution_blocks():
+    net = Conv2dEncoder(first_stride=1).build((1, 224, 224))
+    assert [c.stride for c in _convs(net)] == [(1, 1)] * 4
+    assert [c.out_channels for c in _convs(net)] == [16, 32, 64, 64]
+    # Small volumes keep their blocks; a large one is strided too.
+    assert _convs(Conv3dEncoder().build((1, 8, 8, 8)))[0].stride == (1, 1, 1)
+    assert _convs(Conv3dEncoder().build((1, 112, 112, 112)))[0].stride == (2, 2, 2)
+
+
+class _FakeLibc:
+    def __init__(self):
+        self.calls = []
+
+    def mallopt(self, param, value):
+        self.calls.append(("mallopt", param, value))
+        return 1
+
+    def malloc_trim(self, pad):
+        self.calls.append(("malloc_trim", pad))
+        return 1
+
+
+@pytest.fixture
+def fake_libc(monkeypatch):
+    libc = _FakeLibc()
+    monkeypatch.setattr(_allocator, "_glibc", lambda: libc)
+    for name in (*_allocator._USER_SETTINGS, "GLIBC_TUNABLES"):
+        monkeypatch.delenv(name, raising=False)
+    return libc
+
+
+RAISE = [
+    ("mallopt", _allocator.M_MMAP_THRESHOLD, _allocator.TRAINING_THRESHOLD),
+    ("mallopt", _allocator.M_TRIM_THRESHOLD, _allocator.TRAINING_THRESHOLD),
+]
+RESTORE = [
+    ("mallopt", _allocator.M_MMAP_THRESHOLD, _allocator.DYNAMIC_MMAP_THRESHOLD_MAX),
+    ("mallopt", _allocator.M_TRIM_THRESHOLD, 2 * _allocator.DYNAMIC_MMAP_THRESHOLD_MAX),
+    ("malloc_trim", 0),
+]
+
+
+def test_allocator_thresholds_raised_once_and_restored_after_fit_and_predict(fake_libc, small_data):
+    X, y = small_data
+    # The validation rows' logits are computed inside fit: nested, no second pair.
+    clf = I2M2Classifier(max_epochs=2, cv=None, random_state=0).fit(X, y)
+    assert fake_libc.calls == RAISE + RESTORE
+    fake_libc.calls.clear()
+    clf.predict(X)
+    assert fake_libc.calls == RAISE + RESTORE
+
+
+def test_allocator_nested_and_failing_blocks_restore_once(fake_libc):
+    cpu = torch.device("cpu")
+    with pytest.raises(RuntimeError, match="boom"):
+        with _allocator.cpu_allocator(cpu):
+            with _allocator.cpu_allocator(cpu):
+                assert fake_libc.calls == RAISE
+            assert fake_libc.calls == RAISE
+            raise RuntimeError("boom")
+    assert fake_libc.calls == RAISE + RESTORE
+
+
+def test_allocator_untouched_off_cpu_off_glibc_and_with_user_settings(fake_libc, monkeypatch):
+    with _allocator.cpu_allocator(torch.device("cuda")):
+        pass
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    with _allocator.cpu_allocator(torch.device("cpu")):
+        pass
+    assert fake_libc.calls == []
+    monkeypatch.undo()
+    monkeypatch.setattr("platform.libc_ver", lambda: ("musl", ""))
+    assert _allocator._glibc() is None
+
+
+def test_allocator_calls_real_glibc():
+    if _allocator._glibc() is None:
+        pytest.skip("not glibc")
+    with _allocator.cpu_allocator(torch.device("cpu")):
+        assert torch.ones(2**22).sum() == 2**22
+
+
+def test_large_image_fit_learns_above_chance():
+    # Digits upsampled to 112x112: the default encoder strides its first convolution.
+    digits = load_digits()
+    images = digits.images[:450].repeat(14, axis=1).repeat(14, axis=2)[:, None] / 16
+    rng = np.random.RandomState(0)
+    images = (images + rng.normal(0, 0.3, images.shape)).astype(np.float32)
+    y = digits.target[:450]
+    clf = I2M2Classifier(max_epochs=3, early_stopping=False, random_state=0)
+    clf.fit({"image": images[:300]}, y[:300])
+    assert _convs(clf.module_)[0].stride == (2, 2)
+    assert clf.score({"image": images[300:]}, y[300:]) > 0.5
+
+
+def test_model_saved_before_first_stride_loads_with_full_resolution(tmp_path):
+    rng = np.random.RandomState(0)
+    X = {"image": rng.randn(40, 1, 112, 112).astype(np.float32)}
+    y = rng.randint(0, 2, 40)
+    clf = I2M2Classifier(
+        encoders={"image": Conv2dEncoder(first_stride=1)},
+        max_epochs=1,
+        early_stopping=False,
+        random_state=0,
+    ).fit(X, y)
+    clf.save(tmp_path / "model")
+    # A file from before first_stride existed, whose fitted spec had default channels.
+    config_path = tmp_path / "model" / "config.json"
+    config = json.loads(config_path.read_text())
+    spec_params = config["fitted"]["encoders_"]["image"]["params"]
+    del spec_params["first_stride"]
+    config["params"]["encoders"] = None
+    config_path.write_text(json.dumps(config))
+    loaded = I2M2Classifier.load(tmp_path / "model")
+    assert loaded.encoders_["image"].first_stride == 1
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
