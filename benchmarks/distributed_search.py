@@ -87,6 +87,8 @@ def run_ray(X, y, max_epochs):
         num_cpus=2,
         include_dashboard=False,
         log_to_driver=False,
+        # Loopback only: by default Ray's services bind the machine's address.
+        _node_ip_address="127.0.0.1",
         runtime_env={"env_vars": {"PYTHONPATH": root}},
     )
     try:

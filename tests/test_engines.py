@@ -262,6 +262,8 @@ def test_ray_searches_match_sequential(data, sequential):
         num_cpus=2,
         include_dashboard=False,
         log_to_driver=False,
+        # Loopback only: by default Ray's services bind the machine's address.
+        _node_ip_address="127.0.0.1",
         # Workers import this checkout of sk_i2m2, not an installed one.
         runtime_env={"env_vars": {"PYTHONPATH": root}},
     )
