@@ -163,7 +163,75 @@ class ModalityTensorDataset(SkorchDataset):
         return Xb, yb
 
 
-class BatchSlicer:
+class _RowBatches:
+    """What the batch iterators share: the rows, their order, the batches of a shard.
+
+    Subclasses name the ``dataset_type`` they read and implement
+    ``__iter__``; see :class:`BatchSlicer` for the parameters.
+    """
+
+    dataset_type = None
+
+    def __init__(
+        self,
+        dataset,
+        batch_size,
+        shuffle=False,
+        generator=None,
+        device=None,
+        drop_singleton=None,
+        num_shards=1,
+        shard=0,
+    ):
+        if isinstance(dataset, torch.utils.data.Subset):
+            self.dataset = dataset.dataset
+            self.rows = torch.as_tensor(np.asarray(dataset.indices), dtype=torch.long)
+        else:
+            self.dataset = dataset
+            self.rows = None
+        if not isinstance(self.dataset, self.dataset_type):
+            raise TypeError(
+                f"{type(self).__name__} needs a {self.dataset_type.__name__}; "
+                f"got {type(self.dataset).__name__}."
+            )
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.generator = generator
+        self.device = torch.device(device) if device is not None else self._data_device()
+        self.drop_singleton = shuffle if drop_singleton is None else drop_singleton
+        if not 0 <= shard < num_shards:
+            raise ValueError(f"shard must be in [0, num_shards={num_shards}); got {shard}.")
+        self.num_shards = num_shards
+        self.shard = shard
+
+    def _data_device(self):
+        return torch.device("cpu")
+
+    def _n_rows(self):
+        return len(self.rows) if self.rows is not None else len(self.dataset)
+
+    def _n_batches(self):
+        return _n_batches(self._n_rows(), self.batch_size, self.drop_singleton)
+
+    def __len__(self):
+        return math.ceil(self._n_batches() / self.num_shards)
+
+    def _order(self):
+        """This epoch's order of the dataset's rows (a CPU tensor), ``None`` for 0..n-1."""
+        if self.shuffle:
+            perm = torch.randperm(self._n_rows(), generator=self.generator)
+            return self.rows[perm] if self.rows is not None else perm
+        return self.rows
+
+    def _bounds(self):
+        """``(start, stop)`` in the epoch's order of each batch of this shard."""
+        n, n_batches = self._n_rows(), self._n_batches()
+        for i in range(len(self)):
+            b = (self.shard + i * self.num_shards) % n_batches
+            yield b * self.batch_size, min((b + 1) * self.batch_size, n)
+
+
+class BatchSlicer(_RowBatches):
     """Iterate over a :class:`ModalityTensorDataset` in whole-tensor batches.
 
     Drop-in for skorch's ``iterator_train``/``iterator_valid`` (it takes the
@@ -197,32 +265,11 @@ class BatchSlicer:
         divide evenly, as every process must take the same number of steps.
     """
 
-    def __init__(
-        self,
-        dataset,
-        batch_size,
-        shuffle=False,
-        generator=None,
-        device=None,
-        drop_singleton=None,
-        num_shards=1,
-        shard=0,
-    ):
-        if isinstance(dataset, torch.utils.data.Subset):
-            self.dataset = dataset.dataset
-            self.rows = torch.as_tensor(np.asarray(dataset.indices), dtype=torch.long)
-        else:
-            self.dataset = dataset
-            self.rows = None
-        if not isinstance(self.dataset, ModalityTensorDataset):
-            raise TypeError(
-                f"BatchSlicer needs a ModalityTensorDataset; got {type(self.dataset).__name__}."
-            )
-        self.batch_size = int(batch_size)
-        self.shuffle = shuffle
-        self.generator = generator
-        data_device = next(iter(self.dataset.X.values())).device
-        self.device = torch.device(device) if device is not None else data_device
+    dataset_type = ModalityTensorDataset
+
+    def __init__(self, dataset, batch_size, **kwargs):
+        super().__init__(dataset, batch_size, **kwargs)
+        data_device = self._data_device()
         # "cuda" and "cuda:0" name the same device: compare types and given indices.
         self.stream = not (
             self.device.type == data_device.type
@@ -232,38 +279,15 @@ class BatchSlicer:
                 or self.device.index == data_device.index
             )
         )
-        self.drop_singleton = shuffle if drop_singleton is None else drop_singleton
-        if not 0 <= shard < num_shards:
-            raise ValueError(f"shard must be in [0, num_shards={num_shards}); got {shard}.")
-        self.num_shards = num_shards
-        self.shard = shard
 
-    def _n_batches(self):
-        n = len(self.rows) if self.rows is not None else len(self.dataset)
-        return _n_batches(n, self.batch_size, self.drop_singleton)
-
-    def __len__(self):
-        return math.ceil(self._n_batches() / self.num_shards)
-
-    def _order(self):
-        n = len(self.rows) if self.rows is not None else len(self.dataset)
-        if self.shuffle:
-            perm = torch.randperm(n, generator=self.generator)
-            order = self.rows[perm] if self.rows is not None else perm
-        elif self.rows is not None:
-            order = self.rows
-        else:
-            return None, n
-        data_device = next(iter(self.dataset.X.values())).device
-        return order.to(data_device), n
+    def _data_device(self):
+        return next(iter(self.dataset.X.values())).device
 
     def __iter__(self):
-        order, n = self._order()
-        n_batches = self._n_batches()
-        for i in range(len(self)):
-            b = (self.shard + i * self.num_shards) % n_batches
-            start = b * self.batch_size
-            stop = min(start + self.batch_size, n)
+        order = self._order()
+        if order is not None:
+            order = order.to(self._data_device())
+        for start, stop in self._bounds():
             index = slice(start, stop) if order is None else order[start:stop]
             Xb, yb = self.dataset.take(index)
             if self.stream:
@@ -317,7 +341,7 @@ class LazyModalityDataset(SkorchDataset):
         return Xb, (self.y.index_select(0, index) if self.y is not None else None)
 
 
-class LazyBatchLoader:
+class LazyBatchLoader(_RowBatches):
     """:class:`BatchSlicer`'s counterpart for a :class:`LazyModalityDataset`.
 
     Same arguments, same batches in the same order (one permutation per
@@ -328,37 +352,13 @@ class LazyBatchLoader:
     the order drawn.
     """
 
-    def __init__(
-        self, dataset, batch_size, shuffle=False, generator=None, device=None, drop_singleton=None
-    ):
-        if isinstance(dataset, torch.utils.data.Subset):
-            self.dataset = dataset.dataset
-            self.rows = torch.as_tensor(np.asarray(dataset.indices), dtype=torch.long)
-        else:
-            self.dataset = dataset
-            self.rows = None
-        if not isinstance(self.dataset, LazyModalityDataset):
-            raise TypeError(
-                f"LazyBatchLoader needs a LazyModalityDataset; got {type(self.dataset).__name__}."
-            )
-        self.batch_size = int(batch_size)
-        self.shuffle = shuffle
-        self.generator = generator
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
-        self.drop_singleton = shuffle if drop_singleton is None else drop_singleton
-
-    def __len__(self):
-        n = len(self.rows) if self.rows is not None else len(self.dataset)
-        return _n_batches(n, self.batch_size, self.drop_singleton)
+    dataset_type = LazyModalityDataset
 
     def __iter__(self):
-        n = len(self.rows) if self.rows is not None else len(self.dataset)
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        if self.rows is not None:
-            order = self.rows[order]
-        batches = [
-            order[b * self.batch_size : (b + 1) * self.batch_size].numpy() for b in range(len(self))
-        ]
+        order = self._order()
+        if order is None:
+            order = torch.arange(self._n_rows())
+        batches = [order[start:stop].numpy() for start, stop in self._bounds()]
         loader = torch.utils.data.DataLoader(
             self.dataset,
             batch_size=None,
