@@ -10,6 +10,7 @@ on the target through a few hooks: ``_check_target``, ``_n_folds``,
 
 from __future__ import annotations
 
+import abc
 import numbers
 
 import numpy as np
@@ -38,7 +39,7 @@ from .training.stages import TrainingPlan, run_stages, split_datasets
 __all__ = ["I2M2Base"]
 
 
-class I2M2Base(SaveLoadMixin, BaseEstimator):
+class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
     """Base class of the I2M2 estimators; not for direct use.
 
     The public estimators document the parameters; see
@@ -166,6 +167,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
     # ------------------------------------------------------------------
     # Hooks of the estimators
 
+    @abc.abstractmethod
     def _check_target(self, y, n_samples, sample_weight=None):
         """Validate ``y``; return ``(fitted, y_train)``.
 
@@ -175,12 +177,12 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
         array whose dtype the batches keep). ``sample_weight`` (validated)
         weighs any statistics of the target.
         """
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _n_folds(self, y):
         """Number of cross-fitting folds for the ``cv`` parameter, or ``None`` (one split)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _stage_options(self, fitted, y, sample_weight):
         """The target's :class:`~sk_i2m2.training.stages.TrainingPlan` fields.
 
@@ -190,20 +192,20 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
         the training rows' weights or ``None`` (e.g. for balanced class
         weights).
         """
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _early_stopping_splits(self, y, n_folds, seed):
         """``(train_rows, valid_rows)`` of each model trained with early stopping."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _n_outputs(self):
         """Number of outputs of each expert (read once the target is fitted)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _fold_ensemble(self, modules):
         """The cross-fitted models as one module, still a product of experts."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _calibrate(self, held_out, options):
         """Set the calibration's fitted attributes from the held-out expert outputs.
 
@@ -212,7 +214,6 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
         as in :meth:`_expert_logits`, ``sample_weight`` a float tensor or
         ``None`` for unweighted fits; ``options`` is :meth:`_stage_options`'s.
         """
-        raise NotImplementedError
 
     # ------------------------------------------------------------------
     # Fit

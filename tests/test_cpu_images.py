@@ -103,11 +103,17 @@ def test_allocator_untouched_off_cpu_off_glibc_and_with_user_settings(fake_libc,
     assert _allocator._glibc() is None
 
 
-def test_allocator_calls_real_glibc():
-    if _allocator._glibc() is None:
-        pytest.skip("not glibc")
+@pytest.mark.skipif(_allocator._glibc() is None, reason="needs glibc")
+def test_allocator_calls_real_glibc(monkeypatch):
+    for name in _allocator._USER_SETTINGS + ("GLIBC_TUNABLES",):
+        monkeypatch.delenv(name, raising=False)
+    # glibc accepts the threshold the block sets (mallopt returns 1 on success).
+    libc = _allocator._glibc()
+    assert libc.mallopt(_allocator.M_MMAP_THRESHOLD, _allocator.TRAINING_THRESHOLD) == 1
     with _allocator.cpu_allocator(torch.device("cpu")):
+        assert _allocator._depth == 1
         assert torch.ones(2**22).sum() == 2**22
+    assert _allocator._depth == 0
 
 
 def test_large_image_fit_learns_above_chance():
