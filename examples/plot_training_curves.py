@@ -40,11 +40,12 @@ clf.fit(X, y)
 # %%
 # The histories
 # -------------
-# In stage 1, ``train_loss`` and ``valid_loss`` are the *sum* of the
-# experts' losses; each expert's validation loss is in
-# ``valid_loss_<expert>``, and :class:`~sk_i2m2.callbacks.ExpertCheckpoint`
-# records the epoch whose weights it restored for each expert. In stage 2 the
-# losses are those of the product of experts.
+# In stage 1, ``train_loss`` and ``valid_loss`` are the *sum* of the losses
+# of the experts still training; each expert's validation loss is in
+# ``valid_loss_<expert>`` until the epoch it stopped, and
+# :class:`~sk_i2m2.callbacks.ExpertCheckpoint` records the epoch whose
+# weights it restored for each expert. In stage 2 the losses are those of
+# the product of experts.
 pretrain = clf.pretrain_net_.history
 finetune = clf.finetune_net_.history
 checkpoint = dict(clf.pretrain_net_.callbacks_)["expert_checkpoint"]

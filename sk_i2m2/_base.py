@@ -344,8 +344,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
             present=train_ds.X.get(PRESENT),
             frozen=frozen,
         ).to(self.device_)
-        if self.device_.type == "cuda":
-            to_channels_last(module)
+        to_channels_last(module)
         self.expert_names_ = module.expert_names
         plan = TrainingPlan.from_params(
             self.get_params(deep=False),

@@ -73,7 +73,11 @@ def place(tensor, device):
 
 
 def to_channels_last(module):
-    """Channels-last weights for conv encoders: faster cuDNN kernels on GPU."""
+    """Channels-last weights for conv encoders: faster cuDNN kernels on GPU, oneDNN on CPU.
+
+    Inputs stay as they come: a convolution with channels-last weights
+    gives channels-last outputs, so every later layer runs in that layout.
+    """
     for sub in module.modules():
         if isinstance(sub, ConvNet):
             sub.to(memory_format=torch.channels_last if sub.ndim == 2 else torch.channels_last_3d)

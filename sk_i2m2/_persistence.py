@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from sklearn.utils.validation import check_is_fitted
 
-from ._device import resolve_device
+from ._device import resolve_device, to_channels_last
 from ._registry import REGISTRY
 from ._version import __version__
 from ._warnings import warn_user
@@ -212,6 +212,8 @@ def load(cls, path, encoders=None, device=None):
             f"{config_path} (a custom module encoder must be the same architecture "
             f"as when saved): {exc}"
         ) from None
+    # The layout fit trains in, so that predictions are those of the saved model.
+    to_channels_last(module)
     estimator.module_ = module.to(target).eval()
     estimator.device_ = target
     estimator.pretrain_net_ = None

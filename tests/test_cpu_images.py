@@ -1,5 +1,6 @@
 """Images trained from scratch on the CPU: default conv encoders for large inputs, allocator."""
 
+import copy
 import json
 
 import numpy as np
@@ -127,6 +128,20 @@ def test_large_image_fit_learns_above_chance():
     clf.fit({"image": images[:300]}, y[:300])
     assert _convs(clf.module_)[0].stride == (2, 2)
     assert clf.score({"image": images[300:]}, y[300:]) > 0.5
+
+
+def test_conv_encoders_run_channels_last_on_the_cpu(small_data):
+    X, y = small_data
+    clf = I2M2Classifier(cv=None, max_epochs=2, random_state=0).fit(X, y)
+    convs = _convs(clf.module_)
+    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    # The layout changes the kernels, not the model.
+    contiguous = copy.deepcopy(clf.module_).to(memory_format=torch.contiguous_format)
+    inputs = {m: torch.as_tensor(v) for m, v in X.items()}
+    with torch.no_grad():
+        torch.testing.assert_close(
+            contiguous(**inputs), clf.module_(**inputs), rtol=1e-4, atol=1e-5
+        )
 
 
 def test_model_saved_before_first_stride_loads_with_full_resolution(tmp_path):

@@ -6,6 +6,7 @@ import pytest
 import torch
 from conftest import FAST, make_independent, make_xor, requires_cuda
 from sklearn.model_selection import train_test_split
+from skorch.callbacks import Callback
 
 from sk_i2m2 import I2M2Classifier, ModalityDict
 
@@ -119,6 +120,60 @@ def test_early_stopping_restores_best_expert_epochs(small_data):
         best = history[:, f"valid_loss_{name}_best"]
         assert best[int(np.argmin(losses))]
     assert "valid_loss" in clf.finetune_net_.history[-1]
+
+
+def test_each_expert_stops_alone_and_is_not_run_after(small_data):
+    X, y = small_data
+    X = {**X, "noise": np.random.RandomState(1).randn(len(y), 4).astype(np.float32)}
+
+    class CountExpertCalls(Callback):
+        """Epochs in which each expert ran a forward pass."""
+
+        def on_train_begin(self, net, **kwargs):
+            self.epochs_, self.epoch = {}, None
+            for name, expert in net.module_.experts.items():
+                expert.register_forward_hook(self._hook(name))
+
+        def on_epoch_begin(self, net, **kwargs):
+            self.epoch = len(net.history)
+
+        def on_train_end(self, net, **kwargs):
+            # Not on_epoch_end: the callback that stops the stage raises there.
+            self.epoch = None
+
+        def _hook(self, name):
+            def hook(module, args, output):
+                if self.epoch is not None:
+                    self.epochs_.setdefault(name, set()).add(self.epoch)
+
+            return hook
+
+    clf = I2M2Classifier(
+        cv=None,
+        lr=0.03,
+        max_epochs=100,
+        n_iter_no_change=3,
+        finetune_epochs=0,
+        callbacks={"pretrain": [CountExpertCalls()]},
+        random_state=0,
+    ).fit(X, y)
+    checkpoint = dict(clf.pretrain_net_.callbacks_)["expert_checkpoint"]
+    history = clf.pretrain_net_.history
+    # Every expert stopped after `patience` epochs without improvement, on its
+    # own schedule; it was neither run nor scored after that, and the stage
+    # ended with the last one.
+    assert set(checkpoint.stopped_epoch_) == set(clf.expert_names_)
+    assert len(set(checkpoint.stopped_epoch_.values())) > 1
+    # The stage runs a copy of the user's callback.
+    ran = next(cb for _, cb in clf.pretrain_net_.callbacks_ if isinstance(cb, CountExpertCalls))
+    ran = ran.epochs_
+    for name, stopped in checkpoint.stopped_epoch_.items():
+        assert stopped == checkpoint.best_epoch_[name] + 3
+        assert ran[name] == set(range(1, stopped + 1))
+        scored = [row["epoch"] for row in history if f"valid_loss_{name}" in row]
+        assert scored == list(range(1, stopped + 1))
+    assert len(history) == max(checkpoint.stopped_epoch_.values())
+    assert clf.module_.stopped == frozenset()
 
 
 def test_same_seed_same_model_and_different_seed_differs(small_data):

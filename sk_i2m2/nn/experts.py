@@ -182,12 +182,18 @@ class I2M2Module(nn.Module):
     training scores every expert on its own
     (:class:`~sk_i2m2.nn.losses.ExpertsNLLLoss`), stage-2 scores the product
     (:class:`~sk_i2m2.nn.losses.ProductOfExpertsNLLLoss`).
+
+    ``stopped`` names experts whose stage-1 training has ended (see
+    :class:`~sk_i2m2.training.callbacks.ExpertCheckpoint`): they are not
+    run, abstain on every sample (logits 0, unavailable), and so cost
+    nothing while the others train on. It is empty outside stage 1.
     """
 
     def __init__(self, experts, frozen=None):
         super().__init__()
         self.experts = nn.ModuleDict(experts)
         self.frozen = nn.ModuleDict(frozen or {})
+        self.stopped = frozenset()
 
     @property
     def expert_names(self):
@@ -196,12 +202,23 @@ class I2M2Module(nn.Module):
     def availability(self, X):
         """``(n_experts, batch)`` mask of the experts that see each sample, or None.
 
-        ``None`` means every expert sees every sample (no presence mask).
+        ``None`` means every expert sees every sample (no presence mask and
+        no stopped expert); an expert in ``stopped`` sees none.
         """
         present = X.get(PRESENT)
-        if present is None:
+        if present is None and not self.stopped:
             return None
-        return torch.stack([expert.available(present) for expert in self.experts.values()])
+        if present is None:
+            rows = next(value for key, value in X.items() if key != SAMPLE_WEIGHT)
+            available = torch.ones(
+                len(self.experts), len(rows), dtype=torch.bool, device=rows.device
+            )
+        else:
+            available = torch.stack([expert.available(present) for expert in self.experts.values()])
+        if self.stopped:
+            training = [name not in self.stopped for name in self.experts]
+            available = available & torch.tensor(training, device=available.device)[:, None]
+        return available
 
     def encode_frozen(self, X):
         """``X`` with each frozen modality's input replaced by its features.
@@ -222,4 +239,12 @@ class I2M2Module(nn.Module):
         X = self.encode_frozen(X)
         for name in self.frozen:
             X[name] = X.pop(features_key(name))
-        return torch.stack([expert(X, present) for expert in self.experts.values()])
+        outputs = {
+            name: expert(X, present)
+            for name, expert in self.experts.items()
+            if name not in self.stopped
+        }
+        if len(outputs) < len(self.experts):
+            abstain = torch.zeros_like(next(iter(outputs.values())))
+            outputs = {name: outputs.get(name, abstain) for name in self.experts}
+        return torch.stack(list(outputs.values()))

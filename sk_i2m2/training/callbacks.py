@@ -11,7 +11,7 @@ from skorch.callbacks import Callback, Checkpoint, LoadInitState, TrainEndCheckp
 from tqdm.auto import tqdm
 
 from ..nn.experts import SAMPLE_WEIGHT
-from .net import plain_module
+from .net import is_data_parallel, plain_module
 
 __all__ = [
     "ExpertCheckpoint",
@@ -28,22 +28,31 @@ STAGES = ("pretrain", "finetune")
 
 
 class ExpertCheckpoint(Callback):
-    """Keep each expert's best epoch on the validation data (stage 1).
+    """Early stopping and best-epoch checkpoints of each expert (stage 1).
 
-    Stage 1 trains all experts side by side with independent losses. This
-    callback scores each expert on the validation batches (weighted by the
-    batches' sample weights, if any: the criterion's ``per_expert_sums``
-    gives exact weighted means over the whole split), records
-    ``valid_loss_<expert>`` and ``valid_loss_<expert>_best`` in the history,
-    keeps an in-memory copy of each expert's weights at its best epoch,
-    restores those at the end of training, and stops training once no
-    expert has improved for ``patience`` epochs.
+    Stage 1 trains all experts side by side with independent losses, as if
+    each were trained alone; so each also stops alone. This callback scores
+    each expert on the validation batches (weighted by the batches' sample
+    weights, if any: the criterion's ``per_expert_sums`` gives exact
+    weighted means over the whole split), records ``valid_loss_<expert>``
+    and ``valid_loss_<expert>_best`` in the history, and keeps an in-memory
+    copy of each expert's weights at its best epoch. An expert that has
+    not improved for ``patience`` epochs stops: it is no longer run (the
+    module's ``stopped`` experts), so the stage's ``train_loss`` and
+    ``valid_loss`` sum the experts still training from then on. The stage
+    ends when every expert has stopped, and each expert's best weights are
+    restored.
+
+    Under data-parallel training (``DistributedDataParallel``, which needs
+    every parameter in every step) a stopped expert keeps running, but its
+    later epochs are not scored and its best weights are restored all the
+    same, so the model is the one a single process would keep.
 
     Parameters
     ----------
     patience : int or None, default=None
-        Epochs without improvement of any expert before stopping; ``None``
-        never stops early.
+        Epochs without improvement before an expert stops; ``None`` never
+        stops early.
     threshold : float, default=1e-4
         Relative improvement needed to count as better.
 
@@ -53,6 +62,9 @@ class ExpertCheckpoint(Callback):
         Expert name -> epoch (1-based) whose weights were restored.
     best_loss_ : dict
         Expert name -> best validation loss.
+    stopped_epoch_ : dict
+        Expert name -> last epoch (1-based) it trained in, for the experts
+        that ``patience`` stopped.
     stopped_early_ : bool
         Whether ``patience`` ended the training.
     """
@@ -64,6 +76,7 @@ class ExpertCheckpoint(Callback):
     def initialize(self):
         self.best_epoch_ = {}
         self.best_loss_ = {}
+        self.stopped_epoch_ = {}
         self.stopped_early_ = False
         self._best_state = {}
         self._loss_sum = None
@@ -78,9 +91,11 @@ class ExpertCheckpoint(Callback):
 
     def on_train_begin(self, net, **kwargs):
         self.initialize()
-        for name in plain_module(net.module_).expert_names:
+        module = plain_module(net.module_)
+        for name in module.expert_names:
             self.best_loss_[name] = math.inf
             self.best_epoch_[name] = 0
+        module.stopped = frozenset()
 
     def on_epoch_begin(self, net, **kwargs):
         self._loss_sum = None
@@ -114,6 +129,8 @@ class ExpertCheckpoint(Callback):
         mean_losses = (loss_sum / weight_sum).tolist()
         module = plain_module(net.module_)
         for name, loss in zip(module.expert_names, mean_losses):
+            if name in self.stopped_epoch_:
+                continue
             best = self.best_loss_[name]
             # Relative to |best|: a Gaussian NLL (the regressor's) can be negative.
             improved = loss < (best if math.isinf(best) else best - self.threshold * abs(best))
@@ -122,18 +139,24 @@ class ExpertCheckpoint(Callback):
             if improved:
                 self.best_loss_[name] = loss
                 self.best_epoch_[name] = epoch
-                expert = module.experts[name]
-                self._best_state[name] = {
-                    k: v.detach().clone() for k, v in expert.state_dict().items()
-                }
-        last_improvement = max(self.best_epoch_.values())
-        if self.patience is not None and epoch - last_improvement >= self.patience:
+                self._best_state[name] = _copy_state(module.experts[name])
+            elif self.patience is not None and epoch - self.best_epoch_[name] >= self.patience:
+                self.stopped_epoch_[name] = epoch
+        if not is_data_parallel(net.module_):
+            module.stopped = frozenset(self.stopped_epoch_)
+        if len(self.stopped_epoch_) == len(module.expert_names):
             self.stopped_early_ = True
             raise KeyboardInterrupt  # skorch's way to end fit_loop early
 
     def on_train_end(self, net, **kwargs):
+        module = plain_module(net.module_)
+        module.stopped = frozenset()
         for name, state in self._best_state.items():
-            plain_module(net.module_).experts[name].load_state_dict(state)
+            module.experts[name].load_state_dict(state)
+
+
+def _copy_state(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
 class FiniteLossCheck(Callback):

@@ -21,15 +21,28 @@ __all__ = [
     "AcceleratedStageNetRegressor",
     "DeferredFloat",
     "optimizer_speed_kwargs",
+    "is_data_parallel",
     "plain_module",
 ]
 
 
 def plain_module(module):
-    """The I2M2 module inside a ``DistributedDataParallel`` wrapper (or ``module``)."""
+    """The I2M2 module inside ``torch.compile`` and ``DistributedDataParallel`` wrappers."""
+    module = _uncompiled(module)
     if isinstance(module, torch.nn.parallel.DistributedDataParallel):
-        return module.module
+        return _uncompiled(module.module)
     return module
+
+
+def is_data_parallel(module):
+    """Whether a net's ``module_`` is trained by ``DistributedDataParallel``."""
+    return isinstance(_uncompiled(module), torch.nn.parallel.DistributedDataParallel)
+
+
+def _uncompiled(module):
+    # torch.compile's wrapper keeps the module it compiled as ``_orig_mod``;
+    # attributes set on the wrapper would not reach that module's forward.
+    return getattr(module, "_orig_mod", module)
 
 
 class _StageNetMixin:
