@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 import numbers
 
+import joblib
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
@@ -32,7 +33,7 @@ from ._validation import check_augment, check_modalities, check_sample_weight
 from .encoders import nested_encoder_params, resolve_encoders, set_nested_encoder_params
 from .fusion import FusionSpec, resolve_fusion
 from .nn.build import build_module_for, cached_modalities, precompute_frozen
-from .nn.experts import PRESENT, SAMPLE_WEIGHT
+from .nn.experts import INTER, PRESENT, SAMPLE_WEIGHT
 from .training.callbacks import check_callbacks
 from .training.stages import TrainingPlan, run_stages, split_datasets
 
@@ -77,6 +78,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
         "compile": ["boolean"],
         "mixed_precision": ["boolean"],
         "accelerator": [HasMethods(["prepare", "backward"]), None],
+        "warm_start": ["boolean"],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -109,6 +111,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
         compile=False,
         mixed_precision=False,
         accelerator=None,
+        warm_start=False,
         random_state=None,
         verbose=0,
     ):
@@ -137,6 +140,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
         self.compile = compile
         self.mixed_precision = mixed_precision
         self.accelerator = accelerator
+        self.warm_start = warm_start
         self.random_state = random_state
         self.verbose = verbose
 
@@ -246,12 +250,18 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
         check_accelerator(self.accelerator, self.mixed_precision)
         device = resolve_device(self.device, self.accelerator)
         options = self._stage_options(fitted_target, y_train, sample_weight)
+        kept = (
+            self._experts_to_keep(tensors, fitted_target, specs, fusion, n_folds)
+            if self.warm_start
+            else None
+        )
 
         # All checks passed: only now replace any previous fit. An error past
         # this point (too few samples to split, a diverging loss) puts the
         # previous fit back, so a failed refit never leaves a broken model.
         previous = _fitted_state(self)
         try:
+            vars(self).pop("pretrained_experts_", None)
             vars(self).update(fitted_target)
             self.modalities_ = list(tensors)
             self.input_shapes_ = {m: tuple(t.shape[1:]) for m, t in tensors.items()}
@@ -263,8 +273,12 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
             self.encoders_ = specs
             self.fusion_ = fusion
             self.device_ = device
-            seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-            seed = shared_seed(seed, self.accelerator)
+            if kept is None:
+                seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+                seed = shared_seed(int(seed), self.accelerator)
+            else:
+                seed = self.seed_
+            self.seed_ = seed
             fork_devices = [device.index or 0] if device.type == "cuda" else []
             with (
                 cpu_share_threads(),
@@ -273,14 +287,56 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
                 cpu_allocator(device),
             ):
                 torch.manual_seed(seed)
-                self._train(tensors, present, y_train, sample_weight, seed, options, n_folds)
+                self._train(tensors, present, y_train, sample_weight, seed, options, n_folds, kept)
         except BaseException:
             _restore_fitted_state(self, previous)
             raise
         return self
 
-    def _train(self, tensors, present, y, sample_weight, seed, options, n_folds):
-        """Split, train the experts on each split, keep the final (calibrated) module."""
+    def _experts_to_keep(self, tensors, fitted_target, specs, fusion, n_folds):
+        """``warm_start``: the trained stage-1 experts that this fit keeps.
+
+        A list with one dict (expert name -> expert module) per fold, from
+        ``pretrained_experts_`` or else the previous fit's stage-1 nets;
+        ``None`` when there is no previous fit with stage-1 experts. An
+        expert is kept when what builds it is unchanged: its modality's
+        encoder spec, and for the inter expert every encoder and the fusion.
+        Raises ``ValueError`` when the data's modalities, shapes, target or
+        folds differ from the previous fit's.
+        """
+        pool = getattr(self, "pretrained_experts_", None)
+        if pool is None:
+            nets = getattr(self, "fold_nets_", None) or [(getattr(self, "pretrain_net_", None),)]
+            if nets[0][0] is None or getattr(self, "interrupted_stage_", None) == "pretrain":
+                return None
+            pool = [dict(net[0].module_.experts) for net in nets]
+        shapes = {m: tuple(t.shape[1:]) for m, t in tensors.items()}
+        differences = []
+        if shapes != self.input_shapes_:
+            differences.append(f"modality shapes {shapes}, not {self.input_shapes_}")
+        for name, value in fitted_target.items():
+            if joblib.hash(value) != joblib.hash(getattr(self, name)):
+                differences.append(f"{name} {value!r}, not {getattr(self, name)!r}")
+        if (n_folds or 1) != len(pool):
+            differences.append(f"{n_folds or 1} fold model(s), not {len(pool)}")
+        if differences:
+            raise ValueError(
+                "warm_start=True keeps the stage-1 experts of the previous fit, which "
+                "needs the same data; this fit has " + "; ".join(differences) + ". Fit with "
+                "warm_start=False to train every expert anew."
+            )
+        unchanged = {m: joblib.hash(specs[m]) == joblib.hash(self.encoders_[m]) for m in specs}
+        unchanged[INTER] = all(unchanged.values()) and joblib.hash(fusion) == joblib.hash(
+            self.fusion_
+        )
+        return [{name: e for name, e in experts.items() if unchanged[name]} for experts in pool]
+
+    def _train(self, tensors, present, y, sample_weight, seed, options, n_folds, kept=None):
+        """Split, train the experts on each split, keep the final (calibrated) module.
+
+        ``kept`` lists, per split, the experts that stage 1 keeps rather
+        than trains (``warm_start``).
+        """
         # Frozen encoders run once here; the experts train on their features.
         self.frozen_modalities_ = cached_modalities(self)
         tensors, frozen = precompute_frozen(self, tensors, present)
@@ -305,9 +361,9 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
         )
         self.module_ = None
         modules, nets, held_out = [], [], []
-        for train_rows, valid_rows in splits:
+        for i, (train_rows, valid_rows) in enumerate(splits):
             module, stage_nets, valid_ds = self._fit_split(
-                tensors, y, train_rows, valid_rows, where, seed, options, frozen
+                tensors, y, train_rows, valid_rows, where, seed, options, frozen, kept and kept[i]
             )
             modules.append(module)
             nets.append(stage_nets)
@@ -330,12 +386,23 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
                 break
         self.pretrain_net_, self.finetune_net_ = nets[0]
         self.fold_nets_ = nets if n_folds else None
+        if self.warm_start and self.interrupted_stage_ != "pretrain":
+            self.pretrained_experts_ = [
+                {**(kept[i] if kept else {}), **pretrain.module_.experts}
+                for i, (pretrain, _) in enumerate(nets)
+            ]
         self.n_folds_ = len(modules)
         self.module_ = modules[0] if len(modules) == 1 else self._fold_ensemble(modules).eval()
         self._calibrate(held_out, options)
 
-    def _fit_split(self, tensors, y, train_rows, valid_rows, where, seed, options, frozen):
-        """Build and train one model; return it, its stage nets and its validation data."""
+    def _fit_split(
+        self, tensors, y, train_rows, valid_rows, where, seed, options, frozen, kept=None
+    ):
+        """Build and train one model; return it, its stage nets and its validation data.
+
+        ``kept`` maps expert names to trained experts whose weights stage 1
+        takes instead of training them.
+        """
         train_ds, valid_ds = split_datasets(tensors, y, train_rows, valid_rows, where)
         # Input statistics are computed where the data is (on the GPU when it fits).
         module = build_module_for(
@@ -354,7 +421,12 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
             estimator_name=type(self).__name__,
             **options,
         )
-        pretrain_net, finetune_net = run_stages(module, train_ds, valid_ds, plan)
+        pretrained = {name: kept[name] for name in module.expert_names if name in (kept or {})}
+        for name, expert in pretrained.items():
+            module.experts[name].load_state_dict(expert.state_dict())
+        pretrain_net, finetune_net = run_stages(
+            module, train_ds, valid_ds, plan, pretrained=list(pretrained)
+        )
         self.interrupted_stage_ = plan.interrupted_stage
         final_net = finetune_net or pretrain_net
         # skorch wraps the module when compile=True; keep the plain module.

@@ -199,6 +199,21 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         process uses the seed the first one draws from ``random_state``. Use
         the accelerator's ``mixed_precision`` rather than ``mixed_precision``.
         See the user guide's *Scaling out* page.
+    warm_start : bool, default=False
+        Keep the experts the previous ``fit`` trained in stage 1 and train
+        only the experts it did not have; stage 2 and the calibration then
+        run as usual. Fit ``dependencies="both"``, then
+        ``set_params(dependencies="intra")`` or ``"inter"`` and ``fit``
+        again: the baselines cost a stage 2 (``"intra"``) or nothing but
+        the calibration (``"inter"``) instead of a new training, and they
+        use exactly the experts inside the I2M2 model. An expert is kept
+        when its encoders (and, for the inter expert, the fusion) are
+        unchanged; other parameters apply to the experts trained anew, as
+        for the trees of scikit-learn's forests. The previous fit's seed
+        (``seed_``), and so its validation split or folds, is reused: fit
+        on the same data, which the kept experts were trained and stopped
+        on. A loaded model, or one whose stage 1 was interrupted, has no
+        experts to keep.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, dropout, shuffling and the validation
         split; with an int, fitting twice on the CPU gives identical models.
@@ -245,6 +260,14 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         With ``cv`` folds, ``(pretrain_net, finetune_net)`` of each fold.
     n_folds_ : int
         Number of fold models in ``module_`` (1 without cross-fitting).
+    pretrained_experts_ : list of dict
+        Only after a fit with ``warm_start=True``: per fold model, expert
+        name -> the expert as trained in stage 1, for every expert that
+        warm-started fits on this data have trained (those of other
+        ``dependencies`` included); the next warm-started fit keeps them.
+    seed_ : int
+        The seed this fit drew from ``random_state`` (validation split or
+        folds, initialisation, batch order); ``warm_start`` reuses it.
     interrupted_stage_ : str or None
         ``"pretrain"`` or ``"finetune"`` when a ``KeyboardInterrupt``
         stopped training in that stage (the model then holds the best
@@ -316,6 +339,7 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         compile=False,
         mixed_precision=False,
         accelerator=None,
+        warm_start=False,
         random_state=None,
         verbose=0,
     ):
@@ -345,6 +369,7 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
             compile=compile,
             mixed_precision=mixed_precision,
             accelerator=accelerator,
+            warm_start=warm_start,
             random_state=random_state,
             verbose=verbose,
         )

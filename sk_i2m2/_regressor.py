@@ -175,6 +175,12 @@ class I2M2Regressor(RegressorMixin, I2M2Base):
         ``accelerate launch`` or ``torchrun`` run, as for
         :class:`~sk_i2m2.I2M2Classifier` (see the user guide's *Scaling out*
         page).
+    warm_start : bool, default=False
+        Keep the experts the previous ``fit`` trained in stage 1 and train
+        only those it did not have, as for :class:`~sk_i2m2.I2M2Classifier`:
+        after ``dependencies="both"``, the ``"intra"`` and ``"inter"``
+        baselines cost a stage 2 or only the calibration. Fit on the same
+        data (the seed ``seed_`` is reused).
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, dropout, shuffling and the validation
         split; with an int, fitting twice on the CPU gives identical models.
@@ -215,6 +221,13 @@ class I2M2Regressor(RegressorMixin, I2M2Base):
         With ``cv`` folds, ``(pretrain_net, finetune_net)`` of each fold.
     n_folds_ : int
         Number of fold models in ``module_`` (1 without cross-fitting).
+    pretrained_experts_ : list of dict
+        Only after a fit with ``warm_start=True``: per fold model, expert
+        name -> the expert as trained in stage 1, for every expert trained
+        so far on this data.
+    seed_ : int
+        The seed this fit drew from ``random_state`` (validation split or
+        folds, initialisation, batch order); ``warm_start`` reuses it.
     interrupted_stage_ : str or None
         ``"pretrain"`` or ``"finetune"`` when a ``KeyboardInterrupt``
         stopped training in that stage (the model then holds the best
@@ -285,6 +298,7 @@ class I2M2Regressor(RegressorMixin, I2M2Base):
         compile=False,
         mixed_precision=False,
         accelerator=None,
+        warm_start=False,
         random_state=None,
         verbose=0,
     ):
@@ -314,6 +328,7 @@ class I2M2Regressor(RegressorMixin, I2M2Base):
             compile=compile,
             mixed_precision=mixed_precision,
             accelerator=accelerator,
+            warm_start=warm_start,
             random_state=random_state,
             verbose=verbose,
         )

@@ -55,23 +55,28 @@ class ExpertCheckpoint(Callback):
         stops early.
     threshold : float, default=1e-4
         Relative improvement needed to count as better.
+    pretrained : collection of str, default=()
+        Experts trained before this stage (the estimator's ``warm_start``):
+        they are stopped from the start and keep their weights.
 
     Attributes
     ----------
     best_epoch_ : dict
-        Expert name -> epoch (1-based) whose weights were restored.
+        Expert name -> epoch (1-based) whose weights were restored; 0 for a
+        pretrained expert.
     best_loss_ : dict
-        Expert name -> best validation loss.
+        Expert name -> best validation loss (``inf`` for a pretrained expert).
     stopped_epoch_ : dict
         Expert name -> last epoch (1-based) it trained in, for the experts
-        that ``patience`` stopped.
+        that ``patience`` stopped; 0 for a pretrained expert.
     stopped_early_ : bool
         Whether ``patience`` ended the training.
     """
 
-    def __init__(self, patience=None, threshold=1e-4):
+    def __init__(self, patience=None, threshold=1e-4, pretrained=()):
         self.patience = patience
         self.threshold = threshold
+        self.pretrained = pretrained
 
     def initialize(self):
         self.best_epoch_ = {}
@@ -95,7 +100,13 @@ class ExpertCheckpoint(Callback):
         for name in module.expert_names:
             self.best_loss_[name] = math.inf
             self.best_epoch_[name] = 0
-        module.stopped = frozenset()
+        for name in self.pretrained:
+            self.stopped_epoch_[name] = 0
+            # Restored at the end even where data-parallel training ran it.
+            self._best_state[name] = _copy_state(module.experts[name])
+        module.stopped = (
+            frozenset() if is_data_parallel(net.module_) else frozenset(self.pretrained)
+        )
 
     def on_epoch_begin(self, net, **kwargs):
         self._loss_sum = None

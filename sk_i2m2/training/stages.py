@@ -226,12 +226,14 @@ def split_datasets(tensors, y, train_rows, valid_rows, data_device):
     return dataset(train_rows), (dataset(valid_rows) if valid_rows is not None else None)
 
 
-def run_stages(module, train_ds, valid_ds, plan):
+def run_stages(module, train_ds, valid_ds, plan, pretrained=()):
     """Train ``module`` in the two stages; return ``(pretrain_net, finetune_net)``.
 
     ``finetune_net`` is ``None`` when there is no stage 2 (a single expert,
     ``finetune_epochs=0``, or a user interrupt in stage 1). A user interrupt
-    sets ``plan.interrupted_stage``.
+    sets ``plan.interrupted_stage``. The experts named in ``pretrained``
+    are trained already: stage 1 keeps them as they are (and is skipped
+    when every expert is).
     """
     patience = plan.n_iter_no_change if valid_ds is not None else None
     # One shuffling stream through both stages.
@@ -247,9 +249,12 @@ def run_stages(module, train_ds, valid_ds, plan):
         plan.lr,
         plan.max_epochs,
         valid_ds,
-        [("expert_checkpoint", ExpertCheckpoint(patience=patience))],
+        [("expert_checkpoint", ExpertCheckpoint(patience=patience, pretrained=pretrained))],
     )
-    _run_stage(plan, "pretrain", pretrain_net, train_ds)
+    if set(pretrained) >= set(module.expert_names):
+        pretrain_net.initialize()
+    else:
+        _run_stage(plan, "pretrain", pretrain_net, train_ds)
     if (
         len(module.expert_names) == 1
         or plan.finetune_epochs == 0
@@ -372,7 +377,10 @@ def stage_summary(stage, net, seconds, estimator_name="I2M2Classifier"):
         line += "; best valid loss " + ", ".join(
             f"{name} {checkpoint.best_loss_[name]:.4f} (epoch {epoch})"
             for name, epoch in checkpoint.best_epoch_.items()
+            if epoch
         )
+        if checkpoint.pretrained:
+            line += "; kept from the previous fit: " + ", ".join(checkpoint.pretrained)
     elif len(history) and "valid_loss" in history[-1]:
         line += f", best valid loss {min(history[:, 'valid_loss']):.4f}"
     return line
