@@ -10,20 +10,24 @@ training samples (early stopping on, every other parameter at its default)
 and reports the wall time, CPU user and system time, minor page faults and
 epochs of each fit and its test accuracy on 1,000 samples.
 
-Two encoder recipes are compared: ``previous`` is the conv encoder before
-the strided first convolution (``Conv2dEncoder(first_stride=1)``: the
-112x112 spectrogram's blocks run at full resolution); ``default`` is today's
-default. A second table measures one stage-1 epoch of the ``previous``
-experts with and without the allocator setting that ``fit`` applies on the
-CPU under glibc (:mod:`sk_i2m2._allocator`): system time and page faults.
+Two recipes are timed: ``separate`` trains each of the three models
+anew; ``warm-start`` fits one estimator with ``warm_start=True`` in the
+order I2M2, intra, inter, so that the two baselines keep the stage-1
+experts the I2M2 fit trained (intra then runs its stage 2 only, inter
+only its calibration). A second table measures one stage-1 epoch of
+full-resolution conv experts (``Conv2dEncoder(first_stride=1)``) with and
+without the allocator setting that ``fit`` applies on the CPU under glibc
+(:mod:`sk_i2m2._allocator`): system time and page faults. A third
+measures one stage-1 epoch of the default experts with the conv weights
+contiguous and channels-last (the layout ``fit`` uses).
 
 It writes its section of ``RESULTS.md`` next to this file (between the
 ``avmnist-cpu`` markers), whatever the working directory.
 
 Usage::
 
-    python benchmarks/avmnist_cpu.py                # both recipes; the previous one is slow
-    python benchmarks/avmnist_cpu.py --recipes default   # the target: <= 5 min on 2 cores
+    python benchmarks/avmnist_cpu.py                # both recipes and the two one-epoch tables
+    python benchmarks/avmnist_cpu.py --recipes warm-start   # the target: <= 5 min on 2 cores
     python benchmarks/avmnist_cpu.py --quick        # 1,000 training samples, 5 epochs per stage
 """
 
@@ -42,17 +46,15 @@ import torch
 from comparison import machine_description, write_results
 from sklearn.datasets import load_digits
 
+import sk_i2m2._base
 from sk_i2m2 import I2M2Classifier, _allocator
 from sk_i2m2.encoders import Conv2dEncoder
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-DEPENDENCIES = ("intra", "inter", "both")
+#: The fits of each recipe, in order: (dependencies, warm_start).
 RECIPES = {
-    "previous": lambda: {
-        "image": Conv2dEncoder(first_stride=1),
-        "audio": Conv2dEncoder(first_stride=1),
-    },
-    "default": lambda: None,
+    "separate": [("intra", False), ("inter", False), ("both", False)],
+    "warm-start": [("both", True), ("intra", True), ("inter", True)],
 }
 
 
@@ -115,32 +117,39 @@ def _spent(before):
     }
 
 
-def fit_one(X_train, y_train, X_test, y_test, recipe, dependencies, max_epochs):
+def fit_recipe(X_train, y_train, X_test, y_test, recipe, max_epochs):
+    """Fit the recipe's models in order, one estimator per recipe; one run record per fit."""
     params = {} if max_epochs is None else {"max_epochs": max_epochs}
-    clf = I2M2Classifier(
-        dependencies=dependencies, encoders=RECIPES[recipe](), random_state=0, **params
-    )
-    before = _usage()
-    clf.fit(X_train, y_train)
-    run = _spent(before)
-    nets = [clf.pretrain_net_, clf.finetune_net_]
-    run.update(
-        recipe=recipe,
-        dependencies=dependencies,
-        epochs=[len(net.history) if net is not None else 0 for net in nets],
-        accuracy=clf.score(X_test, y_test),
-    )
-    return run
+    clf = I2M2Classifier(random_state=0, **params)
+    for dependencies, warm_start in RECIPES[recipe]:
+        clf.set_params(dependencies=dependencies, warm_start=warm_start)
+        before = _usage()
+        clf.fit(X_train, y_train)
+        run = _spent(before)
+        nets = [clf.pretrain_net_, clf.finetune_net_]
+        run.update(
+            recipe=recipe,
+            dependencies=dependencies,
+            epochs=[len(net.history) if net is not None else 0 for net in nets],
+            accuracy=clf.score(X_test, y_test),
+        )
+        yield run
 
 
 def allocator_epoch(X_train, y_train, use_allocator):
-    """Usage of one stage-1 epoch of the previous experts (I2M2), with or without the setting."""
+    """Usage of one stage-1 epoch of full-resolution experts (I2M2), with or without the setting."""
     glibc = _allocator._glibc
     if not use_allocator:
         _allocator._glibc = lambda: None
     try:
         clf = I2M2Classifier(
-            encoders=RECIPES["previous"](), max_epochs=1, finetune_epochs=0, random_state=0
+            encoders={
+                "image": Conv2dEncoder(first_stride=1),
+                "audio": Conv2dEncoder(first_stride=1),
+            },
+            max_epochs=1,
+            finetune_epochs=0,
+            random_state=0,
         )
         before = _usage()
         clf.fit(X_train, y_train)
@@ -149,7 +158,25 @@ def allocator_epoch(X_train, y_train, use_allocator):
         _allocator._glibc = glibc
 
 
-def results_section(runs, epoch_runs, *, command, elapsed, n_train, n_test, max_epochs, load):
+def layout_epoch(X_train, y_train, channels_last):
+    """Seconds of one stage-1 epoch of the default I2M2 experts, conv weights in either layout.
+
+    The fastest of three epochs, so that the first epoch's set-up is left out.
+    """
+    to_channels_last = sk_i2m2._base.to_channels_last
+    if not channels_last:
+        sk_i2m2._base.to_channels_last = lambda module: None
+    try:
+        clf = I2M2Classifier(max_epochs=3, finetune_epochs=0, early_stopping=False, random_state=0)
+        clf.fit(X_train, y_train)
+        return min(row["dur"] for row in clf.pretrain_net_.history)
+    finally:
+        sk_i2m2._base.to_channels_last = to_channels_last
+
+
+def results_section(
+    runs, epoch_runs, layout, *, command, elapsed, n_train, n_test, max_epochs, load
+):
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     budget = "defaults" if max_epochs is None else f"`max_epochs={max_epochs}`"
     lines = [
@@ -166,10 +193,11 @@ def results_section(runs, epoch_runs, *, command, elapsed, n_train, n_test, max_
             f"- protocol: `make_avmnist_like` in `benchmarks/avmnist_cpu.py` ({n_train} "
             f"training and {n_test} test samples of a (1, 28, 28) image and a (1, 112, 112) "
             "spectrogram, 10 classes); `I2M2Classifier(dependencies=..., random_state=0)`, "
-            f"early stopping on, epochs: {budget}. `previous`: conv encoders with "
-            "`first_stride=1` (the default before the strided first convolution); "
-            "`default`: the current default encoders. CPU times are user + system of the "
-            "whole process (torch's threads included)."
+            f"early stopping on, epochs: {budget}. `separate`: each model trained "
+            "anew; `warm-start`: one estimator with `warm_start=True`, fitted "
+            "as I2M2, then intra, then inter (stage 1 of the baselines keeps the I2M2 fit's "
+            "experts). Epochs of stage 1 count until the last expert stopped. CPU times are "
+            "user + system of the whole process (torch's threads included)."
         ),
         "",
         "| recipe | model | test accuracy | fit wall (s) | CPU user + sys (s) "
@@ -188,8 +216,9 @@ def results_section(runs, epoch_runs, *, command, elapsed, n_train, n_test, max_
     if epoch_runs:
         lines += [
             "",
-            "One stage-1 epoch of the `previous` I2M2 experts, with and without the glibc "
-            "allocator thresholds `fit` raises on the CPU:",
+            "One stage-1 epoch of full-resolution I2M2 experts "
+            "(`Conv2dEncoder(first_stride=1)`), with and without the glibc allocator "
+            "thresholds `fit` raises on the CPU:",
             "",
             "| allocator setting | wall (s) | CPU user (s) | CPU system (s) | minor page faults |",
             "|---|---|---|---|---|",
@@ -199,6 +228,16 @@ def results_section(runs, epoch_runs, *, command, elapsed, n_train, n_test, max_
                 f"| {name} | {run['wall']:.1f} | {run['user']:.1f} | {run['sys']:.1f} "
                 f"| {run['minflt']:,} |"
             )
+    if layout:
+        lines += [
+            "",
+            "One stage-1 epoch of the default I2M2 experts (the fastest of three), with the "
+            "conv weights in the default layout and channels-last (what `fit` uses):",
+            "",
+            "| conv layout | epoch (s) |",
+            "|---|---|",
+            *(f"| {name} | {seconds:.2f} |" for name, seconds in layout.items()),
+        ]
     lines += ["<!-- avmnist-cpu:end -->", ""]
     return "\n".join(lines)
 
@@ -212,6 +251,9 @@ def main():
     parser.add_argument("--recipes", nargs="+", choices=list(RECIPES), default=list(RECIPES))
     parser.add_argument(
         "--no-allocator-table", action="store_true", help="skip the one-epoch allocator table"
+    )
+    parser.add_argument(
+        "--no-layout-table", action="store_true", help="skip the one-epoch conv layout table"
     )
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
@@ -230,13 +272,17 @@ def main():
         for name, use in [("glibc defaults", False), ("raised during fit", True)]:
             epoch_runs[name] = allocator_epoch(X_train, y_train, use)
             print(f"one epoch, {name}: {epoch_runs[name]}", flush=True)
+    layout = {}
+    if not args.no_layout_table:
+        for name, channels_last in [("contiguous (NCHW)", False), ("channels-last", True)]:
+            layout[name] = layout_epoch(X_train, y_train, channels_last)
+            print(f"one epoch, {name}: {layout[name]:.2f} s", flush=True)
     runs = []
     for recipe in args.recipes:
-        for dependencies in DEPENDENCIES:
-            run = fit_one(X_train, y_train, X_test, y_test, recipe, dependencies, max_epochs)
+        for run in fit_recipe(X_train, y_train, X_test, y_test, recipe, max_epochs):
             runs.append(run)
             print(
-                f"{recipe:8s} {dependencies:5s} accuracy {run['accuracy']:.4f}  "
+                f"{recipe:10s} {run['dependencies']:5s} accuracy {run['accuracy']:.4f}  "
                 f"wall {run['wall']:.1f} s  user {run['user']:.1f} s  sys {run['sys']:.1f} s  "
                 f"minflt {run['minflt']}  epochs {run['epochs']}",
                 flush=True,
@@ -244,6 +290,7 @@ def main():
     section = results_section(
         runs,
         epoch_runs,
+        layout,
         command=" ".join(["python benchmarks/avmnist_cpu.py", *sys.argv[1:]]),
         elapsed=time.perf_counter() - start,
         n_train=n_train,

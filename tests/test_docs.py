@@ -196,6 +196,7 @@ def test_docstring_examples(module_name, docs_workdir):
 # words after the passage).
 BENCHMARK_QUOTES = [
     ("user_guide/training.rst", "Measured figures", "Speed tips"),
+    ("user_guide/training.rst", "On the AV-MNIST-shaped set", "Further tips"),
     (
         "user_guide/training.rst",
         "Measured on the CPU with ``benchmarks/large_batch.py``",
