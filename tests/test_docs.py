@@ -214,6 +214,11 @@ BENCHMARK_QUOTES = [
     ),
     ("user_guide/missing_modalities.rst", "On mfeat fou+zer+mor", "The full tables are on"),
     ("user_guide/dependency_diagnosis.rst", "On the synthetic", "Patients, pipelines and scorers"),
+    (
+        "user_guide/images_text.rst",
+        "Measured with the frozen-backbone case",
+        "``frozen_modalities_`` lists",
+    ),
 ]
 
 

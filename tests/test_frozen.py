@@ -10,6 +10,7 @@ from torch import nn
 
 from sk_i2m2 import I2M2Classifier
 from sk_i2m2.encoders import ModuleEncoder
+from sk_i2m2.nn.frozen import FrozenModule
 
 ROWS = []  # batch sizes seen by every Backbone's forward
 
@@ -94,6 +95,20 @@ def test_frozen_weights_and_statistics_never_change(backbone):
         for key, value in before.items():
             assert torch.equal(after[key], value), key  # BatchNorm statistics included
         assert not any(p.requires_grad for p in fold.frozen["image"].parameters())
+
+
+def test_frozen_module_stays_in_eval_mode_when_trained_every_batch(backbone):
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    X, y = make_data(240)
+    # Augmented, so the frozen encoder runs inside the experts on every training batch.
+    clf = fit(backbone, X, y, cv=None, augment={"image": lambda batch: batch})
+    clf.module_.train()
+    frozen = [m for m in clf.module_.modules() if isinstance(m, FrozenModule)]
+    assert len(frozen) == 2  # in the intra and in the inter expert
+    for module in frozen:
+        assert module.training and not any(m.training for m in module.net.modules())
+        for key, value in module.net.state_dict().items():
+            assert torch.equal(value, before[key]), key
 
 
 def _round_trip(clf, tmp_path, device):

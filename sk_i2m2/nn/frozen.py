@@ -46,8 +46,10 @@ class FrozenModule(Flatten):
         self.net.eval()
 
     def train(self, mode=True):
-        super().train(mode)
-        self.net.eval()
+        # The wrapped module stays in the eval mode set above: it is not
+        # visited at all, which also keeps the ``train()`` call skorch makes
+        # on every step from walking a large backbone's modules twice.
+        self.training = mode
         return self
 
 
