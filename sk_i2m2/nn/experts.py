@@ -215,9 +215,11 @@ class I2M2Module(nn.Module):
             )
         else:
             available = torch.stack([expert.available(present) for expert in self.experts.values()])
-        if self.stopped:
-            training = [name not in self.stopped for name in self.experts]
-            available = available & torch.tensor(training, device=available.device)[:, None]
+        # Filled in place rather than masked with a tensor built from a list,
+        # whose copy to a GPU would wait for the device on every step.
+        for i, name in enumerate(self.experts):
+            if name in self.stopped:
+                available[i] = False
         return available
 
     def encode_frozen(self, X):
