@@ -24,11 +24,24 @@ from sklearn.utils.validation import check_is_fitted
 from ._allocator import cpu_allocator
 from ._device import cudnn_autotune, data_device, resolve_device, to_channels_last
 from ._inference import expert_logits
-from ._lazy import take
+from ._lazy import LazyRows, materialize, take
 from ._missing import check_fit_options, check_samples_have_an_expert, warn_untrained_null
-from ._parallel import check_accelerator, cpu_share_threads, shared_seed
+from ._parallel import check_accelerator, shared_seed
 from ._persistence import SaveLoadMixin
-from ._sizing import auto_batch_size, is_small_cohort
+from ._sizing import (
+    auto_batch_size,
+    auto_optimizer,
+    full_batch_fits,
+    is_full_batch,
+    is_small_cohort,
+)
+from ._threads import (
+    PARALLEL_STEP_FLOPS,
+    row_flops,
+    threads_for,
+    threads_for_batches,
+    torch_threads,
+)
 from ._validation import check_augment, check_modalities, check_sample_weight
 from .encoders import nested_encoder_params, resolve_encoders, set_nested_encoder_params
 from .fusion import FusionSpec, resolve_fusion
@@ -51,6 +64,8 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
 
     # Fitted attributes that describe the target, required in a saved model.
     _target_attributes = ()
+    # Whether optimizer="auto" may train small cohorts full-batch with L-BFGS.
+    _lbfgs_on_small_cohorts = True
 
     _parameter_constraints = {
         "dependencies": [StrOptions({"both", "intra", "inter"})],
@@ -62,7 +77,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
         "finetune_lr": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "lr_schedule": [StrOptions({"auto", "constant"})],
-        "optimizer": [type],
+        "optimizer": [type, StrOptions({"auto"})],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
@@ -95,7 +110,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
         finetune_lr=None,
         batch_size="auto",
         lr_schedule="auto",
-        optimizer=torch.optim.AdamW,
+        optimizer="auto",
         weight_decay=1e-4,
         early_stopping=True,
         validation_fraction=0.15,
@@ -246,7 +261,19 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
         specs = resolve_encoders(
             self.encoders, {m: t.shape[1:] for m, t in tensors.items()}, small_cohort=small
         )
-        fusion = resolve_fusion(self.fusion, small_cohort=small)
+        optimizer = self.optimizer
+        if optimizer == "auto":
+            fits = full_batch_fits(
+                specs,
+                batch_size=self.batch_size,
+                data_parallel=self.accelerator is not None,
+                on_disk=any(isinstance(t, LazyRows) for t in tensors.values()),
+                stochastic=bool(self.augment) or self.modality_dropout > 0,
+            )
+            optimizer = auto_optimizer(len(y_train), fits and self._lbfgs_on_small_cohorts)
+        fusion = resolve_fusion(
+            self.fusion, small_cohort=small, full_batch=is_full_batch(optimizer)
+        )
         check_accelerator(self.accelerator, self.mixed_precision)
         device = resolve_device(self.device, self.accelerator)
         options = self._stage_options(fitted_target, y_train, sample_weight)
@@ -272,6 +299,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
             self.feature_names_in_ = {m: c for m, c in columns.items() if c is not None}
             self.encoders_ = specs
             self.fusion_ = fusion
+            self.optimizer_ = optimizer
             self.device_ = device
             if kept is None:
                 seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
@@ -281,13 +309,23 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
             self.seed_ = seed
             fork_devices = [device.index or 0] if device.type == "cuda" else []
             with (
-                cpu_share_threads(),
+                torch_threads() as use_threads,
                 torch.random.fork_rng(devices=fork_devices),
                 cudnn_autotune(device.type == "cuda"),
                 cpu_allocator(device),
             ):
                 torch.manual_seed(seed)
-                self._train(tensors, present, y_train, sample_weight, seed, options, n_folds, kept)
+                self._train(
+                    tensors,
+                    present,
+                    y_train,
+                    sample_weight,
+                    seed,
+                    options,
+                    n_folds,
+                    kept,
+                    use_threads,
+                )
         except BaseException:
             _restore_fitted_state(self, previous)
             raise
@@ -331,14 +369,18 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
         )
         return [{name: e for name, e in experts.items() if unchanged[name]} for experts in pool]
 
-    def _train(self, tensors, present, y, sample_weight, seed, options, n_folds, kept=None):
+    def _train(self, tensors, present, y, sample_weight, seed, options, n_folds, kept, use_threads):
         """Split, train the experts on each split, keep the final (calibrated) module.
 
         ``kept`` lists, per split, the experts that stage 1 keeps rather
-        than trains (``warm_start``).
+        than trains (``warm_start``); ``use_threads(n)`` sets torch's
+        intra-op threads for what follows (see :mod:`sk_i2m2._threads`).
         """
         # Frozen encoders run once here; the experts train on their features.
+        # They are pretrained backbones run over every row: work that pays
+        # for every thread the fit may use. The set-up around them does not.
         self.frozen_modalities_ = cached_modalities(self)
+        use_threads(threads_for(PARALLEL_STEP_FLOPS if self.frozen_modalities_ else 0))
         tensors, frozen = precompute_frozen(self, tensors, present)
         # The presence mask and the sample weights travel with the batches,
         # like modalities (see PRESENT and SAMPLE_WEIGHT in nn.experts).
@@ -355,7 +397,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
         else:
             splits = [(np.arange(len(y)), None)]
         self.batch_size_ = (
-            auto_batch_size(len(splits[0][0]))
+            auto_batch_size(len(splits[0][0]), self.optimizer_)
             if self.batch_size == "auto"
             else int(self.batch_size)
         )
@@ -363,7 +405,16 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
         modules, nets, held_out = [], [], []
         for i, (train_rows, valid_rows) in enumerate(splits):
             module, stage_nets, valid_ds = self._fit_split(
-                tensors, y, train_rows, valid_rows, where, seed, options, frozen, kept and kept[i]
+                tensors,
+                y,
+                train_rows,
+                valid_rows,
+                where,
+                seed,
+                options,
+                frozen,
+                kept and kept[i],
+                use_threads,
             )
             modules.append(module)
             nets.append(stage_nets)
@@ -393,15 +444,18 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
             ]
         self.n_folds_ = len(modules)
         self.module_ = modules[0] if len(modules) == 1 else self._fold_ensemble(modules).eval()
+        # The work of one row of the fitted model, for the threads of prediction:
+        # every fold model's (their features counted in training).
+        self._row_flops = self.n_folds_ * row_flops(modules[0])
         self._calibrate(held_out, options)
 
     def _fit_split(
-        self, tensors, y, train_rows, valid_rows, where, seed, options, frozen, kept=None
+        self, tensors, y, train_rows, valid_rows, where, seed, options, frozen, kept, use_threads
     ):
         """Build and train one model; return it, its stage nets and its validation data.
 
         ``kept`` maps expert names to trained experts whose weights stage 1
-        takes instead of training them.
+        takes instead of training them; ``use_threads`` as in :meth:`_train`.
         """
         train_ds, valid_ds = split_datasets(tensors, y, train_rows, valid_rows, where)
         # Input statistics are computed where the data is (on the GPU when it fits).
@@ -411,10 +465,17 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
             present=train_ds.X.get(PRESENT),
             frozen=frozen,
         ).to(self.device_)
-        to_channels_last(module)
+        if not is_full_batch(self.optimizer_):
+            # L-BFGS flattens gradients with ``view``, which a channels-last
+            # gradient does not allow: it trains in the default layout.
+            to_channels_last(module)
         self.expert_names_ = module.expert_names
+        first_rows, _ = train_ds[torch.arange(min(2, len(train_ds)))]
+        first_rows = {m: t.to(self.device_) for m, t in first_rows.items()}
+        use_threads(self._threads_for(module, first_rows, self.batch_size_))
         plan = TrainingPlan.from_params(
             self.get_params(deep=False),
+            optimizer=self.optimizer_,
             batch_size=self.batch_size_,
             device=self.device_,
             seed=seed,
@@ -431,6 +492,8 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
         final_net = finetune_net or pretrain_net
         # skorch wraps the module when compile=True; keep the plain module.
         module = getattr(final_net.module_, "_orig_mod", final_net.module_).eval()
+        # Predictions run channels-last, as in a loaded model.
+        to_channels_last(module)
         return module, (pretrain_net, finetune_net), valid_ds
 
     # ------------------------------------------------------------------
@@ -457,16 +520,52 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
             warn_untrained_null(self, present)
             tensors[PRESENT] = present
             available = module.availability({PRESENT: present})
-        # The module alone, not a skorch net: a model restored by ``load`` has no nets.
-        logits = expert_logits(
-            module,
-            tensors,
-            device=self.device_,
-            batch_size=max(4 * self.batch_size_, 1024),
-            memory_budget=self.device_memory_budget,
-            mixed_precision=self.mixed_precision,
-        )
+        batch_size = max(4 * self.batch_size_, 1024)
+        with torch_threads() as use_threads:
+            use_threads(self._prediction_threads(module, tensors, batch_size))
+            # The module alone, not a skorch net: a model restored by ``load`` has no nets.
+            logits = expert_logits(
+                module,
+                tensors,
+                device=self.device_,
+                batch_size=batch_size,
+                memory_budget=self.device_memory_budget,
+                mixed_precision=self.mixed_precision,
+            )
         return logits, available
+
+    def _threads_for(self, module, rows, batch_size):
+        """Intra-op threads for running ``module`` on batches of ``batch_size`` rows like ``rows``.
+
+        On a GPU the host threads only feed the device: one is enough.
+        """
+        if self.device_.type != "cpu":
+            return threads_for(0)
+        return threads_for_batches(module, rows, batch_size)
+
+    def _prediction_threads(self, module, tensors, batch_size):
+        """:meth:`_threads_for` predicting ``tensors`` (raw inputs) in batches of ``batch_size``.
+
+        A model with frozen encoders runs pretrained backbones on the raw
+        inputs, as :meth:`_train` does first: every thread the fit may use
+        (counting their work would run them once more).
+        """
+        if self.device_.type != "cpu":
+            return threads_for(0)
+        if self.frozen_modalities_:
+            return threads_for(PARALLEL_STEP_FLOPS)
+        n_rows = len(next(iter(tensors.values())))
+
+        def first_rows():
+            return {
+                m: materialize(take(t, np.arange(min(2, n_rows)))).to(self.device_)
+                for m, t in tensors.items()
+            }
+
+        flops = getattr(self, "_row_flops", None) if module is self.module_ else None
+        if flops is None:  # a loaded model, or the stage-1 experts: counted once, on two rows
+            flops = row_flops(module, first_rows)
+        return threads_for(flops * min(batch_size, n_rows))
 
     def _stage_module(self, stage):
         """The module of ``stage`` ("final" or "pretrain"); ``None`` for the fitted model."""

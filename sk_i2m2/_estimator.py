@@ -91,8 +91,9 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
     finetune_lr : float or None, default=None
         Learning rate of stage 2; ``None`` means ``lr / 10``.
     batch_size : int or "auto", default="auto"
-        Mini-batch size. ``"auto"`` uses ``n_train // 16`` clipped to
-        [16, 256]: about 16 steps per epoch on small cohorts, 256 on large
+        Mini-batch size. ``"auto"`` uses every training row with L-BFGS
+        (full-batch training) and otherwise ``n_train // 16`` clipped to
+        [16, 256]: about 16 steps per epoch on small data, 256 on large
         data sets.
     lr_schedule : {"auto", "constant"}, default="auto"
         Learning rate over the steps of each stage. ``"constant"`` trains at
@@ -105,9 +106,23 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         batch of 256 (:class:`~sk_i2m2.callbacks.LargeBatchLR`). A stage
         given an ``LRScheduler`` in ``callbacks`` runs that scheduler alone,
         from the unscaled rate.
-    optimizer : torch optimizer class, default=torch.optim.AdamW
+    optimizer : torch optimizer class or "auto", default="auto"
+        ``"auto"``: ``torch.optim.LBFGS`` on fewer than 1000 samples
+        (unless ``batch_size`` or ``accelerator`` asks for mini-batches),
+        ``torch.optim.AdamW`` otherwise (fitted as ``optimizer_``). L-BFGS
+        trains on all training rows at once (``batch_size="auto"``), one
+        epoch being one optimizer step of up to 5 iterations; its line
+        search sets the step size, so ``lr``, ``finetune_lr`` and
+        ``lr_schedule`` do not apply, and a stage also ends once the
+        training loss stops changing (converged). A line search needs a
+        deterministic loss: the default fusion then has no dropout.
     weight_decay : float, default=1e-4
-        Passed to the optimizer.
+        Passed to the optimizer; with L-BFGS, which takes none, the loss
+        gets an L2 penalty ``weight_decay / 2 * ||W||^2`` on the weight
+        matrices of each training expert instead (biases excluded), so that
+        a linear expert is the penalised multinomial logistic regression of
+        scikit-learn's ``LogisticRegression(C=1 / (n_train * weight_decay))``
+        on its standardised features.
     early_stopping : bool, default=True
         Hold out ``validation_fraction`` of the training data (stratified),
         stop a stage after ``n_iter_no_change`` epochs without improvement
@@ -260,6 +275,10 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         With ``cv`` folds, ``(pretrain_net, finetune_net)`` of each fold.
     n_folds_ : int
         Number of fold models in ``module_`` (1 without cross-fitting).
+    optimizer_ : torch optimizer class
+        The optimizer both stages trained with (``optimizer="auto"``'s choice).
+    batch_size_ : int
+        The batch size the stages trained with (all training rows with L-BFGS).
     pretrained_experts_ : list of dict
         Only after a fit with ``warm_start=True``: per fold model, expert
         name -> the expert as trained in stage 1, for every expert that
@@ -321,7 +340,7 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         finetune_lr=None,
         batch_size="auto",
         lr_schedule="auto",
-        optimizer=torch.optim.AdamW,
+        optimizer="auto",
         weight_decay=1e-4,
         early_stopping=True,
         validation_fraction=0.15,

@@ -8,12 +8,11 @@ thread of the client process, ``threadpoolctl.threadpool_limits`` or joblib's
 ``inner_max_num_threads`` applied in a running process, a Ray task asking for
 fewer CPUs than its worker was started with). Several such fits on one
 machine each spread over every core and slow each other down, so ``fit``
-runs under :func:`cpu_share_threads`.
+caps its threads at :func:`cpu_share` (see :mod:`sk_i2m2._threads`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 
@@ -21,7 +20,6 @@ import torch
 
 __all__ = [
     "cpu_share",
-    "cpu_share_threads",
     "worker_cuda_index",
     "check_accelerator",
     "shared_seed",
@@ -105,27 +103,6 @@ def cpu_share():
     limits = [_available_cpus(), _env_threads(), _threadpoolctl_threads()]
     limits += [_ray_cpus(), _dask_cpus()]
     return min(limit for limit in limits if limit is not None)
-
-
-@contextlib.contextmanager
-def cpu_share_threads():
-    """Cap torch's intra-op threads at :func:`cpu_share` while the block runs.
-
-    Threads are only ever lowered, and the previous count comes back
-    afterwards unless something else changed it meanwhile (another fit in a
-    thread of the same worker).
-    """
-    previous = torch.get_num_threads()
-    share = cpu_share()
-    if share >= previous:
-        yield
-        return
-    torch.set_num_threads(share)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() == share:
-            torch.set_num_threads(previous)
 
 
 def _visible_cuda_devices():

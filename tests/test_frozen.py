@@ -73,7 +73,9 @@ def test_frozen_encoder_runs_once_per_fit_and_per_predict(backbone, cv):
 
 def test_cached_and_uncached_frozen_paths_agree(backbone):
     X, y = make_data(240, missing=12)
-    cached = fit(backbone, X, y, cv=None)
+    # Both with mini-batch AdamW: augmentation makes "auto" choose it (a line
+    # search cannot follow a loss that changes with every batch).
+    cached = fit(backbone, X, y, cv=None, optimizer=torch.optim.AdamW)
     # An augmented modality runs its frozen encoder on every batch, inside the experts.
     ROWS.clear()
     uncached = fit(backbone, X, y, cv=None, augment={"image": lambda batch: batch})
@@ -154,12 +156,15 @@ def test_frozen_encoder_of_an_on_disk_modality(backbone, tmp_path):
     # A memory-mapped image modality: the frozen encoder reads it a batch at a
     # time and gives the model of the same data in memory.
     X, y = make_data(120)
-    in_memory = fit(backbone, X, y, cv=None, max_epochs=2)
+    # Both with mini-batch AdamW: on-disk data is read a batch at a time, so
+    # "auto" would train the in-memory copy full-batch with L-BFGS instead.
+    params = dict(cv=None, max_epochs=2, optimizer=torch.optim.AdamW)
+    in_memory = fit(backbone, X, y, **params)
     path = tmp_path / "image.npy"
     np.save(path, X["image"])
     on_disk = {**X, "image": np.load(path, mmap_mode="r")}
     ROWS.clear()
-    lazy = fit(backbone, on_disk, y, cv=None, max_epochs=2)
+    lazy = fit(backbone, on_disk, y, **params)
     assert sum(ROWS) == 120
     np.testing.assert_allclose(
         lazy.predict_proba(on_disk), in_memory.predict_proba(X), rtol=1e-5, atol=1e-6

@@ -98,3 +98,61 @@ def test_explicit_encoders_are_kept_on_small_data():
     assert clf.encoders_["m0"].hidden_sizes == (8,)
     assert clf.encoders_["m1"].hidden_sizes == ()
     assert type(clf.fusion_).__name__ == "LowRankTensorFusion"
+
+
+# ----------------------------------------------------------------------
+# Full-batch L-BFGS
+
+
+def test_small_cohorts_train_full_batch_with_lbfgs(small_fit):
+    clf, _, y = small_fit
+    assert clf.optimizer_ is torch.optim.LBFGS
+    train_rows = len(y) - len(clf.fold_nets_[0][0].train_split.keywords["valid_ds"])
+    assert clf.batch_size_ == train_rows  # every training row in one batch
+    assert clf.fusion_.dropout == 0.0  # a line search needs a deterministic loss
+    pretrain, finetune = clf.fold_nets_[0]
+    # One optimizer step (up to 20 L-BFGS iterations) per epoch.
+    assert all(
+        sum("train_loss" in batch for batch in row["batches"]) == 1 for row in pretrain.history
+    )
+    assert finetune.lr == 1.0  # the line search sets the step
+
+
+def test_large_data_keeps_adamw():
+    X, y = make_independent(SMALL_COHORT, n_modalities=2)
+    clf = I2M2Classifier(max_epochs=1, finetune_epochs=0, random_state=0).fit(X, y)
+    assert clf.optimizer_ is torch.optim.AdamW and clf.batch_size_ == 850 // 16  # mini-batches
+
+
+def test_a_linear_expert_is_the_penalised_logistic_regression():
+    # Stage 1 solves each linear expert's convex problem: the mean loss plus
+    # weight_decay / 2 * ||W||^2, i.e. LogisticRegression(C=1 / (n * weight_decay))
+    # on the standardised features (3 classes: both use the full multinomial).
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.RandomState(0)
+    n, weight_decay = 150, 1e-2
+    y = rng.randint(0, 3, n)
+    x = (rng.randn(n, 5) * [1, 10, 100, 1, 1] + y[:, None] * [1, 5, 0, 0, 0.5]).astype(np.float32)
+    clf = I2M2Classifier(
+        dependencies="intra", early_stopping=False, weight_decay=weight_decay, random_state=0
+    ).fit({"tab": x}, y)
+    assert clf.optimizer_ is torch.optim.LBFGS
+    reference = LogisticRegression(C=1 / (n * weight_decay), tol=1e-10, max_iter=10_000)
+    scaled = StandardScaler().fit_transform(x.astype(np.float64))
+    reference.fit(scaled, y)
+    np.testing.assert_allclose(
+        clf.predict_proba({"tab": x}), reference.predict_proba(scaled), atol=1e-4
+    )
+    # Converged, not run to the epoch cap.
+    assert len(clf.pretrain_net_.history) < clf.max_epochs
+    assert dict(clf.pretrain_net_.callbacks_)["converged"].stopped_early_
+
+
+def test_an_explicit_optimizer_is_used_on_small_data():
+    X, y = make_independent(120, n_modalities=2)
+    clf = I2M2Classifier(optimizer=torch.optim.AdamW, max_epochs=3, random_state=0).fit(X, y)
+    assert clf.optimizer_ is torch.optim.AdamW
+    assert clf.batch_size_ == 16  # mini-batches
+    assert clf.fusion_.dropout == 0.1

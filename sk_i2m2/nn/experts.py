@@ -222,6 +222,25 @@ class I2M2Module(nn.Module):
                 available[i] = False
         return available
 
+    def squared_weight_norm(self):
+        """Sum of the squared weight matrices and kernels of the experts that train.
+
+        The L2 penalty of full-batch training: trainable parameters of two
+        or more dimensions (biases, normalisation scales and null tokens are
+        not penalised, as in scikit-learn's linear models), of the experts
+        not in ``stopped``.
+        """
+        return sum(
+            (
+                parameter.square().sum()
+                for name, expert in self.experts.items()
+                if name not in self.stopped
+                for parameter in expert.parameters()
+                if parameter.requires_grad and parameter.ndim >= 2
+            ),
+            0.0,
+        )
+
     def encode_frozen(self, X):
         """``X`` with each frozen modality's input replaced by its features.
 

@@ -14,6 +14,7 @@ from ..nn.experts import SAMPLE_WEIGHT
 from .net import is_data_parallel, plain_module
 
 __all__ = [
+    "Converged",
     "ExpertCheckpoint",
     "FiniteLossCheck",
     "StageProgressBar",
@@ -164,6 +165,43 @@ class ExpertCheckpoint(Callback):
         module.stopped = frozenset()
         for name, state in self._best_state.items():
             module.experts[name].load_state_dict(state)
+
+
+class Converged(Callback):
+    """End a full-batch stage once an epoch no longer lowers the training loss.
+
+    On all training rows an L-BFGS epoch starts where the last one ended,
+    so two epochs with the same training loss (to ``tol``, relative) mean
+    that the optimizer has converged: every later epoch would return at
+    once. Early stopping on a validation loss would notice only
+    ``n_iter_no_change`` epochs later. The callbacks that keep best
+    epochs (:class:`ExpertCheckpoint`, ``EarlyStopping(load_best=True)``)
+    restore their weights as usual when the stage ends.
+
+    Parameters
+    ----------
+    tol : float, default=1e-6
+        Relative change of the epoch training loss below which the stage
+        has converged.
+
+    Attributes
+    ----------
+    stopped_early_ : bool
+        Whether convergence ended the stage.
+    """
+
+    def __init__(self, tol=1e-6):
+        self.tol = tol
+
+    def initialize(self):
+        self.stopped_early_ = False
+        return self
+
+    def on_epoch_end(self, net, **kwargs):
+        losses = net.history[-2:, "train_loss"] if len(net.history) >= 2 else []
+        if len(losses) == 2 and abs(losses[1] - losses[0]) <= self.tol * abs(losses[0]):
+            self.stopped_early_ = True
+            raise KeyboardInterrupt  # skorch's way to end fit_loop early
 
 
 def _copy_state(module):

@@ -51,11 +51,31 @@ class _StageNetMixin:
     # dtype of a target passed as an array (e.g. by a scorer).
     _target_dtype = torch.long
 
-    def __init__(self, *args, mixed_precision=False, defer_loss_sync=None, augment=None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        mixed_precision=False,
+        defer_loss_sync=None,
+        augment=None,
+        l2=0.0,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.mixed_precision = mixed_precision
         self.defer_loss_sync = defer_loss_sync
         self.augment = augment
+        self.l2 = l2
+
+    def _set_training(self, training=True):
+        # skorch sets train or eval mode before every forward pass, walking
+        # every submodule; with L-BFGS that is every evaluation of the loss,
+        # and on small experts the walk costs as much as the pass. skorch has
+        # no hook for this, so its private method is overridden: the walk is
+        # skipped while the module is still in the mode this net last set.
+        if getattr(self, "_mode_set", None) == training and self.module_.training == training:
+            return
+        super()._set_training(training)
+        self._mode_set = training
 
     def train_step_single(self, batch, **fit_params):
         if self.augment:
@@ -78,12 +98,16 @@ class _StageNetMixin:
         # The batch's sample weights travel in it under SAMPLE_WEIGHT (see nn.experts).
         if not isinstance(X, Mapping):
             return self.criterion_(y_pred, y_true)
-        return self.criterion_(
+        module = plain_module(self.module_)
+        loss = self.criterion_(
             y_pred,
             y_true,
-            plain_module(self.module_).availability(X),
+            module.availability(X),
             sample_weight=X.get(SAMPLE_WEIGHT),
         )
+        if training and self.l2:
+            loss = loss + 0.5 * self.l2 * module.squared_weight_norm()
+        return loss
 
     def get_dataset(self, dataset, y=None):
         if isinstance(dataset, Mapping):  # e.g. a scorer's X taken from the stage's dataset
@@ -146,17 +170,27 @@ class StageNet(_StageNetMixin, NeuralNetClassifier):
       when the epoch ends, or earlier for a value a callback reads (e.g.
       ``ProgressBar``'s postfix). ``item()`` after every step would stall
       the GPU once per step; on the CPU it costs nothing and is kept.
+    - skorch's default ``valid_acc`` scoring is left out: it predicts the
+      validation rows a second time every epoch. Add
+      ``EpochScoring("accuracy", name="valid_acc")`` to ``callbacks`` for
+      that column.
     - With ``multilabel=True`` the outputs are per-label log-odds:
       ``predict_nonlinearity`` defaults to
-      :func:`~sk_i2m2.nn.product.product_label_proba`, ``predict`` gives
-      0/1 indicators (probability above 0.5) and skorch's default
-      ``valid_acc`` scoring (an arg-max accuracy) is left out.
+      :func:`~sk_i2m2.nn.product.product_label_proba` and ``predict`` gives
+      0/1 indicators (probability above 0.5).
     - ``mixed_precision=True`` runs the forward pass under bfloat16
       autocast (no gradient scaler is needed for bfloat16); the loss is
       computed in float32.
     - ``augment`` transforms modalities of each *training* batch
       (``train_step_single``), on the device the batch was delivered to;
       validation and prediction batches are never augmented.
+    - ``l2`` adds ``l2 / 2`` times the squared norm of the training
+      experts' weight matrices (``I2M2Module.squared_weight_norm``) to the
+      training loss, for optimizers that take no ``weight_decay`` of their
+      own (L-BFGS): each expert is then an L2-penalised model, e.g. a
+      linear expert the multinomial logistic regression of
+      ``LogisticRegression(C=1 / (n_train * l2))``. Validation losses are
+      not penalised.
 
     Parameters
     ----------
@@ -171,6 +205,8 @@ class StageNet(_StageNetMixin, NeuralNetClassifier):
         Modality -> callable applied to that modality of every training batch.
     multilabel : bool, default=False
         Whether the experts give per-label log-odds (multilabel targets).
+    l2 : float, default=0.0
+        Coefficient of the L2 penalty added to the training loss.
     """
 
     def __init__(self, *args, multilabel=False, predict_nonlinearity=None, **kwargs):
@@ -186,10 +222,10 @@ class StageNet(_StageNetMixin, NeuralNetClassifier):
 
     @property
     def _default_callbacks(self):
-        callbacks = super()._default_callbacks
-        if self.multilabel:
-            return [(name, cb) for name, cb in callbacks if name != "valid_acc"]
-        return callbacks
+        # One pass over the validation rows per epoch, for the losses: skorch's
+        # default ``valid_acc`` scoring predicts them a second time, which on
+        # a small cohort costs as much as the training step itself.
+        return [(name, cb) for name, cb in super()._default_callbacks if name != "valid_acc"]
 
     def predict(self, X):
         if self.multilabel:
@@ -221,6 +257,9 @@ class StageNetRegressor(_StageNetMixin, NeuralNetRegressor):
     defer_loss_sync : bool or None, default=None
         Keep batch losses on the device until they are read; ``None`` means
         on CUDA only.
+    l2 : float, default=0.0
+        Coefficient of the L2 penalty added to the training loss (see
+        :class:`StageNet`).
     """
 
     _target_dtype = torch.float32

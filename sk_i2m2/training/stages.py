@@ -22,8 +22,10 @@ from skorch.helper import predefined_split
 from .._data import iterator_for, modality_dataset
 from .._device import place
 from .._lazy import LazyRows, take
+from .._sizing import is_full_batch
 from .._warnings import warn_user
 from .callbacks import (
+    Converged,
     ExpertCheckpoint,
     FiniteLossCheck,
     StageProgressBar,
@@ -34,6 +36,7 @@ from .net import ACCELERATED, optimizer_speed_kwargs
 from .schedule import lr_schedule_callbacks
 
 __all__ = [
+    "LBFGS_OPTIONS",
     "TrainingPlan",
     "class_weight_tensor",
     "label_weight_tensor",
@@ -42,6 +45,19 @@ __all__ = [
     "split_datasets",
     "run_stages",
 ]
+
+
+#: ``torch.optim.LBFGS`` settings of a full-batch stage. One epoch is one
+#: ``step`` of up to ``max_iter`` iterations, so validation, early stopping
+#: and callbacks see the model every 20 iterations; the tolerances end a
+#: step once the loss or the step no longer change in float32.
+LBFGS_OPTIONS = {
+    "max_iter": 5,
+    "history_size": 10,
+    "line_search_fn": "strong_wolfe",
+    "tolerance_grad": 1e-6,
+    "tolerance_change": 1e-9,
+}
 
 
 @dataclass
@@ -294,16 +310,28 @@ def run_stages(module, train_ds, valid_ds, plan, pretrained=()):
 def _make_net(
     plan, generator, iterator, stage, module, criterion, lr, max_epochs, valid_ds, stage_callbacks
 ):
-    optimizer_kwargs = {
-        f"optimizer__{k}": v for k, v in optimizer_speed_kwargs(plan.optimizer, plan.device).items()
-    }
     # A NaN loss must raise before early stopping can end the stage quietly,
     # so the check comes first; the user's callbacks come after the stage's own.
     user_callbacks = callbacks_for_stage(plan.callbacks, stage)
+    if is_full_batch(plan.optimizer):
+        # L-BFGS: its line search sets the step (no learning rate, no
+        # schedule); the L2 penalty is part of the loss it minimises, and
+        # the stage ends once it has converged.
+        optimizer_kwargs = {f"optimizer__{k}": v for k, v in LBFGS_OPTIONS.items()}
+        lr, penalty = 1.0, {"l2": plan.weight_decay}
+        schedule = [("converged", Converged())]
+    else:
+        optimizer_kwargs = {
+            f"optimizer__{k}": v
+            for k, v in optimizer_speed_kwargs(plan.optimizer, plan.device).items()
+        }
+        optimizer_kwargs["optimizer__weight_decay"] = plan.weight_decay
+        penalty = {}
+        schedule = lr_schedule_callbacks(plan.lr_schedule, plan.batch_size, user_callbacks)
     callbacks = [
         ("finite_loss", FiniteLossCheck(stage)),
         *stage_callbacks,
-        *lr_schedule_callbacks(plan.lr_schedule, plan.batch_size, user_callbacks),
+        *schedule,
         *user_callbacks,
     ]
     if plan.verbose >= 1 and interactive_output():
@@ -323,8 +351,8 @@ def _make_net(
         **{f"criterion__{k}": v for k, v in plan.criterion_kwargs.items()},
         **plan.net_kwargs,
         optimizer=plan.optimizer,
-        optimizer__weight_decay=plan.weight_decay,
         **optimizer_kwargs,
+        **penalty,
         lr=lr,
         max_epochs=max_epochs,
         batch_size=plan.batch_size,
