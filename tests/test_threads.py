@@ -1,0 +1,109 @@
+"""Torch threads during fit and predict: chosen for the work, the previous count restored."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_independent
+from skorch.callbacks import Callback
+
+from sk_i2m2 import I2M2Classifier, _parallel, _threads
+
+
+class ThreadProbe(Callback):
+    """Records torch's intra-op threads in every epoch of a stage."""
+
+    def on_epoch_end(self, net, **kwargs):
+        net.history.record("torch_threads", torch.get_num_threads())
+
+
+class Explode(Callback):
+    def on_epoch_end(self, net, **kwargs):
+        raise RuntimeError("boom")
+
+
+@pytest.fixture
+def default_threads(monkeypatch):
+    """torch at its default count of 4 threads, on a machine with 8 CPUs and no limits."""
+    previous = torch.get_num_threads()
+    monkeypatch.setattr(_threads, "_IMPORT_THREADS", 4)
+    monkeypatch.setattr(_parallel, "_available_cpus", lambda: 8)
+    monkeypatch.setattr(_parallel, "_threadpoolctl_threads", lambda: None)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    torch.set_num_threads(4)
+    yield
+    torch.set_num_threads(previous)
+
+
+def fit_small(**params):
+    X, y = make_independent(120, n_modalities=2)
+    params = {"max_epochs": 3, "random_state": 0, "callbacks": [ThreadProbe()], **params}
+    return I2M2Classifier(**params).fit(X, y), X
+
+
+def threads_in_training(clf):
+    nets = [net for pair in clf.fold_nets_ or [] for net in pair if net is not None]
+    nets = nets or [clf.pretrain_net_]
+    return {t for net in nets for t in net.history[:, "torch_threads"]}
+
+
+def test_a_small_fit_trains_with_one_thread_and_restores_the_default(default_threads):
+    clf, _ = fit_small()
+    assert threads_in_training(clf) == {1}
+    assert torch.get_num_threads() == 4
+
+
+def test_the_previous_count_comes_back_after_an_error(default_threads):
+    with pytest.raises(RuntimeError, match="boom"):
+        fit_small(callbacks=[Explode()])
+    assert torch.get_num_threads() == 4
+
+
+def test_a_count_the_user_set_is_kept(default_threads):
+    torch.set_num_threads(2)  # differs from the count at import: the user's choice
+    clf, _ = fit_small()
+    assert threads_in_training(clf) == {2}
+    assert torch.get_num_threads() == 2
+
+
+def test_large_work_uses_the_default_threads_capped_by_the_cpu_share(default_threads, monkeypatch):
+    monkeypatch.setattr(_threads, "PARALLEL_STEP_FLOPS", 0.0)
+    clf, _ = fit_small()
+    assert threads_in_training(clf) == {4}
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # an engine's (or the user's) limit
+    clf, _ = fit_small()
+    assert threads_in_training(clf) == {3}
+    assert torch.get_num_threads() == 4
+
+
+def test_predict_uses_one_thread_for_a_small_model(default_threads, monkeypatch):
+    clf, X = fit_small()
+    seen = []
+    forward = type(clf.module_).forward
+
+    def probe(module, **batch):
+        seen.append(torch.get_num_threads())
+        return forward(module, **batch)
+
+    monkeypatch.setattr(type(clf.module_), "forward", probe)
+    proba = clf.predict_proba(X)
+    assert seen and set(seen) == {1}
+    assert torch.get_num_threads() == 4
+    np.testing.assert_allclose(proba.sum(1), 1.0)
+
+
+def test_forward_flops_counts_linear_convolution_and_recurrent_layers():
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(10, 3)
+            self.conv = torch.nn.Conv2d(2, 4, 3)
+            self.gru = torch.nn.GRU(5, 6, batch_first=True)
+
+        def forward(self, a, b, c):
+            return self.linear(a), self.conv(b), self.gru(c)
+
+    batch = {"a": torch.randn(7, 10), "b": torch.randn(7, 2, 5, 5), "c": torch.randn(7, 4, 5)}
+    linear = 2 * 10 * 3 * 7
+    conv = 2 * (2 * 3 * 3) * (7 * 4 * 3 * 3)
+    gru = 2 * (3 * 6 * 5 + 3 * 6 * 6) * (7 * 4)
+    assert _threads.forward_flops(Model(), batch) == linear + conv + gru
