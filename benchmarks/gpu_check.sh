@@ -7,7 +7,7 @@
 #   large-batch   benchmarks/large_batch.py --device cuda (batch 32, 256, 1024;
 #                 one seed; lr_schedule constant and auto)                          <= 120 s
 #   small-cohort  benchmarks/small_cohort_devices.py: a 200-row set of
-#                 small_cohorts.py fitted with the defaults on the CPU and on CUDA  <=  90 s
+#                 small_cohorts.py fitted with the defaults on the CPU and on CUDA  <= 100 s
 # Each step has its own time limit, and none runs past the total budget
 # (GPU_CHECK_BUDGET, 470 s). A step that fails or times out does not stop the
 # others; the script lists the failed steps and exits non-zero at the end.
@@ -104,7 +104,7 @@ skorch.__version__)" | tee -a "$work/env.log"
   else
     speed_size=()
     large_size=(--device cuda --batch-sizes 32 256 1024)
-    small_size=(--dataset synthetic-mixed-200 --devices cpu cuda --seeds 3)
+    small_size=(--dataset synthetic-mixed-200 --devices cpu cuda --seeds 2)
   fi
 
   # shellcheck disable=SC2046  # one argument per test file
@@ -114,7 +114,7 @@ skorch.__version__)" | tee -a "$work/env.log"
     ${speed_size[@]+"${speed_size[@]}"} ${speed_args[@]+"${speed_args[@]}"}
   run_step large-batch 120 "$py" benchmarks/large_batch.py --seeds 0 --no-variants \
     "${large_size[@]}" --output "$work/large_batch.md"
-  run_step small-cohort 90 "$py" benchmarks/small_cohort_devices.py "${small_size[@]}" \
+  run_step small-cohort 100 "$py" benchmarks/small_cohort_devices.py "${small_size[@]}" \
     --output "$work/small_cohort.md"
 
   results=benchmarks/RESULTS.md
