@@ -16,12 +16,15 @@ For batches of at most 256 the two recipes must give the same model; the
 table says whether their predicted probabilities are identical.
 
 It writes its section of ``RESULTS.md`` next to this file (between the
-``large-batch`` markers), whatever the working directory.
+``large-batch`` markers), whatever the working directory, or to ``--output``.
+``--device cuda`` fits on a GPU; ``--n-samples`` (a stratified subsample)
+and ``--max-epochs`` shrink the run for a dry run.
 
 Usage::
 
     python benchmarks/large_batch.py                     # 32, 256, 1024 x 3 seeds, about 40 min
     python benchmarks/large_batch.py --batch-sizes 32 1024 --seeds 0 --no-variants --no-write
+    python benchmarks/large_batch.py --device cuda --seeds 0 --no-variants --output gpu.md
 """
 
 from __future__ import annotations
@@ -81,12 +84,12 @@ def split(y, seed):
     return train_test_split(np.arange(len(y)), test_size=0.3, stratify=y, random_state=seed)
 
 
-def fit_one(X, y, batch_size, recipe, params, seed):
+def fit_one(X, y, batch_size, recipe, params, seed, device="cpu"):
     """Fit on the seed's 70 % split; test metrics, steps, epochs, time and probabilities."""
     train, test = split(y, seed)
     X_train = {m: v[train] for m, v in X.items()}
     X_test = {m: v[test] for m, v in X.items()}
-    clf = I2M2Classifier(batch_size=batch_size, random_state=seed, device="cpu", **params)
+    clf = I2M2Classifier(batch_size=batch_size, random_state=seed, device=device, **params)
     start = time.perf_counter()
     clf.fit(X_train, y[train])
     seconds = time.perf_counter() - start
@@ -142,7 +145,7 @@ def summary_rows(runs, batch_sizes, seeds):
     return rows
 
 
-def results_section(runs, batch_sizes, seeds, *, command, elapsed, load):
+def results_section(runs, batch_sizes, seeds, *, command, elapsed, load, notes=()):
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "<!-- large-batch:start -->",
@@ -155,6 +158,7 @@ def results_section(runs, batch_sizes, seeds, *, command, elapsed, load):
             "(the machine is shared, so fit times are indicative)"
         ),
         f"- command: `{command}` ({elapsed / 60:.1f} min)",
+        *(f"- {note}" for note in notes),
         (
             "- protocol: `load_kspace_digits()` (two (n, 1, 16, 15) image modalities, 2000 "
             "samples, 10 classes); per seed "
@@ -202,11 +206,32 @@ def main():
         "--no-variants", action="store_true", help="only lr_schedule='constant' and 'auto'"
     )
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--device", default="cpu", help="device of every fit (e.g. cuda)")
+    parser.add_argument(
+        "--n-samples", type=int, default=None, help="stratified subsample of the 2000 rows"
+    )
+    parser.add_argument(
+        "--max-epochs", type=int, default=None, help="max_epochs of every fit (default 100)"
+    )
+    parser.add_argument(
+        "--output", default=str(RESULTS), help="the RESULTS.md to update (default: next to this)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     X, y = load_kspace_digits()
     X = {m: np.asarray(v) for m, v in X.items()}
+    notes = []
+    if args.device != "cpu":
+        notes.append(f"device: `{args.device}`")
+    if args.n_samples is not None and args.n_samples < len(y):
+        rows, _ = train_test_split(
+            np.arange(len(y)), train_size=args.n_samples, stratify=y, random_state=0
+        )
+        X, y = {m: v[rows] for m, v in X.items()}, y[rows]
+        notes.append(f"a stratified subsample of {len(y)} rows, not 2000")
+    if args.max_epochs is not None:
+        notes.append(f"`max_epochs={args.max_epochs}`, not 100")
     load_start = os.getloadavg()[0]
     start = time.perf_counter()
     runs = []
@@ -215,7 +240,9 @@ def main():
         n_train -= math.ceil(0.15 * n_train)  # the validation split
         for batch_size in args.batch_sizes:
             for recipe, params in recipes(batch_size, n_train, not args.no_variants).items():
-                run = fit_one(X, y, batch_size, recipe, params, seed)
+                if args.max_epochs is not None:
+                    params = {**params, "max_epochs": args.max_epochs}
+                run = fit_one(X, y, batch_size, recipe, params, seed, args.device)
                 runs.append(run)
                 print(
                     f"batch {batch_size:5d}  {recipe:18s}  seed {seed}  "
@@ -230,10 +257,11 @@ def main():
         command=" ".join(["python benchmarks/large_batch.py", *sys.argv[1:]]),
         elapsed=time.perf_counter() - start,
         load=(load_start, os.getloadavg()[0]),
+        notes=notes,
     )
     print(section)
     if not args.no_write:
-        write_results(section, RESULTS, name="large-batch")
+        write_results(section, args.output, name="large-batch")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ Usage::
     python benchmarks/speed.py                # CPU cases, and the AV-MNIST case on CUDA
     python benchmarks/speed.py --no-conv      # skip the CPU conv case
     python benchmarks/speed.py --frozen       # frozen-backbone case only
+    python benchmarks/speed.py --device cpu --avmnist --n-samples 200 --epochs 1
+                                              # every case at toy size, AV-MNIST on the CPU
 
 The CPU conv case trains the default Conv2d experts on AV-MNIST shapes
 (2,000 samples, ``batch_size="auto"``); it prints its own ratio line,
@@ -24,6 +26,12 @@ The frozen-backbone case fits with a frozen conv backbone
 backbone's features computed beforehand and passed as a vector modality;
 it prints ``frozen ratio <backbone fit time / features fit time> (<setting>)`` for
 fixed epochs and for the defaults, after warming both fits up.
+
+Every case prints the fit's set-up time outside the epochs (validation, input
+statistics, model, data placement) apart from its training, the joint
+fine-tune stage's samples/s and ``predict_proba``'s samples/s.
+``--n-samples`` and ``--epochs`` replace every case's size and epochs (for a
+dry run of a GPU check on the CPU); the defaults are the documented sizes.
 """
 
 from __future__ import annotations
@@ -295,6 +303,7 @@ def run_case(name, X, y, encoders, batch_size, epochs, device):
     print(f"I2M2Classifier.fit   {fit_time:7.2f} s   {samples / fit_time:10.0f} samples/s")
     print(f"hand-written loop    {hand_time:7.2f} s   {samples / hand_time:10.0f} samples/s")
     print(f"  joint fine-tune stage alone {epochs * n / finetune_dur:10.0f} samples/s")
+    print(f"  epochs of both stages       {training_time:7.2f} s")
     print(
         f"  set-up outside the epochs   {fit_time - training_time:7.2f} s (validation, "
         "input statistics, model, data placement)"
@@ -347,7 +356,30 @@ def main(argv=None):
         help="batch size of the CUDA case (the documented GPU setting)",
     )
     parser.add_argument("--frozen", action="store_true", help="only the frozen-backbone case (CPU)")
+    parser.add_argument(
+        "--avmnist",
+        action="store_true",
+        help="run the AV-MNIST case on the CPU too (it runs on CUDA only by default)",
+    )
+    parser.add_argument(
+        "--n-samples", type=int, default=None, help="samples of every case (default: per case)"
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs per stage of every case (default: per case)",
+    )
     args = parser.parse_args(argv)
+
+    def size(default):
+        return default if args.n_samples is None else args.n_samples
+
+    def epochs(default, quick):
+        if args.epochs is not None:
+            return args.epochs
+        return quick if args.quick else default
+
     device = torch.device(
         "cuda"
         if args.device == "auto" and torch.cuda.is_available()
@@ -361,46 +393,48 @@ def main(argv=None):
 
     if args.frozen:
         ratios = run_frozen_case(
-            500 if args.quick else 4000, epochs=3 if args.quick else 20, uncached=not args.quick
+            size(500 if args.quick else 4000), epochs=epochs(20, 3), uncached=not args.quick
         )
         for setting, ratio in ratios.items():
             print(f"frozen ratio {ratio:.3f} ({setting})")
         return
-    X, y, encoders = cpu_case(20_000)
+    X, y, encoders = cpu_case(size(20_000))
     ratio = run_case(
         "CPU case: 3 MLP experts + inter",
         X,
         y,
         encoders,
         batch_size=128,
-        epochs=2 if args.quick else 5,
+        epochs=epochs(5, 2),
         device=torch.device("cpu"),
     )
     if not args.no_conv:
-        X, y, encoders = cpu_conv_case(2000)
+        X, y, encoders = cpu_conv_case(size(2000))
         conv_ratio = run_case(
             "CPU conv case: default Conv2d experts, AV-MNIST shapes",
             X,
             y,
             encoders,
             batch_size="auto",
-            epochs=1 if args.quick else 3,
+            epochs=epochs(3, 1),
             device=torch.device("cpu"),
         )
         print(f"conv ratio {conv_ratio:.3f}")
-    if device.type == "cuda":
-        X, y, encoders = avmnist_case(20_000)
+    if device.type == "cuda" or args.avmnist:
+        X, y, encoders = avmnist_case(size(20_000))
         ratio = run_case(
             "AV-MNIST shapes",
             X,
             y,
             encoders,
             batch_size=args.gpu_batch_size,
-            epochs=2 if args.quick else 5,
+            epochs=epochs(5, 2),
             device=device,
         )
         if not args.quick and not args.no_accuracy:
-            accuracy_check(X, y, encoders, device, epochs=10, gpu_batch_size=args.gpu_batch_size)
+            accuracy_check(
+                X, y, encoders, device, epochs=epochs(10, 10), gpu_batch_size=args.gpu_batch_size
+            )
     print(f"ratio {ratio:.3f}")
 
 

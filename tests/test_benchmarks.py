@@ -1,0 +1,133 @@
+"""benchmarks/gpu_check.sh: its report, and the speed.py output it reads.
+
+The full dry run (every step of the GPU check on the CPU at toy sizes, about
+a minute) runs with ``GPU_CHECK_DRY_RUN=1``::
+
+    GPU_CHECK_DRY_RUN=1 python -m pytest tests/test_benchmarks.py
+"""
+
+import contextlib
+import datetime
+import io
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import gpu_check_report  # noqa: E402
+from comparison import write_results  # noqa: E402
+
+
+def test_script_parses():
+    result = subprocess.run(
+        ["bash", "-n", str(BENCHMARKS / "gpu_check.sh")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_speed_output_is_what_the_report_reads():
+    import speed
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        speed.main(["--device", "cpu", "--no-conv", "--n-samples", "64", "--epochs", "1"])
+    (case,) = gpu_check_report.speed_cases(out.getvalue())
+    assert case["title"].startswith("CPU case")
+    missing = [k for k, v in case.items() if v is None and k != "cuda_mb"]
+    assert not missing, out.getvalue()
+
+
+SPEED_LOG = """\
+torch 2.14.1+cu130, x86_64, 16 threads, device cuda (NVIDIA H100 80GB HBM3)
+
+== AV-MNIST shapes: 20000 samples, 1016 MB of inputs, batch 2048, 5 epochs per stage, device cuda
+I2M2Classifier.fit     13.83 s        14466 samples/s
+hand-written loop       5.27 s        37979 samples/s
+  joint fine-tune stage alone      39674 samples/s
+  epochs of both stages          5.80 s
+  set-up outside the epochs      8.03 s (validation, input statistics, model, data placement)
+predict_proba           0.64 s        31150 samples/s
+peak process RSS        4900 MB (inputs 1016 MB)
+peak CUDA memory       10400 MB
+ratio 2.624
+"""
+
+
+def _run_folder(tmp_path, rc_speed=0):
+    (tmp_path / "env.log").write_text(
+        "name, memory.total [MiB], driver_version\n"
+        "NVIDIA H100 80GB HBM3, 81559 MiB, 580.159.04\n"
+        "versions: CUDA 13.0 (available: True), skorch 1.4.0\n"
+    )
+    (tmp_path / "steps.tsv").write_text(
+        "cuda-tests\tpython3 -m pytest -k cuda\t0\t41\n"
+        f"speed\tpython3 benchmarks/speed.py --no-conv --no-accuracy\t{rc_speed}\t70\n"
+        "large-batch\tpython3 benchmarks/large_batch.py --device cuda\t124\t120\n"
+    )
+    (tmp_path / "cuda-tests.log").write_text("........\n8 passed, 70 deselected in 30.12s\n")
+    (tmp_path / "speed.log").write_text(SPEED_LOG)
+    (tmp_path / "large-batch.log").write_text("batch    32  constant   seed 0  accuracy 0.9\n")
+    (tmp_path / "small_cohort.md").write_text("| device | median fit (s) |\n|---|---|\n")
+    return tmp_path
+
+
+def test_report_section(tmp_path):
+    text = gpu_check_report.section(
+        _run_folder(tmp_path), command="bash benchmarks/gpu_check.sh", dry_run=False
+    )
+    assert "## GPU check: NVIDIA H100 80GB HBM3" in text
+    assert "- command: `bash benchmarks/gpu_check.sh`" in text
+    assert "skorch 1.4.0" in text
+    assert "- failed steps: large-batch" in text and "**timed out**" in text
+    assert "- 8 passed, 70 deselected in 30.12s" in text
+    # the AV-MNIST figures: ratio, set-up apart from the epochs, fine-tune and predict rates
+    assert "| **2.624** | 8.03 s | 5.80 s | 39,674 samples/s | 31,150 samples/s" in text
+    assert "10,400 MB / 4,900 MB" in text
+    # a step cut short still leaves its per-fit lines
+    assert "batch    32  constant   seed 0  accuracy 0.9" in text
+    assert "| device | median fit (s) |" in text
+
+
+def test_report_appends_a_dated_section(tmp_path):
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmarks\n\n<!-- speed:start -->\nold\n<!-- speed:end -->\n")
+    (tmp_path / "run").mkdir()
+    folder = _run_folder(tmp_path / "run", rc_speed=1)
+    earlier = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    text = gpu_check_report.section(folder, command="c", dry_run=True, now=earlier)
+    write_results(text, results, name="gpu-check-20260101-000000-dry-run")
+    with contextlib.redirect_stdout(io.StringIO()):
+        gpu_check_report.main(
+            [str(folder), "--output", str(results), "--command", "c", "--dry-run"]
+        )
+    text = results.read_text()
+    assert text.startswith("# Benchmarks\n\n<!-- speed:start -->\nold\n<!-- speed:end -->\n")
+    assert text.count("## GPU check, CPU DRY RUN") == 2  # each run keeps its own section
+    assert "**failed (exit 1)**" in text
+
+
+@pytest.mark.skipif(
+    os.environ.get("GPU_CHECK_DRY_RUN") != "1" or shutil.which("timeout") is None,
+    reason="the full dry run takes about a minute: set GPU_CHECK_DRY_RUN=1",
+)
+def test_cpu_dry_run(tmp_path):
+    before = (BENCHMARKS / "RESULTS.md").read_bytes()
+    result = subprocess.run(
+        ["bash", str(BENCHMARKS / "gpu_check.sh"), "--cpu-dry-run"],
+        env={**os.environ, "OUT": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "every step passed" in result.stdout
+    assert (BENCHMARKS / "RESULTS.md").read_bytes() == before
+    (scratch,) = tmp_path.glob("gpu_check_dry_run_*/RESULTS.md")
+    assert "## GPU check, CPU DRY RUN" in scratch.read_text()
