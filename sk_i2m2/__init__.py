@@ -10,7 +10,7 @@ from ._estimator import I2M2Classifier
 from ._lazy import FileModality
 from ._regressor import I2M2Regressor
 from ._version import __version__
-from .io import load, save
+from .io import load, save, to_onnx
 from .preprocessing import PerModality
 
 __all__ = [
@@ -21,5 +21,6 @@ __all__ = [
     "FileModality",
     "save",
     "load",
+    "to_onnx",
     "__version__",
 ]

@@ -9,6 +9,7 @@
   pickle-free directory.
 """
 
+from ._onnx import to_onnx
 from ._pipeline import TRUSTED_TYPES, load, save
 
-__all__ = ["save", "load", "TRUSTED_TYPES"]
+__all__ = ["save", "load", "to_onnx", "TRUSTED_TYPES"]
