@@ -5,8 +5,7 @@ import pandas as pd
 import pytest
 
 from sk_i2m2 import I2M2Classifier, ModalityDict, PerModality
-from sk_i2m2.io import log_model
-from sk_i2m2.io._mlflow import to_modalities
+from sk_i2m2.io import log_model, to_modalities
 
 mlflow = pytest.importorskip("mlflow")
 pytest.importorskip("skops")
@@ -34,11 +33,14 @@ def test_pipeline_round_trip_through_a_sqlite_tracking_store(tmp_path, monkeypat
         ]
     ).fit(X, y)
     monkeypatch.chdir(tmp_path)
+    previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    mlflow.set_experiment("sk-i2m2")
-    with mlflow.start_run():
-        info = log_model(pipe, "model", predict_method="predict_proba")
-    loaded = mlflow.pyfunc.load_model(info.model_uri)
+    try:
+        with mlflow.start_run():  # the store's default experiment
+            info = log_model(pipe, "model", predict_method="predict_proba")
+        loaded = mlflow.pyfunc.load_model(info.model_uri)
+    finally:
+        mlflow.set_tracking_uri(previous)
     expected = pipe.predict_proba(X)
     np.testing.assert_array_equal(loaded.predict(dict(X)), expected)
     # A DataFrame: "<modality>__<column>" columns and one array per cell.

@@ -9,8 +9,8 @@
   pickle-free directory.
 """
 
-from ._mlflow import log_model
+from ._mlflow import log_model, to_modalities
 from ._onnx import to_onnx
 from ._pipeline import TRUSTED_TYPES, load, save
 
-__all__ = ["save", "load", "to_onnx", "log_model", "TRUSTED_TYPES"]
+__all__ = ["save", "load", "to_onnx", "log_model", "to_modalities", "TRUSTED_TYPES"]

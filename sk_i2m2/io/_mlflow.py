@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Mapping
+from importlib import metadata
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,18 @@ __all__ = ["log_model", "to_modalities"]
 ARTIFACT = "sk_i2m2_model"
 _METHODS = ("predict", "predict_proba")
 _SERVING_CODE = os.path.join(os.path.dirname(__file__), "_mlflow_model.py")
+# What loading and serving the model imports; pinned to this environment's versions.
+_SERVING_DISTRIBUTIONS = (
+    "sk-i2m2",
+    "torch",
+    "scikit-learn",
+    "skorch",
+    "skops",
+    "safetensors",
+    "numpy",
+    "pandas",
+    "mlflow",
+)
 
 
 def log_model(obj, name, *, predict_method="predict", **kwargs):
@@ -50,7 +63,10 @@ def log_model(obj, name, *, predict_method="predict", **kwargs):
         What the served model's ``predict`` returns.
     **kwargs
         Passed to ``mlflow.pyfunc.log_model`` (``registered_model_name``,
-        ``input_example``, ``signature``, ``pip_requirements``, ...).
+        ``input_example``, ``signature``, ...). Without
+        ``pip_requirements``, ``extra_pip_requirements`` or ``conda_env``,
+        the requirements are sk-i2m2, torch, scikit-learn, skorch, skops,
+        safetensors, numpy, pandas and mlflow at the versions installed here.
 
     Returns
     -------
@@ -65,6 +81,10 @@ def log_model(obj, name, *, predict_method="predict", **kwargs):
     if predict_method not in _METHODS:
         raise ValueError(f"predict_method must be one of {_METHODS}; got {predict_method!r}.")
     mlflow = import_optional("mlflow", "mlflow", "sk_i2m2.io.log_model")
+    if not {"pip_requirements", "extra_pip_requirements", "conda_env"} & set(kwargs):
+        # MLflow would otherwise infer them by loading the model in a subprocess,
+        # which costs seconds and finds these same packages.
+        kwargs["pip_requirements"] = _installed_requirements()
     with tempfile.TemporaryDirectory() as directory:
         model_dir = os.path.join(directory, "model")
         save(obj, model_dir)
@@ -75,6 +95,17 @@ def log_model(obj, name, *, predict_method="predict", **kwargs):
             model_config={"predict_method": predict_method},
             **kwargs,
         )
+
+
+def _installed_requirements():
+    """``name==version`` of each serving distribution installed here."""
+    pins = []
+    for name in _SERVING_DISTRIBUTIONS:
+        try:
+            pins.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return pins
 
 
 def to_modalities(model_input):
