@@ -130,6 +130,14 @@ def test_load_refuses_what_it_did_not_write(tmp_path):
         sk_i2m2.save(StandardScaler(), tmp_path)
 
 
+def test_a_missing_extra_names_the_install_command(fitted, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "skops.io", None)  # as if not installed
+    with pytest.raises(ImportError, match=r'pip install "sk-i2m2\[deploy\]"'):
+        sk_i2m2.save(fitted, tmp_path)
+
+
 @requires_cuda
 def test_gpu_trained_pipeline_loads_on_cpu(tmp_path):
     X, y = _data()

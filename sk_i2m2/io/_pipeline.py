@@ -179,7 +179,7 @@ def load(path, *, device=None, trusted=None, encoders=None):
     allowed = set(TRUSTED_TYPES) | set(trusted or ())
     try:
         found = sio.get_untrusted_types(file=skops_path)
-    except FileNotFoundError:
+    except FileNotFoundError:  # as for an estimator's missing file
         raise
     except Exception as exc:  # a damaged zip or schema
         raise ModelFileError(f"{skops_path} is not a readable skops file ({exc}).") from None
@@ -194,6 +194,11 @@ def load(path, *, device=None, trusted=None, encoders=None):
     pipeline = sio.load(skops_path, trusted=found)
     if not isinstance(pipeline, Pipeline):
         raise ModelFileError(f"{skops_path} holds a {type(pipeline).__name__}, not a Pipeline.")
+    if any(not 0 <= index < len(pipeline.steps) for index, _ in steps):
+        raise ModelFileError(
+            f"{manifest_path} places an estimator outside the {len(pipeline.steps)} steps "
+            f"of the Pipeline in {skops_path}."
+        )
     for index, directory in steps:
         name, _ = pipeline.steps[index]
         estimator = _load_estimator(os.path.join(path, directory), device=device, encoders=encoders)
