@@ -26,7 +26,9 @@ __all__ = ["log_model", "to_modalities"]
 
 ARTIFACT = "sk_i2m2_model"
 _METHODS = ("predict", "predict_proba")
-_SERVING_CODE = os.path.join(os.path.dirname(__file__), "_mlflow_model.py")
+# Package data, not a module of the package: importing it needs MLflow and
+# registers the model, which only MLflow's loader should do.
+_SERVING_CODE = os.path.join(os.path.dirname(__file__), "serving", "mlflow_model.py")
 # What loading and serving the model imports; pinned to this environment's versions.
 _SERVING_DISTRIBUTIONS = (
     "sk-i2m2",

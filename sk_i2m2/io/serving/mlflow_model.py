@@ -1,7 +1,8 @@
 """The MLflow ``PythonModel`` of :func:`sk_i2m2.io.log_model` (MLflow's "models from code").
 
 MLflow copies this file into the logged model and runs it at load time in
-place of unpickling a model object; it is not imported by the package.
+place of unpickling a model object. It is package data (its folder has no
+``__init__``), never imported by the package.
 """
 
 import mlflow
