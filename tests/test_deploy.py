@@ -130,6 +130,14 @@ def test_load_refuses_what_it_did_not_write(tmp_path):
         sk_i2m2.save(StandardScaler(), tmp_path)
 
 
+def test_nested_estimator_is_refused_and_a_bare_save_replaces_a_pipeline(fitted, tmp_path):
+    with pytest.raises(TypeError, match=r"inside one of its steps \(inner__clf\)"):
+        sk_i2m2.save(Pipeline([("inner", fitted)]), tmp_path / "nested")
+    sk_i2m2.save(fitted, tmp_path)
+    sk_i2m2.save(fitted[-1], tmp_path)
+    assert isinstance(sk_i2m2.load(tmp_path), I2M2Classifier)
+
+
 def test_a_missing_extra_names_the_install_command(fitted, tmp_path, monkeypatch):
     import sys
 

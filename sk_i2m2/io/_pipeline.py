@@ -72,6 +72,10 @@ def save(obj, path):
     """
     if isinstance(obj, SaveLoadMixin):
         obj.save(path)
+        # A Pipeline saved here before would be what load reads.
+        stale = os.path.join(path, MANIFEST_NAME)
+        if os.path.isfile(stale):
+            os.remove(stale)
         return
     if not isinstance(obj, Pipeline):
         hint = " For a search, save its best_estimator_." if hasattr(obj, "best_estimator_") else ""
@@ -88,6 +92,16 @@ def save(obj, path):
             steps.append({"index": index, "name": name, "directory": directory})
             # The skops file keeps the step's place; the estimator goes to its own files.
             rest.steps[index] = (name, "passthrough")
+    nested = [
+        name
+        for name, value in rest.get_params(deep=True).items()
+        if isinstance(value, SaveLoadMixin)
+    ]
+    if nested:
+        raise TypeError(
+            f"The Pipeline holds an sk-i2m2 estimator inside one of its steps ({nested[0]}); "
+            "sk_i2m2.save stores sk-i2m2 estimators that are steps of the Pipeline itself."
+        )
     os.makedirs(path, exist_ok=True)
     try:
         data = sio.dumps(rest)
