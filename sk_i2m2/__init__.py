@@ -10,6 +10,7 @@ from ._estimator import I2M2Classifier
 from ._lazy import FileModality
 from ._regressor import I2M2Regressor
 from ._version import __version__
+from .io import load, save, to_onnx
 from .preprocessing import PerModality
 
 __all__ = [
@@ -18,5 +19,8 @@ __all__ = [
     "ModalityDict",
     "PerModality",
     "FileModality",
+    "save",
+    "load",
+    "to_onnx",
     "__version__",
 ]

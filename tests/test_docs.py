@@ -219,6 +219,7 @@ BENCHMARK_QUOTES = [
         "Measured with the frozen-backbone case",
         "``frozen_modalities_`` lists",
     ),
+    ("user_guide/persistence.rst", "On the CPU, onnxruntime answers", "one thread, in"),
 ]
 
 
