@@ -255,11 +255,17 @@ def _lr_product(X, y, seed):
 
 
 def _lrcv_concat(X, y, seed):
+    import warnings
+
     from sklearn.linear_model import LogisticRegressionCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    model = make_pipeline(StandardScaler(), LogisticRegressionCV(max_iter=5000)).fit(_flat(X), y)
+    with warnings.catch_warnings():
+        # scikit-learn 1.9 announces new defaults; the current ones are measured.
+        warnings.simplefilter("ignore", FutureWarning)
+        model = make_pipeline(StandardScaler(), LogisticRegressionCV(max_iter=5000))
+        model.fit(_flat(X), y)
     return {"": lambda Xn: model.predict_proba(_flat(Xn))}
 
 

@@ -107,9 +107,11 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         given an ``LRScheduler`` in ``callbacks`` runs that scheduler alone,
         from the unscaled rate.
     optimizer : torch optimizer class or "auto", default="auto"
-        ``"auto"``: ``torch.optim.LBFGS`` on fewer than 1000 samples
-        (unless ``batch_size`` or ``accelerator`` asks for mini-batches),
-        ``torch.optim.AdamW`` otherwise (fitted as ``optimizer_``). L-BFGS
+        ``"auto"``: ``torch.optim.LBFGS`` on fewer than 1000 samples whose
+        experts all read vectors (tables, embeddings, frozen features), unless
+        ``batch_size``, ``accelerator``, ``augment`` or ``modality_dropout``
+        asks for mini-batches or on-disk modalities are read a batch at a
+        time; ``torch.optim.AdamW`` otherwise (fitted as ``optimizer_``). L-BFGS
         trains on all training rows at once (``batch_size="auto"``), one
         epoch being one optimizer step of up to 5 iterations; its line
         search sets the step size, so ``lr``, ``finetune_lr`` and
