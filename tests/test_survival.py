@@ -302,3 +302,22 @@ def test_grid_search_with_a_sksurv_scorer_and_group_folds(planted):
         y_test["event"], y_test["time"], model.predict(ModalityDict(X_test))
     )[0]
     assert 0 <= cindex <= 1
+
+
+def test_dependency_report_and_permutation_importance(planted):
+    pytest.importorskip("sksurv")
+    from sk_i2m2.inspection import dependency_report, permutation_importance
+
+    X, y, X_test, y_test = planted
+    model = I2M2SurvivalAnalysis(**TINY)
+    report = dependency_report(model, X, y, cv=3, scoring=None)
+    assert list(report.index) == ["a", "b", "intra", "inter", "I2M2", "chance"]
+    assert report.loc["chance", "score_mean"] == pytest.approx(0.5)
+    assert report.loc["I2M2", "score_mean"] > 0.7
+    assert report.attrs["scoring"] == "concordance_index"
+    with pytest.raises(ValueError, match="scoring=None"):
+        dependency_report(model, X, y, cv=3, scoring="accuracy")
+    fitted = model.fit(X, y)
+    result = permutation_importance(fitted, X_test, y_test, n_repeats=2, random_state=0)
+    assert list(result.feature_names) == ["a", "b"]
+    assert (result.importances_mean > 0).all()
