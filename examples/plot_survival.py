@@ -73,9 +73,7 @@ cuts = np.quantile(model.predict(X_train), [1 / 3, 2 / 3])
 group = np.digitize(model.predict(X_test), cuts)
 fig, ax = plt.subplots(figsize=(6, 4))
 for g, label in enumerate(["low risk", "medium risk", "high risk"]):
-    time, survival = kaplan_meier_estimator(
-        y_test["event"][group == g], y_test["time"][group == g]
-    )
+    time, survival = kaplan_meier_estimator(y_test["event"][group == g], y_test["time"][group == g])
     ax.step(time, survival, where="post", label=f"{label} ({np.sum(group == g)})")
 ax.set_xlabel("time")
 ax.set_ylabel("survival probability (Kaplan-Meier)")
