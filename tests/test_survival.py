@@ -321,3 +321,19 @@ def test_dependency_report_and_permutation_importance(planted):
     result = permutation_importance(fitted, X_test, y_test, n_repeats=2, random_state=0)
     assert list(result.feature_names) == ["a", "b"]
     assert (result.importances_mean > 0).all()
+
+
+def test_warm_start_keeps_the_experts_and_cross_val_score_scores_concordance(planted):
+    pytest.importorskip("sksurv")
+    from sklearn.model_selection import cross_val_score
+
+    X, y, _, _ = planted
+    model = I2M2SurvivalAnalysis(**dict(TINY, warm_start=True)).fit(X, y)
+    inter = model.pretrain_net_.module_.experts["inter"].state_dict()
+    model.set_params(dependencies="inter").fit(X, y)
+    kept = model.module_.experts["inter"].state_dict()
+    for name, value in inter.items():
+        torch.testing.assert_close(kept[name], value)
+    estimator = I2M2SurvivalAnalysis(**dict(TINY, max_epochs=5))
+    scores = cross_val_score(estimator, ModalityDict(X), y, cv=2)
+    assert scores.shape == (2,) and np.all((scores > 0) & (scores < 1))
