@@ -311,8 +311,7 @@ seed_, interrupted_stage_, module_, device_
     # Prediction
 
     def _scaled_log_risk(self, outputs, available):
-        log_risk = combine_log_risk(outputs.double(), None if available is None else available)
-        return log_risk[:, 0].numpy() * self.temperature_
+        return combine_log_risk(outputs.double(), available)[:, 0].numpy() * self.temperature_
 
     def predict(self, X):
         """Risk score of each sample: the log-risk of the product of experts.

@@ -23,8 +23,6 @@ __all__ = [
     "CoxFoldEnsemble",
 ]
 
-TIES = ("breslow", "efron")
-
 
 def combine_log_risk(expert_outputs, available=None):
     """Log-risk of the product of Cox experts: the sum of the experts' log-risks.
