@@ -1,4 +1,4 @@
-"""sk-i2m2: I2M2 multi-modal classification and regression for scikit-learn.
+"""sk-i2m2: I2M2 multi-modal classification, regression and survival analysis for scikit-learn.
 
 I2M2 (NeurIPS 2024) models a label as the normalised product of one
 classifier per modality (intra-modality dependencies) and one classifier on
@@ -9,6 +9,7 @@ from ._data import ModalityDict
 from ._estimator import I2M2Classifier
 from ._lazy import FileModality
 from ._regressor import I2M2Regressor
+from ._survival import I2M2SurvivalAnalysis
 from ._version import __version__
 from .io import load, save, to_onnx
 from .preprocessing import PerModality
@@ -16,6 +17,7 @@ from .preprocessing import PerModality
 __all__ = [
     "I2M2Classifier",
     "I2M2Regressor",
+    "I2M2SurvivalAnalysis",
     "ModalityDict",
     "PerModality",
     "FileModality",

@@ -234,6 +234,10 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
         ``None`` for unweighted fits; ``options`` is :meth:`_stage_options`'s.
         """
 
+    def _auto_batch_size(self, n_train):
+        """The batch size of ``batch_size="auto"`` for ``n_train`` training rows."""
+        return auto_batch_size(n_train, self.optimizer_)
+
     # ------------------------------------------------------------------
     # Fit
 
@@ -397,7 +401,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
         else:
             splits = [(np.arange(len(y)), None)]
         self.batch_size_ = (
-            auto_batch_size(len(splits[0][0]), self.optimizer_)
+            self._auto_batch_size(len(splits[0][0]))
             if self.batch_size == "auto"
             else int(self.batch_size)
         )

@@ -33,6 +33,8 @@ from ._attribution import integrated_gradients
 from ._data import ModalityDict
 from ._estimator import I2M2Classifier
 from ._permutation import permutation_importance, plot_permutation_importance
+from ._survival import I2M2SurvivalAnalysis
+from ._survival_inspection import event_indicator, survival_fold
 from ._validation import check_modality_mapping
 from .nn.experts import INTER
 
@@ -91,15 +93,15 @@ class _FixedProba(ClassifierMixin, BaseEstimator):
 def _check_estimator(estimator):
     """The estimator with ``dependencies="both"`` set on a fresh clone."""
     last = estimator[-1] if isinstance(estimator, Pipeline) else estimator
-    if not isinstance(last, I2M2Classifier):
+    if not isinstance(last, (I2M2Classifier, I2M2SurvivalAnalysis)):
         what = (
             f"a Pipeline ending in {type(last).__name__}"
             if isinstance(estimator, Pipeline)
             else type(estimator).__name__
         )
         raise TypeError(
-            "dependency_report needs an I2M2Classifier or a Pipeline whose last step "
-            f"is one; got {what}."
+            "dependency_report needs an I2M2Classifier, an I2M2SurvivalAnalysis or a "
+            f"Pipeline whose last step is one; got {what}."
         )
     estimator = clone(estimator)
     (estimator[-1] if isinstance(estimator, Pipeline) else estimator).set_params(
@@ -108,11 +110,11 @@ def _check_estimator(estimator):
     return estimator
 
 
-def _scoring_name(scoring):
+def _scoring_name(scoring, survival=False):
     if isinstance(scoring, str):
         return scoring
-    if scoring is None:
-        return "accuracy"  # a classifier's default score
+    if scoring is None:  # the estimator's default score
+        return "concordance_index" if survival else "accuracy"
     return getattr(scoring, "__name__", "score")
 
 
@@ -215,7 +217,10 @@ def _verdict(fold_scores, scoring_name):
 
 @validate_params(
     {
-        "estimator": [HasMethods(["fit", "predict_proba"])],
+        "estimator": [
+            HasMethods(["fit", "predict_proba"]),
+            HasMethods(["fit", "predict_survival_function"]),
+        ],
         "X": "no_validation",  # check_modality_mapping names the problem
         "y": ["array-like"],
         "cv": ["cv_object"],
@@ -237,16 +242,21 @@ def dependency_report(estimator, X, y, *, cv=5, groups=None, scoring="accuracy",
 
     Parameters
     ----------
-    estimator : I2M2Classifier or Pipeline
-        An :class:`~sk_i2m2.I2M2Classifier`, fitted or not, or a scikit-learn
-        ``Pipeline`` whose last step is one (e.g. after a
+    estimator : I2M2Classifier, I2M2SurvivalAnalysis or Pipeline
+        An :class:`~sk_i2m2.I2M2Classifier` or
+        :class:`~sk_i2m2.I2M2SurvivalAnalysis`, fitted or not, or a
+        scikit-learn ``Pipeline`` whose last step is one (e.g. after a
         :class:`~sk_i2m2.PerModality`). It is cloned for every fold and left
-        unchanged; the clones' classifier gets ``dependencies="both"``.
+        unchanged; the clones' model gets ``dependencies="both"``. For a
+        survival model, each model of the report is a risk score (``intra``
+        the sum of the intra experts' log-risks, ``chance`` one risk for
+        all), the folds are stratified on the event, and ``agreement`` and
+        ``mean_entropy`` are NaN.
     X : dict or ModalityDict
         Modality name -> array-like with samples on the first axis; at least
         2 modalities.
     y : array-like of shape (n_samples,)
-        Class labels.
+        Class labels, or a survival model's structured array of events and times.
     cv : int, cross-validation generator or iterable, default=5
         Anything :func:`sklearn.model_selection.check_cv` accepts; an int
         means ``StratifiedKFold(cv)``.
@@ -257,6 +267,8 @@ def dependency_report(estimator, X, y, *, cv=5, groups=None, scoring="accuracy",
         One classifier scorer, as in :func:`sklearn.model_selection.cross_val_score`
         (``"balanced_accuracy"``, ``"roc_auc_ovr"``, ``"neg_log_loss"``, ...).
         Higher is better for every scikit-learn scorer (losses are negated).
+        For a survival model: ``None`` (Harrell's concordance index) or a
+        callable ``scorer(estimator, X, y)`` that scores ``estimator.predict(X)``.
     n_jobs : int or None, default=None
         Folds fitted in parallel (``joblib``); ``None`` means 1.
 
@@ -353,12 +365,25 @@ def dependency_report(estimator, X, y, *, cv=5, groups=None, scoring="accuracy",
     y = np.asarray(y)
     if len(y) != len(X):
         raise ValueError(f"X has {len(X)} samples but y has {len(y)}.")
+    survival = isinstance(base[-1] if isinstance(base, Pipeline) else base, I2M2SurvivalAnalysis)
+    if survival and isinstance(scoring, str):
+        raise ValueError(
+            f"scoring={scoring!r} scores class predictions; a survival model is scored by "
+            "scoring=None (Harrell's concordance index) or a callable scorer(estimator, X, "
+            "y) that reads estimator.predict(X), the risk scores."
+        )
     scorer = check_scoring(base, scoring)
-    cv = check_cv(cv, y, classifier=True)
+    # A survival target's folds are stratified on the event indicator.
+    strata = event_indicator(y) if survival else y
+    cv = check_cv(cv, strata, classifier=True)
+    if survival:
+        fold, names = survival_fold, ((INTRA, I2M2, CHANCE),)
+    else:
+        fold, names = _fold, ()
 
     folds = Parallel(n_jobs=n_jobs)(
-        delayed(_fold)(clone(base), X, y, train, test, scorer)
-        for train, test in cv.split(X, y, groups)
+        delayed(fold)(clone(base), X, y, train, test, scorer, *names)
+        for train, test in cv.split(X, strata, groups)
     )
     scores, labels, entropies = zip(*folds)
     models = list(scores[0])
@@ -373,7 +398,11 @@ def dependency_report(estimator, X, y, *, cv=5, groups=None, scoring="accuracy",
             "score_mean": fold_scores.mean().to_numpy(),
             "score_std": fold_scores.std(ddof=0).to_numpy(),
             "agreement": [_agreement(labels[m], labels[I2M2]) for m in models],
-            "mean_entropy": [float(np.nanmean(entropies[m])) for m in models],
+            # A survival model's risk scores have no entropy: NaN.
+            "mean_entropy": [
+                float(np.nanmean(entropies[m])) if not np.isnan(entropies[m]).all() else np.nan
+                for m in models
+            ],
         },
         index=pd.Index(models, name="model"),
     )
@@ -383,7 +412,7 @@ def dependency_report(estimator, X, y, *, cv=5, groups=None, scoring="accuracy",
         index=experts,
         columns=experts,
     )
-    scoring_name = _scoring_name(scoring)
+    scoring_name = _scoring_name(scoring, survival)
     label, verdict = _verdict(fold_scores, scoring_name)
     report.attrs.update(
         fold_scores=fold_scores,

@@ -2,6 +2,7 @@
 
 from ._kspace import load_kspace_digits
 from ._mfeat import MFEAT_VIEWS, load_mfeat
+from ._survival import make_survival_digits
 from ._synthetic import make_multimodal_classification, make_multimodal_regression
 
 __all__ = [
@@ -10,4 +11,5 @@ __all__ = [
     "load_mfeat",
     "make_multimodal_classification",
     "make_multimodal_regression",
+    "make_survival_digits",
 ]
