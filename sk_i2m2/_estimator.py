@@ -14,7 +14,7 @@ from sklearn.utils._param_validation import StrOptions
 
 from ._base import I2M2Base
 from ._sizing import auto_n_folds
-from ._validation import check_target
+from ._validation import as_python, check_target
 from .nn.ensemble import FoldEnsemble
 from .nn.losses import (
     ExpertsBCELoss,
@@ -465,6 +465,15 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
     def _check_target(self, y, n_samples, sample_weight=None):
         classes, y_encoded = check_target(y, n_samples)
         multilabel = y_encoded.ndim == 2
+        if sample_weight is not None and not multilabel:
+            totals = np.bincount(y_encoded, weights=sample_weight, minlength=len(classes))
+            if not totals.all():
+                absent = as_python(classes[np.flatnonzero(totals == 0)[0]])
+                raise ValueError(
+                    f"sample_weight gives class {absent!r} a total weight of 0: its rows "
+                    "would be dropped and the model could never predict it. Give some of "
+                    "its rows a positive weight, or leave the class out of y."
+                )
         # Class codes, or float32 multilabel targets: the batches keep the dtype.
         y_train = y_encoded if multilabel else y_encoded.astype(np.int64, copy=False)
         return {"classes_": classes, "multilabel_": multilabel}, y_train

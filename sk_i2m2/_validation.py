@@ -37,7 +37,7 @@ from sklearn.utils.multiclass import check_classification_targets
 # uses (arrays, DataFrames, sparse matrices, tensors, lists).
 from sklearn.utils.validation import _check_sample_weight, _num_samples
 
-from ._lazy import FileModality, LazyRows, is_on_disk, source_of
+from ._lazy import FileModality, LazyRows, is_on_disk, materialize, source_of, take
 from .nn.experts import INTER, PRESENT, SAMPLE_WEIGHT
 
 #: Names the classifier keeps for itself: modality name -> what it names.
@@ -685,7 +685,12 @@ def as_python(value):
 
 
 def check_augment(augment, tensors):
-    """Check the estimator's ``augment``: modalities of ``X`` mapped to callables."""
+    """Check the estimator's ``augment``: modalities of ``X`` mapped to shape-keeping callables.
+
+    Each transform is tried on the modality's first two rows (on the CPU)
+    before any training: one that fails, or returns a batch of another
+    shape, would otherwise train on mismatched inputs or fail mid-fit.
+    """
     for name, transform in (augment or {}).items():
         if name not in tensors:
             raise ValueError(
@@ -695,4 +700,19 @@ def check_augment(augment, tensors):
             raise TypeError(
                 f"augment[{name!r}] must be a callable mapping a batch tensor to a "
                 f"batch of the same shape; got {type(transform).__name__}."
+            )
+        rows = tensors[name]
+        batch = materialize(take(rows, np.arange(min(2, len(rows)))))
+        try:
+            out = transform(batch.clone())
+        except Exception as exc:
+            raise ValueError(
+                f"augment[{name!r}] fails on a batch of modality {name!r} of shape "
+                f"{tuple(batch.shape)}: {exc}"
+            ) from exc
+        if not isinstance(out, torch.Tensor) or out.shape != batch.shape:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(
+                f"augment[{name!r}] must return a batch of the shape it is given: a batch "
+                f"of modality {name!r} of shape {tuple(batch.shape)} came back as {got}."
             )

@@ -38,7 +38,10 @@ def test_augment_sees_every_training_batch_and_nothing_else():
         augment={"image": record}, max_epochs=3, batch_size=32, cv=None, random_state=0
     ).fit(X, y)
     n_steps = _n_train_batches(clf.pretrain_net_) + _n_train_batches(clf.finetune_net_)
-    # Training batches of the image modality only; validation batches pass untouched.
+    # First a check of the shape it returns, on two rows, before any training.
+    check = record.batches.pop(0)
+    assert check == ((2, 1, 8, 8), torch.device("cpu"))
+    # Then training batches of the image modality only; validation batches pass untouched.
     assert len(record.batches) == n_steps
     n_train = 200 - round(0.15 * 200)
     assert sum(shape[0] for shape, _ in record.batches[: n_steps // 6]) == n_train
@@ -65,6 +68,17 @@ def test_augment_changes_what_the_experts_train_on():
     [
         ({"xray": Recorder()}, ValueError, "augment names modality 'xray', which is not in X"),
         ({"image": "flip"}, TypeError, r"augment\['image'\] must be a callable"),
+        (
+            {"image": lambda batch: batch[..., :4]},
+            ValueError,
+            r"augment\['image'\] must return a batch of the shape it is given: a batch of "
+            r"modality 'image' of shape \(2, 1, 8, 8\) came back as \(2, 1, 8, 4\)",
+        ),
+        (
+            {"image": lambda batch: batch @ torch.ones(3, 3)},
+            ValueError,
+            r"augment\['image'\] fails on a batch of modality 'image' of shape \(2, 1, 8, 8\)",
+        ),
     ],
 )
 def test_bad_augment_is_refused_before_training(augment, error, match):

@@ -129,6 +129,17 @@ def test_bad_sample_weight_is_refused_before_training(fitted_targets_model, weig
     assert_array_equal(clf.predict_proba(X), before)
 
 
+def test_a_class_without_weight_is_refused_before_training(fitted_targets_model):
+    clf, X, y = fitted_targets_model
+    before = clf.predict_proba(X)
+    weight = np.where(y == y[0], 0.0, 1.0)
+    with pytest.raises(
+        ValueError, match=f"sample_weight gives class {int(y[0])} a total weight of 0"
+    ):
+        clf.fit(X, y, sample_weight=weight)
+    assert_array_equal(clf.predict_proba(X), before)
+
+
 @pytest.fixture(scope="module")
 def fitted_targets_model():
     X, y = _data()
