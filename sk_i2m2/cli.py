@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from .datasets._mfeat import MFEAT_VIEWS
+
 # The benchmark suite is not shipped in the package: it lives in the source
 # repository's benchmarks/ folder, next to the package folder.
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -60,13 +62,35 @@ def demo(views=("fou", "zer", "mor"), random_state=0):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="sk-i2m2", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo_parser = commands.add_parser("demo", help="train intra, inter and I2M2 on bundled data")
-    demo_parser.add_argument(
-        "--views", nargs="+", default=["fou", "zer", "mor"], help="mfeat views to use as modalities"
+    parser = argparse.ArgumentParser(
+        prog="sk-i2m2",
+        description="I2M2 multi-modal classification for scikit-learn: a demo on bundled "
+        "data, and the benchmark suite of a source checkout.",
+        epilog="Also runs as: python -m sk_i2m2 COMMAND",
     )
-    demo_parser.add_argument("--random-state", type=int, default=0)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo_parser = commands.add_parser(
+        "demo",
+        help="train I2M2 and its intra and inter baselines on bundled data",
+        description="Train I2M2, then its intra and inter baselines, on views of the bundled "
+        "UCI Multiple Features digits, and print their test accuracies.",
+    )
+    demo_parser.add_argument(
+        "--views",
+        nargs="+",
+        default=["fou", "zer", "mor"],
+        choices=list(MFEAT_VIEWS),
+        metavar="VIEW",
+        help=f"mfeat views to use as modalities, from {', '.join(MFEAT_VIEWS)} "
+        "(default: fou zer mor)",
+    )
+    demo_parser.add_argument(
+        "--random-state",
+        type=int,
+        default=0,
+        metavar="SEED",
+        help="seed of the train/test split and of the model (default: 0)",
+    )
     comparison = _comparison_module()
     benchmark_parser = commands.add_parser(
         "benchmark",
