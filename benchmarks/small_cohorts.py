@@ -27,6 +27,9 @@ Models:
   summed log-probabilities, the normalised product of experts);
 - ``HGB concat``: ``HistGradientBoostingClassifier(random_state=s)`` on the
   concatenation;
+- ``regime: patience 10``, ``regime: weight_decay 1e-4, patience 10``: the
+  small-cohort defaults with 10 epochs of patience, and with the penalty and
+  patience of the mini-batch defaults (only with ``--models``);
 - ``regime: ...``: prototype fitting regimes from ``small_regimes.py``
   (only with ``--models``).
 """
@@ -310,6 +313,10 @@ MODELS = {
     "LRCV concat": _lrcv_concat,
     "HGB concat": _hgb,
     "MLP concat": _mlp,
+    # The L-BFGS defaults against their alternatives (weight_decay="auto" is
+    # 1 / n_train and n_iter_no_change="auto" is 3 with L-BFGS).
+    "regime: patience 10": _i2m2(n_iter_no_change=10),
+    "regime: weight_decay 1e-4, patience 10": _i2m2(weight_decay=1e-4, n_iter_no_change=10),
     # Prototype regimes (small_regimes.py). The "cv" regimes return two
     # variants from the same inner folds: "cv" (refit on all rows for the
     # median fold epochs) and "bag" (geometric mean of the fold models).

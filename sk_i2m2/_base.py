@@ -31,6 +31,8 @@ from ._persistence import SaveLoadMixin
 from ._sizing import (
     auto_batch_size,
     auto_optimizer,
+    auto_patience,
+    auto_weight_decay,
     full_batch_fits,
     is_full_batch,
     is_small_cohort,
@@ -78,11 +80,14 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "lr_schedule": [StrOptions({"auto", "constant"})],
         "optimizer": [type, StrOptions({"auto"})],
-        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
+        "weight_decay": [Interval(numbers.Real, 0, None, closed="left"), StrOptions({"auto"})],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
         "cv": [Interval(numbers.Integral, 2, None, closed="left"), StrOptions({"auto"}), None],
-        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_iter_no_change": [
+            Interval(numbers.Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
         "inter_missing": [StrOptions({"null", "drop"})],
         "modality_dropout": [Interval(numbers.Real, 0, 1, closed="left")],
         "augment": [dict, None],
@@ -111,11 +116,11 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
         batch_size="auto",
         lr_schedule="auto",
         optimizer="auto",
-        weight_decay=1e-4,
+        weight_decay="auto",
         early_stopping=True,
         validation_fraction=0.15,
         cv="auto",
-        n_iter_no_change=10,
+        n_iter_no_change="auto",
         inter_missing="null",
         modality_dropout=0.0,
         augment=None,
@@ -400,10 +405,19 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
             splits = self._early_stopping_splits(y, n_folds, seed)
         else:
             splits = [(np.arange(len(y)), None)]
+        n_train = len(splits[0][0])
         self.batch_size_ = (
-            self._auto_batch_size(len(splits[0][0]))
-            if self.batch_size == "auto"
-            else int(self.batch_size)
+            self._auto_batch_size(n_train) if self.batch_size == "auto" else int(self.batch_size)
+        )
+        self.weight_decay_ = (
+            auto_weight_decay(n_train, self.optimizer_)
+            if self.weight_decay == "auto"
+            else float(self.weight_decay)
+        )
+        self.n_iter_no_change_ = (
+            auto_patience(self.optimizer_)
+            if self.n_iter_no_change == "auto"
+            else int(self.n_iter_no_change)
         )
         self.module_ = None
         modules, nets, held_out = [], [], []
@@ -481,6 +495,8 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
             self.get_params(deep=False),
             optimizer=self.optimizer_,
             batch_size=self.batch_size_,
+            weight_decay=self.weight_decay_,
+            n_iter_no_change=self.n_iter_no_change_,
             device=self.device_,
             seed=seed,
             estimator_name=type(self).__name__,

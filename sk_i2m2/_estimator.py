@@ -118,13 +118,15 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         ``lr_schedule`` do not apply, and a stage also ends once the
         training loss stops changing (converged). A line search needs a
         deterministic loss: the default fusion then has no dropout.
-    weight_decay : float, default=1e-4
+    weight_decay : float or "auto", default="auto"
         Passed to the optimizer; with L-BFGS, which takes none, the loss
         gets an L2 penalty ``weight_decay / 2 * ||W||^2`` on the weight
         matrices of each training expert instead (biases excluded), so that
         a linear expert is the penalised multinomial logistic regression of
         scikit-learn's ``LogisticRegression(C=1 / (n_train * weight_decay))``
-        on its standardised features.
+        on its standardised features. ``"auto"``: ``1 / n_train`` with
+        L-BFGS (``LogisticRegression``'s default ``C=1``), 1e-4 otherwise
+        (fitted as ``weight_decay_``).
     early_stopping : bool, default=True
         Hold out ``validation_fraction`` of the training data (stratified),
         stop a stage after ``n_iter_no_change`` epochs without improvement
@@ -143,8 +145,10 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         folds on fewer than 1000 samples, where a single validation split is
         too small to stop on, else ``None``: one split of
         ``validation_fraction``.
-    n_iter_no_change : int, default=10
-        Patience, in epochs, of early stopping.
+    n_iter_no_change : int or "auto", default="auto"
+        Patience, in epochs, of early stopping. ``"auto"``: 3 with L-BFGS
+        (an epoch of up to 5 quasi-Newton iterations on all rows), 10
+        otherwise (fitted as ``n_iter_no_change_``).
     class_weight : dict, list of dict, "balanced" or None, default=None
         Weights of the classes in the loss, as in ``LogisticRegression``;
         ``"balanced"`` counts each sample with its ``sample_weight``. For
@@ -281,6 +285,10 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         The optimizer both stages trained with (``optimizer="auto"``'s choice).
     batch_size_ : int
         The batch size the stages trained with (all training rows with L-BFGS).
+    weight_decay_ : float
+        The weight decay (L2 penalty with L-BFGS) the stages trained with.
+    n_iter_no_change_ : int
+        The early-stopping patience the stages trained with, in epochs.
     pretrained_experts_ : list of dict
         Only after a fit with ``warm_start=True``: per fold model, expert
         name -> the expert as trained in stage 1, for every expert that
@@ -343,11 +351,11 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         batch_size="auto",
         lr_schedule="auto",
         optimizer="auto",
-        weight_decay=1e-4,
+        weight_decay="auto",
         early_stopping=True,
         validation_fraction=0.15,
         cv="auto",
-        n_iter_no_change=10,
+        n_iter_no_change="auto",
         class_weight=None,
         inter_missing="null",
         modality_dropout=0.0,

@@ -104,10 +104,12 @@ class I2M2Regressor(RegressorMixin, I2M2Base):
         Gaussian expert's likelihood is unbounded on its training rows, which
         early-stopped mini-batches guard against. An L-BFGS class trains
         full-batch as in :class:`~sk_i2m2.I2M2Classifier`.
-    weight_decay : float, default=1e-4
+    weight_decay : float or "auto", default="auto"
         Passed to the optimizer; with L-BFGS, which takes none, the loss
         gets an L2 penalty ``weight_decay / 2 * ||W||^2`` on the weight
         matrices of each training expert instead (biases excluded).
+        ``"auto"``: ``1 / n_train`` with L-BFGS, 1e-4 otherwise (fitted as
+        ``weight_decay_``).
     early_stopping : bool, default=True
         Hold out ``validation_fraction`` of the training data (at random),
         stop a stage after ``n_iter_no_change`` epochs without improvement
@@ -126,8 +128,9 @@ class I2M2Regressor(RegressorMixin, I2M2Base):
         folds on fewer than 1000 samples, where a single validation split is
         too small to stop on, else ``None``: one split of
         ``validation_fraction``.
-    n_iter_no_change : int, default=10
-        Patience, in epochs, of early stopping.
+    n_iter_no_change : int or "auto", default="auto"
+        Patience, in epochs, of early stopping. ``"auto"``: 3 with L-BFGS,
+        10 otherwise (fitted as ``n_iter_no_change_``).
     inter_missing : {"null", "drop"}, default="null"
         How the inter expert handles a sample that misses a modality (see
         *Missing modalities* below): ``"null"`` puts a learned null
@@ -232,6 +235,10 @@ class I2M2Regressor(RegressorMixin, I2M2Base):
         The optimizer both stages trained with (``optimizer="auto"``'s choice).
     batch_size_ : int
         The batch size the stages trained with (all training rows with L-BFGS).
+    weight_decay_ : float
+        The weight decay (L2 penalty with L-BFGS) the stages trained with.
+    n_iter_no_change_ : int
+        The early-stopping patience the stages trained with, in epochs.
     pretrained_experts_ : list of dict
         Only after a fit with ``warm_start=True``: per fold model, expert
         name -> the expert as trained in stage 1, for every expert trained
@@ -297,11 +304,11 @@ class I2M2Regressor(RegressorMixin, I2M2Base):
         batch_size="auto",
         lr_schedule="auto",
         optimizer="auto",
-        weight_decay=1e-4,
+        weight_decay="auto",
         early_stopping=True,
         validation_fraction=0.15,
         cv="auto",
-        n_iter_no_change=10,
+        n_iter_no_change="auto",
         inter_missing="null",
         modality_dropout=0.0,
         calibration="temperature",

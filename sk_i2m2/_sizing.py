@@ -16,6 +16,8 @@ import torch
 __all__ = [
     "SMALL_COHORT",
     "auto_optimizer",
+    "auto_patience",
+    "auto_weight_decay",
     "full_batch_fits",
     "auto_batch_size",
     "is_full_batch",
@@ -65,6 +67,29 @@ def full_batch_fits(specs, *, batch_size, data_parallel, on_disk, stochastic):
 
     vectors = all(isinstance(spec, MLPEncoder) or spec.frozen for spec in specs.values())
     return vectors and batch_size == "auto" and not (data_parallel or on_disk or stochastic)
+
+
+def auto_weight_decay(n_train, optimizer):
+    """``weight_decay="auto"``: the L2 penalty of ``LogisticRegression()`` with L-BFGS, else 1e-4.
+
+    With L-BFGS the penalty is in the loss (a mean over the training rows):
+    ``1 / n_train`` makes a linear expert scikit-learn's default
+    ``LogisticRegression(C=1)``. With a mini-batch optimizer it is the
+    optimizer's decoupled weight decay, 1e-4. ``benchmarks/small_cohorts.py``
+    compares it with 1e-4 under L-BFGS (its ``regime:`` rows).
+    """
+    return 1.0 / max(int(n_train), 1) if is_full_batch(optimizer) else 1e-4
+
+
+def auto_patience(optimizer):
+    """``n_iter_no_change="auto"``: 3 epochs with L-BFGS, 10 with a mini-batch optimizer.
+
+    An L-BFGS epoch is up to 5 quasi-Newton iterations on all rows, far more
+    progress than a mini-batch epoch, so fewer epochs past the best
+    validation loss tell that it has stopped improving;
+    ``benchmarks/small_cohorts.py`` compares 3 with 10 (its ``regime:`` rows).
+    """
+    return 3 if is_full_batch(optimizer) else 10
 
 
 def is_full_batch(optimizer):
