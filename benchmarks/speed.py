@@ -286,7 +286,7 @@ def run_case(name, X, y, encoders, batch_size, epochs, device):
     # With the allocator setting fit uses on the CPU, so that the ratio is the
     # framework's cost alone (benchmarks/avmnist_cpu.py measures the setting).
     with cpu_allocator(device):
-        hand_loop(module, X, y, clf.batch_size_, epochs, clf.lr, clf.weight_decay, device)
+        hand_loop(module, X, y, clf.batch_size_, epochs, clf.lr, clf.weight_decay_, device)
     hand_time = time.perf_counter() - start
     torch.backends.cudnn.benchmark = previous
 
