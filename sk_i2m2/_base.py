@@ -13,7 +13,6 @@ from __future__ import annotations
 import abc
 import numbers
 
-import joblib
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
@@ -39,16 +38,17 @@ from ._sizing import (
 )
 from ._threads import (
     PARALLEL_STEP_FLOPS,
+    remember_row_flops,
     row_flops,
-    threads_for,
-    threads_for_batches,
+    step_flops,
     torch_threads,
 )
 from ._validation import check_augment, check_modalities, check_sample_weight
+from ._warm_start import experts_to_keep
 from .encoders import nested_encoder_params, resolve_encoders, set_nested_encoder_params
 from .fusion import FusionSpec, resolve_fusion
 from .nn.build import build_module_for, cached_modalities, precompute_frozen
-from .nn.experts import INTER, PRESENT, SAMPLE_WEIGHT
+from .nn.experts import PRESENT, SAMPLE_WEIGHT
 from .training.callbacks import check_callbacks
 from .training.stages import TrainingPlan, run_stages, split_datasets
 
@@ -287,7 +287,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
         device = resolve_device(self.device, self.accelerator)
         options = self._stage_options(fitted_target, y_train, sample_weight)
         kept = (
-            self._experts_to_keep(tensors, fitted_target, specs, fusion, n_folds)
+            experts_to_keep(self, tensors, fitted_target, specs, fusion, n_folds)
             if self.warm_start
             else None
         )
@@ -340,44 +340,6 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
             raise
         return self
 
-    def _experts_to_keep(self, tensors, fitted_target, specs, fusion, n_folds):
-        """``warm_start``: the trained stage-1 experts that this fit keeps.
-
-        A list with one dict (expert name -> expert module) per fold, from
-        ``pretrained_experts_`` or else the previous fit's stage-1 nets;
-        ``None`` when there is no previous fit with stage-1 experts. An
-        expert is kept when what builds it is unchanged: its modality's
-        encoder spec, and for the inter expert every encoder and the fusion.
-        Raises ``ValueError`` when the data's modalities, shapes, target or
-        folds differ from the previous fit's.
-        """
-        pool = getattr(self, "pretrained_experts_", None)
-        if pool is None:
-            nets = getattr(self, "fold_nets_", None) or [(getattr(self, "pretrain_net_", None),)]
-            if nets[0][0] is None or getattr(self, "interrupted_stage_", None) == "pretrain":
-                return None
-            pool = [dict(net[0].module_.experts) for net in nets]
-        shapes = {m: tuple(t.shape[1:]) for m, t in tensors.items()}
-        differences = []
-        if shapes != self.input_shapes_:
-            differences.append(f"modality shapes {shapes}, not {self.input_shapes_}")
-        for name, value in fitted_target.items():
-            if joblib.hash(value) != joblib.hash(getattr(self, name)):
-                differences.append(f"{name} {value!r}, not {getattr(self, name)!r}")
-        if (n_folds or 1) != len(pool):
-            differences.append(f"{n_folds or 1} fold model(s), not {len(pool)}")
-        if differences:
-            raise ValueError(
-                "warm_start=True keeps the stage-1 experts of the previous fit, which "
-                "needs the same data; this fit has " + "; ".join(differences) + ". Fit with "
-                "warm_start=False to train every expert anew."
-            )
-        unchanged = {m: joblib.hash(specs[m]) == joblib.hash(self.encoders_[m]) for m in specs}
-        unchanged[INTER] = all(unchanged.values()) and joblib.hash(fusion) == joblib.hash(
-            self.fusion_
-        )
-        return [{name: e for name, e in experts.items() if unchanged[name]} for experts in pool]
-
     def _train(self, tensors, present, y, sample_weight, seed, options, n_folds, kept, use_threads):
         """Split, train the experts on each split, keep the final (calibrated) module.
 
@@ -389,7 +351,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
         # They are pretrained backbones run over every row: work that pays
         # for every thread the fit may use. The set-up around them does not.
         self.frozen_modalities_ = cached_modalities(self)
-        use_threads(threads_for(PARALLEL_STEP_FLOPS if self.frozen_modalities_ else 0))
+        use_threads(PARALLEL_STEP_FLOPS if self.frozen_modalities_ else 0.0)
         tensors, frozen = precompute_frozen(self, tensors, present)
         # The presence mask and the sample weights travel with the batches,
         # like modalities (see PRESENT and SAMPLE_WEIGHT in nn.experts).
@@ -464,7 +426,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
         self.module_ = modules[0] if len(modules) == 1 else self._fold_ensemble(modules).eval()
         # The work of one row of the fitted model, for the threads of prediction:
         # every fold model's (their features counted in training).
-        self._row_flops = self.n_folds_ * row_flops(modules[0])
+        remember_row_flops(self.module_, self.n_folds_ * row_flops(modules[0]))
         self._calibrate(held_out, options)
 
     def _fit_split(
@@ -490,7 +452,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
         self.expert_names_ = module.expert_names
         first_rows, _ = train_ds[torch.arange(min(2, len(train_ds)))]
         first_rows = {m: t.to(self.device_) for m, t in first_rows.items()}
-        use_threads(self._threads_for(module, first_rows, self.batch_size_))
+        use_threads(step_flops(module, first_rows, self.batch_size_, self.device_))
         plan = TrainingPlan.from_params(
             self.get_params(deep=False),
             optimizer=self.optimizer_,
@@ -542,7 +504,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
             available = module.availability({PRESENT: present})
         batch_size = max(4 * self.batch_size_, 1024)
         with torch_threads() as use_threads:
-            use_threads(self._prediction_threads(module, tensors, batch_size))
+            use_threads(self._prediction_flops(module, tensors, batch_size))
             # The module alone, not a skorch net: a model restored by ``load`` has no nets.
             logits = expert_logits(
                 module,
@@ -554,38 +516,22 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
             )
         return logits, available
 
-    def _threads_for(self, module, rows, batch_size):
-        """Intra-op threads for running ``module`` on batches of ``batch_size`` rows like ``rows``.
-
-        On a GPU the host threads only feed the device: one is enough.
-        """
-        if self.device_.type != "cpu":
-            return threads_for(0)
-        return threads_for_batches(module, rows, batch_size)
-
-    def _prediction_threads(self, module, tensors, batch_size):
-        """:meth:`_threads_for` predicting ``tensors`` (raw inputs) in batches of ``batch_size``.
+    def _prediction_flops(self, module, tensors, batch_size):
+        """Forward FLOPs of a batch when predicting ``tensors`` (raw inputs) with ``module``.
 
         A model with frozen encoders runs pretrained backbones on the raw
-        inputs, as :meth:`_train` does first: every thread the fit may use
-        (counting their work would run them once more).
+        inputs, as :meth:`_train` does first: counted as work for every
+        thread the fit may use (counting them would run them once more).
         """
-        if self.device_.type != "cpu":
-            return threads_for(0)
-        if self.frozen_modalities_:
-            return threads_for(PARALLEL_STEP_FLOPS)
+        if self.frozen_modalities_ and self.device_.type == "cpu":
+            return PARALLEL_STEP_FLOPS
         n_rows = len(next(iter(tensors.values())))
 
-        def first_rows():
-            return {
-                m: materialize(take(t, np.arange(min(2, n_rows)))).to(self.device_)
-                for m, t in tensors.items()
-            }
+        def first_rows():  # read only when the module has no count yet (a loaded model)
+            rows = np.arange(min(2, n_rows))
+            return {m: materialize(take(t, rows)).to(self.device_) for m, t in tensors.items()}
 
-        flops = getattr(self, "_row_flops", None) if module is self.module_ else None
-        if flops is None:  # a loaded model, or the stage-1 experts: counted once, on two rows
-            flops = row_flops(module, first_rows)
-        return threads_for(flops * min(batch_size, n_rows))
+        return step_flops(module, first_rows, min(batch_size, n_rows), self.device_)
 
     def _stage_module(self, stage):
         """The module of ``stage`` ("final" or "pretrain"); ``None`` for the fitted model."""

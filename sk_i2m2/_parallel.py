@@ -92,16 +92,20 @@ def _dask_cpus():
     return max(_available_cpus() // worker.state.nthreads, 1)
 
 
-def cpu_share():
+def cpu_share(openmp=True):
     """Threads a fit may use: the smallest limit set by the engine it runs in.
 
     The limits read are ``OMP_NUM_THREADS``, the OpenMP limit of
     ``threadpoolctl`` (set by joblib's ``inner_max_num_threads`` and
     ``threadpool_limits``), the CPUs a Ray task was given and the CPUs per
     thread of a Dask worker, all capped by the CPUs the process may run on.
+    ``openmp=False`` leaves out the OpenMP limit, which takes milliseconds
+    to read and which torch's own thread count already reflects (both are
+    the OpenMP runtime's).
     """
-    limits = [_available_cpus(), _env_threads(), _threadpoolctl_threads()]
-    limits += [_ray_cpus(), _dask_cpus()]
+    limits = [_available_cpus(), _env_threads(), _ray_cpus(), _dask_cpus()]
+    if openmp:
+        limits.append(_threadpoolctl_threads())
     return min(limit for limit in limits if limit is not None)
 
 

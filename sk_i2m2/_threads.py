@@ -5,12 +5,15 @@ small, splits its work among them and waits at a barrier for all of them.
 On the models of small tabular cohorts an operator takes microseconds, so
 extra threads cannot pay; and when another process holds a core, every
 barrier waits for a thread that has no core, which made fits 10-90x
-slower than with one thread. ``benchmarks/threads.py`` measures where a
-second thread starts to pay: on a 2-core machine, idle, a second thread
-saves about 40 % of a step from a forward pass of about 50 MFLOP; with one
-core busy elsewhere it costs 1.5-2.5x below 1 GFLOP and about 10 % above.
-So a fit or a prediction uses one thread unless a batch's forward pass
-reaches :data:`PARALLEL_STEP_FLOPS`, and then the threads it may use.
+slower than with one thread. ``benchmarks/threads.py`` measures both
+sides on a 2-core machine: idle, a second thread saves about 40 % of a
+step from a forward pass of about 50 MFLOP; with the other core busy, it
+makes a step up to 2.4x slower at the sizes measured up to 1.6 GFLOP,
+and 70x slower for a small cohort's linear expert, whose operators take
+microseconds. So a fit or a prediction uses one thread unless a batch's
+forward pass reaches :data:`PARALLEL_STEP_FLOPS`, where the idle
+machine's gain (about 2x) is worth the busy machine's loss, and then the
+threads it may use.
 
 An explicit choice is kept: a count set with ``torch.set_num_threads``
 after sk-i2m2 was imported is used as it is, and limits set through
@@ -32,9 +35,10 @@ from ._parallel import cpu_share
 __all__ = [
     "PARALLEL_STEP_FLOPS",
     "forward_flops",
+    "step_flops",
+    "remember_row_flops",
     "row_flops",
     "threads_for",
-    "threads_for_batches",
     "torch_threads",
 ]
 
@@ -98,43 +102,57 @@ def row_flops(module, batch=None):
         batch = batch() if callable(batch) else batch
         rows = len(next(iter(batch.values())))
         flops = forward_flops(module, batch) / max(rows, 1)
-        module._sk_i2m2_row_flops = flops
+        remember_row_flops(module, flops)
     return flops
 
 
-def threads_for_batches(module, batch, batch_size):
-    """:func:`threads_for` batches of ``batch_size`` rows like those of ``batch``."""
-    return threads_for(row_flops(module, batch) * batch_size)
+def remember_row_flops(module, flops):
+    """Keep ``flops`` as ``module``'s count for :func:`row_flops` (e.g. the sum of its parts)."""
+    module._sk_i2m2_row_flops = flops
 
 
-def threads_for(step_flops):
-    """Intra-op threads for batches whose forward pass costs ``step_flops``.
+def step_flops(module, rows, batch_size, device):
+    """Forward FLOPs of ``module`` on a batch of ``batch_size`` rows like ``rows``, on ``device``.
 
-    The user's own count when they changed it since sk-i2m2 was imported;
-    otherwise one thread below :data:`PARALLEL_STEP_FLOPS` and torch's
-    count above it; always capped by :func:`~sk_i2m2._parallel.cpu_share`.
+    ``rows`` as for :func:`row_flops`. 0 on a GPU: there the host threads
+    only feed the device, and one is enough.
     """
-    current = torch.get_num_threads()
-    if current == _IMPORT_THREADS and step_flops < PARALLEL_STEP_FLOPS:
+    if torch.device(device).type != "cpu":
+        return 0.0
+    return row_flops(module, rows) * batch_size
+
+
+def threads_for(flops, current, cap):
+    """Intra-op threads for batches whose forward pass costs ``flops``.
+
+    ``current`` is torch's count before the fit or prediction began: the
+    user's own count when they changed it since sk-i2m2 was imported, used
+    as it is; otherwise one thread below :data:`PARALLEL_STEP_FLOPS` and
+    torch's count above it. Never more than ``cap``.
+    """
+    if current == _IMPORT_THREADS and flops < PARALLEL_STEP_FLOPS:
         return 1
-    # Reading the limits takes milliseconds (threadpoolctl inspects the
-    # loaded libraries): only when more than one thread is wanted.
-    return max(1, min(current, cpu_share())) if current > 1 else 1
+    return max(1, min(current, cap))
 
 
 @contextlib.contextmanager
 def torch_threads():
     """Run the block with torch's thread count restored afterwards, error or not.
 
-    Yields a function ``use(n)`` that sets the count for the rest of the
-    block. The previous count is put back unless something else changed it
-    meanwhile (another fit in a thread of the same process: torch's count
-    is global to the process).
+    Yields a function ``use(flops)`` that sets the count for the rest of
+    the block to :func:`threads_for` batches of ``flops``, judged against
+    the count the block started with and capped by
+    :func:`~sk_i2m2._parallel.cpu_share` (without its OpenMP limit, which
+    that count already reflects). The starting count is put back unless
+    something else changed it meanwhile (another fit in a thread of the
+    same process: torch's count is global to the process).
     """
     previous = torch.get_num_threads()
+    cap = cpu_share(openmp=False)
     chosen = [previous]
 
-    def use(n):
+    def use(flops):
+        n = threads_for(flops, previous, cap)
         if n != torch.get_num_threads():
             torch.set_num_threads(n)
         chosen[0] = n

@@ -75,6 +75,15 @@ def test_large_work_uses_the_default_threads_capped_by_the_cpu_share(default_thr
     assert torch.get_num_threads() == 4
 
 
+def test_work_above_the_threshold_trains_with_the_default_threads(default_threads, monkeypatch):
+    # The set-up before training runs with one thread: the fit must still
+    # judge the training batches against the count it started with.
+    monkeypatch.setattr(_threads, "PARALLEL_STEP_FLOPS", 1e3)
+    clf, _ = fit_small()
+    assert threads_in_training(clf) == {4}
+    assert torch.get_num_threads() == 4
+
+
 def test_predict_uses_one_thread_for_a_small_model(default_threads, monkeypatch):
     clf, X = fit_small()
     seen = []
