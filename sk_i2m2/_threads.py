@@ -8,9 +8,9 @@ barrier waits for a thread that has no core, which made fits 10-90x
 slower than with one thread. ``benchmarks/threads.py`` measures both
 sides on a 2-core machine: idle, a second thread saves about 40 % of a
 step from a forward pass of about 50 MFLOP; with the other core busy, it
-makes a step up to 2.4x slower at the sizes measured up to 1.6 GFLOP,
-and 70x slower for a small cohort's linear expert, whose operators take
-microseconds. So a fit or a prediction uses one thread unless a batch's
+makes a step 1.2-2.5x slower at the sizes measured up to 1.6 GFLOP,
+and about 100x slower for a small cohort's linear expert, whose operators
+take microseconds. So a fit or a prediction uses one thread unless a batch's
 forward pass reaches :data:`PARALLEL_STEP_FLOPS`, where the idle
 machine's gain (about 2x) is worth the busy machine's loss, and then the
 threads it may use.
