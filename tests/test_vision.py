@@ -141,5 +141,7 @@ def test_torchvision_transforms_augment_a_fine_tuned_backbone():
         batch_size=16,
         random_state=0,
     ).fit(X, y)
-    assert clf.frozen_modalities_ == [] and len(seen) == 6  # 3 batches in each of 2 stages
-    assert clf.predict_proba(X).shape == (48, 2) and len(seen) == 6
+    # The shape check on two rows before training, then 3 batches in each of 2 stages.
+    assert seen[0] == (2, 1, 32, 32)
+    assert clf.frozen_modalities_ == [] and len(seen) == 7
+    assert clf.predict_proba(X).shape == (48, 2) and len(seen) == 7
