@@ -5,8 +5,8 @@ classifier per modality (intra-modality dependencies) and one classifier on
 all modalities fused (inter-modality dependencies).
 """
 
+from ._classifier import I2M2Classifier
 from ._data import ModalityDict
-from ._estimator import I2M2Classifier
 from ._lazy import FileModality
 from ._regressor import I2M2Regressor
 from ._survival import I2M2SurvivalAnalysis

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from ._estimator import I2M2Classifier
+from ._classifier import I2M2Classifier
 from ._missing import check_samples_have_an_expert, warn_untrained_null
 from ._validation import as_python, check_modalities
 from .nn.experts import PRESENT

@@ -30,8 +30,8 @@ from sklearn.utils._param_validation import HasMethods, StrOptions, validate_par
 from sklearn.utils.parallel import Parallel, delayed
 
 from ._attribution import integrated_gradients
+from ._classifier import I2M2Classifier
 from ._data import ModalityDict
-from ._estimator import I2M2Classifier
 from ._permutation import permutation_importance, plot_permutation_importance
 from ._survival import I2M2SurvivalAnalysis
 from ._survival_inspection import event_indicator, survival_fold
