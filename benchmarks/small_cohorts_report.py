@@ -1,0 +1,125 @@
+"""The RESULTS.md section of ``small_cohorts.py``: protocol, target checks, fit times, results."""
+
+from __future__ import annotations
+
+from comparison import machine_description
+from small_cohorts import SECTION, SETS, TEST_SIZE
+
+
+def _fmt(summary, key, metric, digits=3):
+    return (
+        f"{summary.loc[key, metric + '_mean']:.{digits}f} ± "
+        f"{summary.loc[key, metric + '_std']:.{digits}f}"
+    )
+
+
+def results_section(summary, checks, *, command, seeds, elapsed, notes=""):
+    import datetime
+
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    names = list(summary.index.get_level_values(0).unique())
+    lines = [
+        f"<!-- {SECTION}:start -->",
+        "## Small cohorts: I2M2 against logistic regression and gradient boosting",
+        "",
+        f"- date: {now}",
+        f"- machine: {machine_description()}",
+        f"- command: `{command}` ({elapsed / 60:.1f} min"
+        + (" of fitting, summed over fits)" if "--from-raw" in command else ")"),
+        f"- protocol: per seed ({', '.join(map(str, seeds))}): sets drawn from a fixed pool "
+        "are first subsampled to n rows (stratified, `random_state=seed`), synthetic sets "
+        "are drawn with `random_state=seed`; then a stratified 70/30 train/test split "
+        "(`random_state=seed`). `I2M2`, `I2M2 intra`, `I2M2 inter`: "
+        "`I2M2Classifier(random_state=seed)` with default hyperparameters and "
+        "`dependencies` both / intra / inter. `LR concat`: `StandardScaler` + "
+        "`LogisticRegression()` (C=1) on the concatenated views; `LR product`: one such "
+        "model per view, normalised product of their probabilities; `LRCV concat`: "
+        "`StandardScaler` + `LogisticRegressionCV()` (C chosen by 5-fold CV) on the "
+        "concatenation; `HGB concat`: `HistGradientBoostingClassifier(random_state=seed)` "
+        "on the concatenation (images flattened); `MLP concat`: `StandardScaler` + "
+        "`MLPClassifier(early_stopping=True, random_state=seed)` on the concatenation. "
+        "Test metrics, mean ± std over seeds; AUROC macro one-vs-rest; ECE top-label, 15 "
+        "bins. Fit time is the mean wall time of one fit in one process with torch's "
+        "default threads (what users run; sk-i2m2 chooses its own count).",
+    ]
+    if notes:
+        lines.append(f"- {notes}")
+    lines += ["", "Data sets:", ""]
+    seen = set()
+    for n in names:
+        base = SETS[n].description
+        if base not in seen:
+            seen.add(base)
+            lines.append(f"- {base}")
+    lines += [
+        "",
+        "### Target check (test accuracy)",
+        "",
+        "I2M2 should be at least max(LR concat, LR product, LRCV concat) − 1 pt and at "
+        "least max(I2M2 intra, I2M2 inter) − 1 pt (differences in points), with a log "
+        "loss no higher than the best logistic baseline's.",
+        "",
+        "| data set | model | accuracy | vs best logistic | ok | vs best of intra/inter | ok "
+        "| log loss ≤ best logistic |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in checks:
+        cells = []
+        for key in ("vs_lr", "vs_own"):
+            if key in c:
+                cells += [f"{100 * c[key]:+.1f}", "yes" if c[key + "_ok"] else "**no**"]
+            else:
+                cells += ["", ""]
+        if "log_loss_ok" in c:
+            cells.append("yes" if c["log_loss_ok"] else "**no**")
+        else:
+            cells.append("")
+        lines.append(
+            f"| {SETS[c['dataset']].title} | {c['candidate']} | {c['model']:.3f} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    if "MLP concat" in summary.index.get_level_values(1):
+        lines += [
+            "",
+            "### Fit time",
+            "",
+            "Mean wall time of one fit, seconds, on the same training rows. I2M2's two stages "
+            "are the summed epoch times of its fold models; the rest of the fit is set-up, "
+            "held-out predictions and calibration. Target: I2M2 ≤ 10x `MLP concat`.",
+            "",
+            "| data set | n train | I2M2 | stage 1 | stage 2 | MLP concat | LR concat "
+            "| I2M2 / MLP | ok |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        seconds = summary["fit_seconds_mean"]
+        for c in checks:
+            if c["candidate"] != "I2M2" or "time_ratio" not in c:
+                continue
+            name = c["dataset"]
+            key = (name, "I2M2")
+            n_train = SETS[name].n - round(TEST_SIZE * SETS[name].n)
+            lines.append(
+                f"| {SETS[name].title} | {n_train} | {seconds[key]:.2f} | "
+                f"{summary.loc[key, 'stage1_seconds_mean']:.2f} | "
+                f"{summary.loc[key, 'stage2_seconds_mean']:.2f} | "
+                f"{seconds[name, 'MLP concat']:.3f} | {seconds[name, 'LR concat']:.3f} | "
+                f"{c['time_ratio']:.0f}x | {'yes' if c['time_ratio'] <= 10 else '**no**'} |"
+            )
+    lines += [
+        "",
+        "### Results",
+        "",
+        "| data set | model | accuracy | macro AUROC | log loss | ECE | fit time (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, model in summary.index:
+        key = (name, model)
+        label = f"**{model}**" if model == "I2M2" else model
+        lines.append(
+            f"| {SETS[name].title} | {label} | {_fmt(summary, key, 'accuracy')} | "
+            f"{_fmt(summary, key, 'auroc')} | {_fmt(summary, key, 'log_loss')} | "
+            f"{_fmt(summary, key, 'ece')} | {summary.loc[key, 'fit_seconds_mean']:.2f} |"
+        )
+    lines.append(f"<!-- {SECTION}:end -->")
+    return "\n".join(lines) + "\n"
