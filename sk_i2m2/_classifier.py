@@ -1,31 +1,18 @@
-"""I2M2Classifier: class labels, class weights, temperature scaling; prediction.
+"""I2M2Classifier: the estimator of class labels and multilabel targets; prediction.
 
-The fit skeleton (validate -> build -> run the stages -> store) is
-:class:`~sk_i2m2._base.I2M2Base`'s.
+The fit (validate -> build and train -> store) is
+:class:`~sk_i2m2._base.I2M2Base`'s; what depends on the target is the
+outcome's (:mod:`sk_i2m2.outcomes.classes`, :mod:`sk_i2m2.outcomes.labels`).
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
-import torch
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.utils._param_validation import StrOptions
 
 from ._base import I2M2Base
-from ._sizing import auto_n_folds
-from ._validation import as_python, check_target
-from .nn.ensemble import FoldEnsemble
-from .nn.losses import (
-    ExpertsBCELoss,
-    ExpertsNLLLoss,
-    ProductOfExpertsBCELoss,
-    ProductOfExpertsNLLLoss,
-)
-from .nn.product import combine, combine_labels, contributions
-from .training.calibration import fit_temperature
-from .training.net import StageNet
-from .training.stages import class_weight_tensor, fold_splits, validation_split
+from .outcomes.classes import ClassesOutcome
 
 __all__ = ["I2M2Classifier"]
 
@@ -330,7 +317,7 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
     ['a', 'b', 'inter']
     """
 
-    _target_attributes = ("classes_",)
+    _outcome_type = ClassesOutcome
 
     _parameter_constraints = {
         **I2M2Base._parameter_constraints,
@@ -467,74 +454,6 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         tags.classifier_tags.multi_label = True
         return tags
 
-    # Hooks of I2M2Base: encoded class labels or multilabel targets, their losses,
-    # temperature.
-
-    def _check_target(self, y, n_samples, sample_weight=None):
-        classes, y_encoded = check_target(y, n_samples)
-        multilabel = y_encoded.ndim == 2
-        if sample_weight is not None and not multilabel:
-            totals = np.bincount(y_encoded, weights=sample_weight, minlength=len(classes))
-            if not totals.all():
-                absent = as_python(classes[np.flatnonzero(totals == 0)[0]])
-                raise ValueError(
-                    f"sample_weight gives class {absent!r} a total weight of 0: its rows "
-                    "would be dropped and the model could never predict it. Give some of "
-                    "its rows a positive weight, or leave the class out of y."
-                )
-        # Class codes, or float32 multilabel targets: the batches keep the dtype.
-        y_train = y_encoded if multilabel else y_encoded.astype(np.int64, copy=False)
-        return {"classes_": classes, "multilabel_": multilabel}, y_train
-
-    def _n_folds(self, y):
-        return auto_n_folds(y, self.cv)
-
-    def _stage_options(self, fitted, y, sample_weight):
-        classes = fitted["classes_"]
-        return {
-            "net": StageNet,
-            "net_kwargs": {
-                "classes": list(range(len(classes))),
-                "multilabel": fitted["multilabel_"],
-            },
-            "criteria": _criteria(fitted["multilabel_"]),
-            "criterion_kwargs": {
-                "weight": class_weight_tensor(self.class_weight, classes, y, sample_weight)
-            },
-        }
-
-    def _early_stopping_splits(self, y, n_folds, seed):
-        if n_folds:
-            return fold_splits(y, n_folds, seed)
-        return [validation_split(y, self.classes_, self.validation_fraction, seed)]
-
-    def _n_outputs(self):
-        return len(self.classes_)
-
-    def _fold_ensemble(self, modules):
-        return FoldEnsemble(modules, multilabel=self.multilabel_)
-
-    def _calibrate(self, held_out, options):
-        self.temperature_ = 1.0
-        if self.calibration == "temperature" and held_out:
-            # Summed logits: the product's log-probabilities up to a constant
-            # (classes), or its per-label log-odds (multilabel).
-            logits = torch.cat(
-                [
-                    lg.sum(0) if self.multilabel_ else lg.log_softmax(-1).sum(0)
-                    for lg, _, _, _ in held_out
-                ]
-            )
-            targets = torch.cat([target for _, _, target, _ in held_out])
-            weights = [w for _, _, _, w in held_out]
-            self.temperature_ = fit_temperature(
-                logits,
-                targets,
-                options["criterion_kwargs"]["weight"],
-                sample_weight=None if weights[0] is None else torch.cat(weights),
-                criterion=options["criteria"][1],
-            )
-
     # ------------------------------------------------------------------
     # Prediction
 
@@ -561,7 +480,7 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         """Log of :meth:`predict_proba`, computed stably."""
         # In float64, so that confident rows do not underflow to probability 0.
         logits = self._expert_logits(X)[0].double() / self.temperature_
-        return (combine_labels(logits) if self.multilabel_ else combine(logits)).numpy()
+        return self._fitted_outcome().combine(logits).numpy()
 
     def predict(self, X):
         """Predicted class labels, taken from ``classes_``.
@@ -578,9 +497,7 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         """
         # predict_proba first: on an unfitted estimator it raises NotFittedError.
         proba = self.predict_proba(X)
-        if self.multilabel_:
-            return (proba > 0.5).astype(int)
-        return self.classes_[proba.argmax(axis=1)]
+        return self._fitted_outcome().decide(proba, self.classes_)
 
     def expert_proba(self, X, *, stage="final"):
         """Each expert's own class probabilities.
@@ -605,7 +522,7 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
             modality is missing) are NaN.
         """
         logits, available = self._expert_logits(X, self._stage_module(stage))
-        proba = torch.sigmoid(logits) if self.multilabel_ else torch.softmax(logits, dim=-1)
+        proba = self._fitted_outcome().expert_proba(logits)
         if available is not None:
             proba = proba.masked_fill(~available.unsqueeze(-1), float("nan"))
         return {name: proba[i].numpy() for i, name in enumerate(self.expert_names_)}
@@ -645,24 +562,5 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
             n_experts)`` with ``(label, expert)`` columns (a ``MultiIndex``)
             and the predicted 0/1 indicators in ``attrs["predicted"]``.
         """
-        if self.multilabel_:
-            logits = self._expert_logits(X)[0] / self.temperature_
-            n_experts, n_samples, n_labels = logits.shape
-            terms = logits.permute(1, 2, 0).reshape(n_samples, n_labels * n_experts)
-            columns = pd.MultiIndex.from_product(
-                [self.classes_, self.expert_names_], names=["label", "expert"]
-            )
-            frame = pd.DataFrame(terms.numpy(), columns=columns)
-            frame.attrs["predicted"] = (combine_labels(logits).exp() > 0.5).numpy().astype(int)
-            return frame
-        terms, predicted = contributions(self._expert_logits(X)[0] / self.temperature_)
-        frame = pd.DataFrame(terms.T.numpy(), columns=list(self.expert_names_))
-        frame.attrs["predicted"] = self.classes_[predicted.numpy()]
-        return frame
-
-
-def _criteria(multilabel):
-    """The stage-1 and stage-2 criteria: cross-entropies, or per-label BCE for multilabel."""
-    if multilabel:
-        return ExpertsBCELoss, ProductOfExpertsBCELoss
-    return ExpertsNLLLoss, ProductOfExpertsNLLLoss
+        logits = self._expert_logits(X)[0] / self.temperature_
+        return self._fitted_outcome().contributions(logits, self.expert_names_, self.classes_)

@@ -8,7 +8,6 @@ and the weights are loaded into it.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 import os
@@ -35,7 +34,7 @@ WEIGHTS_NAME = "model.safetensors"
 # Fitted attributes that are not stored as configuration: the module is
 # rebuilt and gets the stored weights; the training nets are not kept.
 _NOT_CONFIG = ("module_", "pretrain_net_", "finetune_net_", "fold_nets_")
-# With the estimator's own ``_target_attributes`` (e.g. ``classes_``).
+# With the target attributes of the estimator's outcome (e.g. ``classes_``).
 _REQUIRED_FITTED = (
     "modalities_",
     "input_shapes_",
@@ -61,13 +60,13 @@ class _CustomModule:
 class SaveLoadMixin:
     """``save`` and ``load`` for an estimator whose fitted state is data plus ``module_``.
 
-    The hook an estimator provides: its parameters (``get_params``), its
-    public fitted attributes (names ending in ``_``) as JSON-compatible data
-    or specs, those that describe its target named in ``_target_attributes``,
-    a torch ``module_`` that :func:`~sk_i2m2.nn.build.build_module_for`
-    rebuilds from ``encoders_``, ``fusion_``, ``input_shapes_``, the target
-    and its parameters, ``_fold_ensemble`` for cross-fitted models, and a
-    ``device`` parameter.
+    What an estimator provides: its parameters (``get_params``), its public
+    fitted attributes (names ending in ``_``) as JSON-compatible data or
+    specs, an outcome type (``_outcome_type``, see :mod:`sk_i2m2.outcomes`)
+    that names the attributes describing its target and combines
+    cross-fitted models, a torch ``module_`` that
+    :func:`~sk_i2m2.nn.build.build_module_for` rebuilds from the
+    estimator's ``_architecture()``, and a ``device`` parameter.
     """
 
     def save(self, path):
@@ -241,8 +240,8 @@ def _read_config(cls, config_path):
             f"{FORMAT_VERSION} (format {found!r}, version {version!r})."
         )
     saved_as = config.get("estimator")
-    saved_cls = getattr(importlib.import_module("sk_i2m2"), str(saved_as), None)
-    if inspect.isclass(saved_cls) and not (
+    saved_cls = REGISTRY.class_named("estimator", str(saved_as))
+    if saved_cls is not None and not (
         issubclass(cls, saved_cls) or issubclass(saved_cls, cls)
     ):
         raise ModelFileError(
@@ -261,13 +260,13 @@ def _read_config(cls, config_path):
         fitted.setdefault("n_folds_", 1)
         # Saved before frozen encoders ran in front of the experts.
         fitted.setdefault("frozen_modalities_", [])
-        required = (*cls._target_attributes, *_REQUIRED_FITTED)
+        outcome = cls._outcome_type
+        required = (*outcome.target_attributes, *_REQUIRED_FITTED)
         absent = [name for name in required if name not in fitted]
         if absent:
             raise KeyError(f"fitted attribute {absent[0]!r} is missing")
-        # A classifier saved before multilabel targets existed.
-        if "classes_" in fitted:
-            fitted.setdefault("multilabel_", False)
+        # Target attributes that an older version did not save.
+        fitted = {**outcome.saved_defaults, **fitted}
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelFileError(f"{config_path} is damaged: {type(exc).__name__}: {exc}.") from None
     if unknown:
@@ -315,18 +314,14 @@ def _rebuild_module(estimator, config_path):
     """The untrained module of the saved configuration (weights are loaded next)."""
     example = {m: torch.zeros((2, *estimator.input_shapes_[m])) for m in estimator.modalities_}
     # The saved weights replace any pretrained ones: build without fetching those.
-    specs = estimator.encoders_
-    estimator.encoders_ = {
-        m: spec.architecture_only() if hasattr(spec, "architecture_only") else spec
-        for m, spec in specs.items()
-    }
+    architecture = estimator._architecture().architecture_only()
     # Building draws initial weights; keep the caller's random stream as it was.
-    try:
-        with torch.random.fork_rng(devices=[]):
-            folds = [build_module_for(estimator, example) for _ in range(estimator.n_folds_)]
-    finally:
-        estimator.encoders_ = specs
-    module = folds[0] if len(folds) == 1 else estimator._fold_ensemble(folds)
+    with torch.random.fork_rng(devices=[]):
+        folds = [build_module_for(architecture, example) for _ in range(estimator.n_folds_)]
+    if len(folds) == 1:
+        module = folds[0]
+    else:
+        module = estimator._fitted_outcome().fold_ensemble(folds)
     if module.expert_names != list(estimator.expert_names_):
         raise ModelFileError(
             f"{config_path}: the rebuilt model has experts {module.expert_names}, but "

@@ -1,27 +1,32 @@
-"""The one registry of encoder and fusion specs.
+"""The one registry of the package's pluggable classes, by kind and name.
 
-Specs register themselves with a decorator: under a short name users pass
-as a string (``encoders={"ecg": "gru"}``, ``fusion="lrtf"``), and by class
-name, which is how saved models refer to them.
+Encoder and fusion specs register under a short name users pass as a
+string (``encoders={"ecg": "gru"}``, ``fusion="lrtf"``) and by class name,
+which is how saved models refer to them. Outcome types register under a
+short name (``"classes"``, ``"cox"`` ...), and every estimator of the
+family by class name, which is how ``load`` finds the class a file was
+saved from.
 """
 
 from __future__ import annotations
 
-__all__ = ["SpecRegistry", "REGISTRY"]
+__all__ = ["Registry", "REGISTRY"]
+
+_SPEC_KINDS = ("encoder", "fusion")
 
 
-class SpecRegistry:
-    """Names of spec classes, by kind (``"encoder"`` or ``"fusion"``)."""
+class Registry:
+    """Classes by kind (``"encoder"``, ``"fusion"``, ``"outcome"``, ``"estimator"``)."""
 
     def __init__(self):
-        self._names = {"encoder": {}, "fusion": {}}
-        self._classes = {}
+        self._names = {kind: {} for kind in (*_SPEC_KINDS, "outcome", "estimator")}
+        self._classes = {kind: {} for kind in self._names}
 
     def register(self, kind, name=None):
-        """Class decorator: register a spec of ``kind``, under ``name`` if given."""
+        """Class decorator: register a class of ``kind``, under ``name`` if given."""
 
         def decorator(cls):
-            self._classes[cls.__name__] = cls
+            self._classes[kind][cls.__name__] = cls
             if name is not None:
                 self._names[kind][name] = cls
             return cls
@@ -41,9 +46,16 @@ class SpecRegistry:
         cls = self._names[kind].get(name)
         return None if cls is None else cls()
 
+    def class_named(self, kind, class_name):
+        """The registered class of ``kind`` called ``class_name``, or ``None``."""
+        return self._classes[kind].get(class_name)
+
     def spec_class(self, class_name):
-        """The registered spec class called ``class_name``, or ``None``."""
-        return self._classes.get(class_name)
+        """The registered encoder or fusion spec class called ``class_name``, or ``None``."""
+        for kind in _SPEC_KINDS:
+            if class_name in self._classes[kind]:
+                return self._classes[kind][class_name]
+        return None
 
 
-REGISTRY = SpecRegistry()
+REGISTRY = Registry()

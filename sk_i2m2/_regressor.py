@@ -1,23 +1,17 @@
-"""I2M2Regressor: Gaussian experts, their precision-weighted product; prediction."""
+"""I2M2Regressor: the estimator of continuous targets; prediction.
+
+What depends on the target is the outcome's (:mod:`sk_i2m2.outcomes.gaussian`).
+"""
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 from sklearn.base import RegressorMixin, _fit_context
-from sklearn.model_selection import KFold
-from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import StrOptions
-from sklearn.utils.validation import check_array
 
 from ._base import I2M2Base
-from ._sizing import auto_n_folds_regression
-from .nn.ensemble import GaussianFoldEnsemble
-from .nn.losses import ExpertsGaussianNLLLoss, ProductOfGaussiansNLLLoss
 from .nn.product import combine_gaussian, split_gaussian
-from .training.calibration import fit_gaussian_temperature
-from .training.net import StageNetRegressor
-from .training.stages import validation_split
+from .outcomes.gaussian import GaussianOutcome
 
 __all__ = ["I2M2Regressor"]
 
@@ -280,11 +274,7 @@ class I2M2Regressor(RegressorMixin, I2M2Base):
     ['inter', 'm0', 'm1']
     """
 
-    _target_attributes = ("n_outputs_", "y_mean_", "y_scale_")
-    # A Gaussian expert's likelihood is unbounded on its training rows (its
-    # variance can shrink to 0): full-batch L-BFGS gets there within a few
-    # epochs, where early-stopped mini-batch AdamW does not.
-    _lbfgs_on_small_cohorts = False
+    _outcome_type = GaussianOutcome
 
     _parameter_constraints = {
         **I2M2Base._parameter_constraints,
@@ -403,58 +393,6 @@ class I2M2Regressor(RegressorMixin, I2M2Base):
         ``interrupted_stage_``).
         """
         return self._fit(X, y, sample_weight)
-
-    # Hooks of I2M2Base: standardised targets, Gaussian losses, variance temperature.
-
-    def _check_target(self, y, n_samples, sample_weight=None):
-        if y is None:
-            raise ValueError(
-                f"{type(self).__name__} requires y to be passed, but the target y is None."
-            )
-        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y", estimator=self)
-        if len(y) != n_samples:
-            raise ValueError(f"y has {len(y)} samples but the modalities have {n_samples}.")
-        if n_samples < 2:
-            raise ValueError(
-                f"Got {n_samples} sample; {type(self).__name__} needs at least 2 to fit."
-            )
-        y = y.reshape(n_samples, -1)
-        # Weighted statistics: rows of weight 0 count as absent, as everywhere.
-        scaler = StandardScaler().fit(y, sample_weight=sample_weight)
-        fitted = {"n_outputs_": y.shape[1], "y_mean_": scaler.mean_, "y_scale_": scaler.scale_}
-        return fitted, scaler.transform(y).astype(np.float32)
-
-    def _n_folds(self, y):
-        return auto_n_folds_regression(len(y), self.cv)
-
-    def _stage_options(self, fitted, y, sample_weight):
-        return {
-            "net": StageNetRegressor,
-            "net_kwargs": {},
-            "criteria": (ExpertsGaussianNLLLoss, ProductOfGaussiansNLLLoss),
-            "criterion_kwargs": {},
-        }
-
-    def _early_stopping_splits(self, y, n_folds, seed):
-        if n_folds:
-            return list(KFold(n_folds, shuffle=True, random_state=seed).split(y))
-        return [validation_split(y, None, self.validation_fraction, seed)]
-
-    def _n_outputs(self):
-        return 2 * self.n_outputs_
-
-    def _fold_ensemble(self, modules):
-        return GaussianFoldEnsemble(modules)
-
-    def _calibrate(self, held_out, options):
-        self.temperature_ = 1.0
-        if self.calibration == "temperature" and held_out:
-            products = [combine_gaussian(out, available) for out, available, _, _ in held_out]
-            mean, log_var = split_gaussian(torch.cat(products))
-            targets = torch.cat([target for _, _, target, _ in held_out])
-            weights = [weight for _, _, _, weight in held_out]
-            weights = None if any(w is None for w in weights) else torch.cat(weights)
-            self.temperature_ = fit_gaussian_temperature(mean, log_var, targets, weights)
 
     # ------------------------------------------------------------------
     # Prediction

@@ -109,18 +109,18 @@ def auto_batch_size(n_train, optimizer=torch.optim.AdamW):
     return int(min(256, max(16, n_train // 16)))
 
 
-def auto_n_folds(y, cv):
+def auto_n_folds(n_samples, smallest, cv):
     """Number of inner folds for the estimator's ``cv`` parameter, or ``None`` (holdout).
 
+    ``smallest`` is the number of samples of the smallest stratum (class)
+    the folds are stratified on; ``n_samples`` for unstratified folds.
     ``"auto"``: 5 folds for a small cohort (fewer when a class has fewer
     than 5 samples; none below 2), else ``None``.
     """
     if cv is None:
         return None
-    # Multilabel rows (2-D y) are not stratified: every row counts.
-    smallest = int(np.bincount(y).min()) if y.ndim == 1 else len(y)
     if cv == "auto":
-        if not is_small_cohort(len(y)) or smallest < 2:
+        if not is_small_cohort(n_samples) or smallest < 2:
             return None
         return min(5, smallest)
     if smallest < cv:

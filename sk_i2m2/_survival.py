@@ -1,4 +1,7 @@
-"""I2M2SurvivalAnalysis: Cox experts, their product of hazards; risk and survival prediction."""
+"""I2M2SurvivalAnalysis: the estimator of time-to-event targets; risk and survival prediction.
+
+What depends on the target is the outcome's (:mod:`sk_i2m2.outcomes.cox`).
+"""
 
 from __future__ import annotations
 
@@ -6,22 +9,11 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import _fit_context
-from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.utils._param_validation import StrOptions
 
 from ._base import I2M2Base
-from ._inference import expert_logits
-from ._sizing import auto_batch_size, auto_n_folds, auto_n_folds_regression, is_small_cohort
-from ._survival_target import (
-    breslow_cumulative_hazard,
-    check_survival_target,
-    fit_cox_temperature,
-    import_sksurv,
-)
-from .nn.cox import CoxFoldEnsemble, ExpertsCoxLoss, ProductOfExpertsCoxLoss, combine_log_risk
-from .nn.experts import PRESENT
-from .training.cox_net import StageNetSurvival
-from .training.stages import validation_split
+from .nn.cox import combine_log_risk
+from .outcomes.cox import CoxOutcome, check_survival_target, import_sksurv
 
 __all__ = ["I2M2SurvivalAnalysis"]
 
@@ -130,7 +122,7 @@ seed_, interrupted_stage_, module_, device_
     ['a', 'b', 'inter']
     """
 
-    _target_attributes = ("event_field_", "time_field_", "unique_times_", "cum_baseline_hazard_")
+    _outcome_type = CoxOutcome
 
     _parameter_constraints = {
         **I2M2Base._parameter_constraints,
@@ -246,68 +238,6 @@ seed_, interrupted_stage_, module_, device_
             When a training loss becomes NaN or infinite.
         """
         return self._fit(X, y, sample_weight)
-
-    # Hooks of I2M2Base: (time, event) targets, Cox losses, the risk temperature.
-
-    def _check_target(self, y, n_samples, sample_weight=None):
-        event, time, event_field, time_field = check_survival_target(y, n_samples)
-        fitted = {"event_field_": event_field, "time_field_": time_field}
-        return fitted, np.column_stack([time, event]).astype(np.float32)
-
-    def _n_folds(self, y):
-        if y[:, 1].all():  # no censoring: nothing to stratify on
-            return auto_n_folds_regression(len(y), self.cv)
-        return auto_n_folds(y[:, 1].astype(np.int64), self.cv)
-
-    def _stage_options(self, fitted, y, sample_weight):
-        return {
-            "net": StageNetSurvival,
-            "net_kwargs": {},
-            "criteria": (ExpertsCoxLoss, ProductOfExpertsCoxLoss),
-            "criterion_kwargs": {"ties": self.ties},
-        }
-
-    def _early_stopping_splits(self, y, n_folds, seed):
-        event = y[:, 1].astype(np.int64)
-        censored = not event.all()
-        if n_folds:
-            folds = (StratifiedKFold if censored else KFold)(
-                n_folds, shuffle=True, random_state=seed
-            )
-            return list(folds.split(np.zeros(len(y)), event))
-        classes = np.array([False, True]) if censored else None
-        return [validation_split(event, classes, self.validation_fraction, seed)]
-
-    def _auto_batch_size(self, n_train):
-        # Whole risk sets on small cohorts, where a mini-batch would hold few events.
-        return n_train if is_small_cohort(n_train) else auto_batch_size(n_train)
-
-    def _n_outputs(self):
-        return 1
-
-    def _fold_ensemble(self, modules):
-        return CoxFoldEnsemble(modules)
-
-    def _calibrate(self, held_out, options):
-        self.temperature_ = 1.0
-        if self.calibration == "temperature" and held_out:
-            self.temperature_ = fit_cox_temperature(held_out, self.ties)
-
-    def _train(self, tensors, present, y, sample_weight, seed, options, n_folds, kept, use_threads):
-        super()._train(
-            tensors, present, y, sample_weight, seed, options, n_folds, kept, use_threads
-        )
-        # Breslow's baseline from the fitted model's risks of the training rows.
-        if present is not None:
-            tensors = {**tensors, PRESENT: present}
-        outputs = expert_logits(
-            self.module_, tensors, device=self.device_, batch_size=max(4 * self.batch_size_, 1024)
-        )
-        available = self.module_.availability({PRESENT: present}) if present is not None else None
-        log_risk = self._scaled_log_risk(outputs, available)
-        self.unique_times_, self.cum_baseline_hazard_ = breslow_cumulative_hazard(
-            log_risk, y[:, 1].astype(bool), y[:, 0].astype(np.float64), sample_weight
-        )
 
     # ------------------------------------------------------------------
     # Prediction

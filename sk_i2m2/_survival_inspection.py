@@ -7,8 +7,8 @@ from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing
 
-from ._survival_target import check_survival_target, import_sksurv
 from .nn.experts import INTER
+from .outcomes.cox import check_survival_target, import_sksurv
 
 __all__ = ["FixedRisk", "survival_fold", "event_indicator"]
 

@@ -8,9 +8,9 @@
   scikit-learn's ``check_array`` and turned into a float32 tensor, or, for
   sparse matrices, arrays on disk and :class:`~sk_i2m2.FileModality`,
   checked in chunks and kept as :class:`~sk_i2m2._lazy.LazyRows`;
-- :func:`missing_rows`: which samples miss a modality (all values NaN);
-- :func:`check_target`: the labels (class labels, or a multilabel array);
-- :func:`check_sample_weight`: ``fit``'s sample weights.
+- :func:`missing_rows`: which samples miss a modality (all values NaN).
+
+The target's checks belong to its outcome type (:mod:`sk_i2m2.outcomes`).
 
 Each problem raises ``TypeError`` (wrong kind of input) or ``ValueError``
 (wrong content) with a message that names the modality. Where scikit-learn
@@ -29,15 +29,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
-from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import assert_all_finite, check_array, column_or_1d
-from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils import assert_all_finite, check_array
 
 # Private, with no public equivalent: the sample count scikit-learn itself
 # uses (arrays, DataFrames, sparse matrices, tensors, lists).
-from sklearn.utils.validation import _check_sample_weight, _num_samples
+from sklearn.utils.validation import _num_samples
 
-from ._lazy import FileModality, LazyRows, is_on_disk, materialize, source_of, take
+from ._lazy import FileModality, LazyRows, is_on_disk, source_of
 from .nn.experts import INTER, PRESENT, SAMPLE_WEIGHT
 
 #: Names the classifier keeps for itself: modality name -> what it names.
@@ -564,155 +562,6 @@ def _check_in_chunks(name, value):
     return LazyRows(source, zero_nan=True), None, torch.from_numpy(~missing)
 
 
-# ----------------------------------------------------------------------
-# The target
-
-
-def check_target(y, n_samples):
-    """Validate ``y`` and return ``(classes, y_encoded)``.
-
-    ``y`` is read by scikit-learn's ``column_or_1d`` (a column vector is
-    raveled with a ``DataConversionWarning``) and
-    ``check_classification_targets`` (binary or multiclass labels of any
-    type), then encoded by a ``LabelEncoder``. A 2-D ``y`` with several
-    columns is a multilabel target (:func:`check_multilabel_target`).
-    """
-    if y is None:
-        raise ValueError("I2M2Classifier requires y to be passed, but the target y is None.")
-    # asarray, not np.ndim: array-likes need only __array__ (scikit-learn checks that).
-    shape = y.shape if sp.issparse(y) else np.asarray(y).shape
-    if len(shape) == 2 and shape[1] != 1:
-        return check_multilabel_target(y, n_samples)
-    if len(shape) == 2 and not _all_integral(np.asarray(y)):
-        raise ValueError(
-            "y is one column of non-integer values. For multilabel targets pass an "
-            "(n_samples, n_labels) array with at least 2 label columns; for one binary "
-            "outcome pass its 0/1 labels."
-        )
-    y = column_or_1d(y, warn=True)
-    if len(y) != n_samples:
-        raise ValueError(f"y has {len(y)} samples but the modalities have {n_samples}.")
-    if y.dtype.kind in "fO":
-        missing = np.flatnonzero(pd.isna(y))
-        if missing.size:
-            raise ValueError(
-                f"y has {missing.size} missing label(s) (NaN or None), first in sample "
-                f"{missing[0]}; drop those samples."
-            )
-    check_classification_targets(y)
-    encoder = LabelEncoder().fit(y)
-    if len(encoder.classes_) < 2:
-        raise ValueError(
-            f"y contains only one class ({as_python(encoder.classes_[0])!r}); a "
-            "classifier needs samples of at least 2 classes."
-        )
-    return encoder.classes_, encoder.transform(y)
-
-
-def check_multilabel_target(y, n_samples):
-    """Validate a multilabel ``y``; return ``(classes, y)``.
-
-    ``y`` has shape ``(n_samples, n_labels)`` with ``n_labels >= 2``: 0/1 or
-    bool indicators, or soft targets in [0, 1] (e.g. the share of annotators
-    who saw a finding). ``classes`` is ``arange(n_labels)``, as for
-    scikit-learn's ``MLPClassifier``; ``y`` comes back as float32.
-    """
-    try:
-        y = check_array(y, accept_sparse=True, dtype=np.float64, input_name="y")
-    except ValueError as exc:
-        raise ValueError(
-            f"A 2-D y is a multilabel target: numbers in [0, 1], one column per label. {exc}"
-        ) from None
-    y = y.toarray() if sp.issparse(y) else y
-    if len(y) != n_samples:
-        raise ValueError(f"y has {len(y)} samples but the modalities have {n_samples}.")
-    if y.shape[1] < 2:
-        raise ValueError(
-            f"y has {y.shape[1]} label column(s); a multilabel target needs at least 2 "
-            "(for one binary outcome pass its 0/1 labels as a 1-D array)."
-        )
-    outside = np.flatnonzero(((y < 0) | (y > 1)).any(0))
-    if outside.size:
-        column = y[:, outside[0]]
-        raise ValueError(
-            f"y has values outside [0, 1] in label column {outside[0]} (from "
-            f"{column.min():g} to {column.max():g}). Multilabel targets are 0/1 "
-            "indicators or soft targets in [0, 1]; several multiclass outputs are not "
-            "supported."
-        )
-    return np.arange(y.shape[1]), y.astype(np.float32)
-
-
-def _all_integral(values):
-    """Whether float ``values`` (NaN aside) are whole numbers; other dtypes count as labels."""
-    if values.dtype.kind != "f":
-        return True
-    finite = values[np.isfinite(values)]
-    return bool(np.all(finite == np.round(finite)))
-
-
-def check_sample_weight(sample_weight, n_samples):
-    """Validate ``fit``'s ``sample_weight``: a float64 array of ``n_samples`` weights, or None.
-
-    Read by scikit-learn's ``_check_sample_weight`` (a scalar is one weight
-    for every sample); weights must be finite, non-negative and not all 0.
-    """
-    if sample_weight is None:
-        return None
-    message = (
-        f"sample_weight must hold one finite, non-negative number per sample ({n_samples} "
-        "samples), not all 0:"
-    )
-    try:
-        weights = _check_sample_weight(
-            sample_weight, np.empty((n_samples, 0)), dtype=np.float64, ensure_non_negative=True
-        )
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{message} {exc}") from None
-    # Older scikit-learn releases let all-zero weights through.
-    if not weights.any():
-        raise ValueError(f"{message} Sample weights must contain at least one non-zero number.")
-    return weights
-
-
 def as_python(value):
     """A numpy scalar as the Python value, so that messages show ``1``, not ``np.int64(1)``."""
     return value.item() if isinstance(value, np.generic) else value
-
-
-# ----------------------------------------------------------------------
-# Train-time augmentation
-
-
-def check_augment(augment, tensors):
-    """Check the estimator's ``augment``: modalities of ``X`` mapped to shape-keeping callables.
-
-    Each transform is tried on the modality's first two rows (on the CPU)
-    before any training: one that fails, or returns a batch of another
-    shape, would otherwise train on mismatched inputs or fail mid-fit.
-    """
-    for name, transform in (augment or {}).items():
-        if name not in tensors:
-            raise ValueError(
-                f"augment names modality {name!r}, which is not in X (X has {sorted(tensors)})."
-            )
-        if not callable(transform):
-            raise TypeError(
-                f"augment[{name!r}] must be a callable mapping a batch tensor to a "
-                f"batch of the same shape; got {type(transform).__name__}."
-            )
-        rows = tensors[name]
-        batch = materialize(take(rows, np.arange(min(2, len(rows)))))
-        try:
-            out = transform(batch.clone())
-        except Exception as exc:
-            raise ValueError(
-                f"augment[{name!r}] fails on a batch of modality {name!r} of shape "
-                f"{tuple(batch.shape)}: {exc}"
-            ) from exc
-        if not isinstance(out, torch.Tensor) or out.shape != batch.shape:
-            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(
-                f"augment[{name!r}] must return a batch of the shape it is given: a batch "
-                f"of modality {name!r} of shape {tuple(batch.shape)} came back as {got}."
-            )

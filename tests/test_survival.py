@@ -6,8 +6,8 @@ import torch
 from sklearn.model_selection import GridSearchCV, GroupKFold, KFold
 
 from sk_i2m2 import I2M2SurvivalAnalysis, ModalityDict, PerModality
-from sk_i2m2._survival_target import breslow_cumulative_hazard, check_survival_target
 from sk_i2m2.nn.cox import ExpertsCoxLoss, ProductOfExpertsCoxLoss, cox_nll_sums
+from sk_i2m2.outcomes.cox import CoxOutcome, breslow_cumulative_hazard, check_survival_target
 
 # Small, fast settings of the tests that train.
 TINY = dict(max_epochs=30, n_iter_no_change=5, cv=None, random_state=0, device="cpu")
@@ -230,7 +230,9 @@ def test_sample_weight_as_repeated_rows(planted):
 def test_small_cohort_folds_are_stratified_on_the_event(planted):
     X, y, _, _ = planted
     model = I2M2SurvivalAnalysis(max_epochs=3, random_state=0, device="cpu")
-    splits = model._early_stopping_splits(model._check_target(y, len(y))[1], 5, 0)
+    outcome = CoxOutcome()
+    target, y_train = outcome.check_target(y, len(y))
+    splits = outcome.splits(y_train, 5, 0, target)
     rates = [y["event"][test].mean() for _, test in splits]
     assert np.ptp(rates) < 0.02
     model.fit(X, y)

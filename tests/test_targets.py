@@ -14,8 +14,8 @@ from sk_i2m2 import I2M2Classifier, ModalityDict, PerModality
 from sk_i2m2.nn.experts import SAMPLE_WEIGHT
 from sk_i2m2.nn.losses import ExpertsNLLLoss, ProductOfExpertsNLLLoss
 from sk_i2m2.nn.product import combine_labels
+from sk_i2m2.outcomes.labels import label_weight_tensor
 from sk_i2m2.training.calibration import fit_temperature
-from sk_i2m2.training.stages import label_weight_tensor
 
 FAST = dict(max_epochs=2, random_state=0)
 

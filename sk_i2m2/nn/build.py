@@ -1,6 +1,12 @@
-"""Build the untrained I2M2 module from encoder and fusion specs."""
+"""Build the untrained I2M2 module from encoder and fusion specs.
+
+Every function takes what it builds from explicitly (an
+:class:`Architecture`, tensors, a device): nothing here reads an estimator.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, replace
 
 from torch import nn
 
@@ -10,6 +16,7 @@ from .frozen import features_key, frozen_features
 from .standardize import Standardize, input_moments
 
 __all__ = [
+    "Architecture",
     "expert_plan",
     "build_module",
     "build_module_for",
@@ -138,99 +145,138 @@ def build_module(
     return I2M2Module(experts, frozen)
 
 
-def cached_modalities(estimator):
-    """Modalities of a fitted estimator whose encoder is frozen and runs once.
+@dataclass(frozen=True)
+class Architecture:
+    """What the untrained module of a fit (or of a saved model) is built from.
+
+    Attributes
+    ----------
+    modalities : tuple of str
+        The model's modalities, in order.
+    specs : dict
+        Modality -> :class:`~sk_i2m2.encoders.EncoderSpec`.
+    fusion : FusionSpec
+        Fusion of the inter expert.
+    n_outputs : int
+        Outputs of each expert (the outcome's, e.g. the number of classes).
+    dependencies : {"both", "intra", "inter"}
+    standardize : bool
+        Input statistics in front of the encoders whose spec asks for them.
+    inter_missing, modality_dropout
+        As for :class:`~sk_i2m2.I2M2Classifier`.
+    frozen_modalities : tuple of str
+        Modalities whose frozen encoder runs once in front of the experts
+        (:func:`cached_modalities`).
+    """
+
+    modalities: tuple
+    specs: dict
+    fusion: object
+    n_outputs: int
+    dependencies: str = "both"
+    standardize: bool = True
+    inter_missing: str = "null"
+    modality_dropout: float = 0.0
+    frozen_modalities: tuple = ()
+
+    def architecture_only(self):
+        """The same architecture with specs that fetch no pretrained weights (for loading)."""
+        specs = {
+            m: spec.architecture_only() if hasattr(spec, "architecture_only") else spec
+            for m, spec in self.specs.items()
+        }
+        return replace(self, specs=specs)
+
+
+def cached_modalities(specs, augment=None):
+    """Modalities whose encoder is frozen and runs once, before training.
 
     A frozen encoder (``spec.frozen``) runs in front of the experts unless
     the modality is augmented: augmentation changes the input every batch,
     so that encoder then runs on every augmented batch inside the experts.
     """
-    augmented = getattr(estimator, "augment", None) or {}
-    return [m for m, spec in estimator.encoders_.items() if spec.frozen and m not in augmented]
+    augmented = augment or {}
+    return [m for m, spec in specs.items() if spec.frozen and m not in augmented]
 
 
-def build_frozen_encoders(estimator, X, present=None):
-    """The frozen encoder (input scaling + body) of each of ``frozen_modalities_``.
+def build_frozen_encoders(architecture, X, present=None):
+    """The frozen encoder (input scaling + body) of each of ``architecture.frozen_modalities``.
 
     ``X`` maps modality -> raw tensor, in the model's modality order; input
     statistics (with ``standardize`` and a spec that asks for them) use the
     rows that have the modality.
     """
     order, encoders = list(X), {}
-    for name in estimator.frozen_modalities_:
-        spec, x = estimator.encoders_[name], X[name]
+    for name in architecture.frozen_modalities:
+        spec, x = architecture.specs[name], X[name]
         if present is not None:
             x = x[present[:, order.index(name)]]
         sample_shape = tuple(x.shape[1:])
         scaler = None
-        if estimator.standardize and spec.standardizes_input:
+        if architecture.standardize and spec.standardizes_input:
             scaler = Standardize(*input_moments(x, spec.feature_axes(sample_shape)))
         encoders[name] = Encoder(spec.build(sample_shape), scaler)
     return encoders
 
 
-def _features(estimator, name, encoder, x, device):
+def _features(spec, name, encoder, x, device):
     try:
         return frozen_features(encoder, x, device)
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
         raise ValueError(
-            f"The encoder of modality {name!r} ({type(estimator.encoders_[name]).__name__}) "
+            f"The encoder of modality {name!r} ({type(spec).__name__}) "
             f"fails on a batch of shape {tuple(x[:2].shape)}: {exc}"
         ) from exc
 
 
-def precompute_frozen(estimator, tensors, present=None):
+def precompute_frozen(architecture, tensors, present=None, *, device):
     """The frozen encoders of a fit, and their features of every row.
 
-    Builds :func:`build_frozen_encoders` on ``estimator.device_`` and runs
-    each once over its modality's rows (batched, eval mode, no gradients).
-    Returns ``(tensors, frozen)``: ``tensors`` (CPU) with each cached
-    modality's raw input replaced by its features under
+    Builds :func:`build_frozen_encoders` on ``device`` and runs each once
+    over its modality's rows (batched, eval mode, no gradients). Returns
+    ``(tensors, frozen)``: ``tensors`` (CPU) with each cached modality's
+    raw input replaced by its features under
     :func:`~sk_i2m2.nn.frozen.features_key`, in the same order, and the
     encoders for :func:`build_module_for`.
     """
-    device = estimator.device_
-    frozen = build_frozen_encoders(estimator, tensors, present)
+    frozen = build_frozen_encoders(architecture, tensors, present)
     frozen = {name: encoder.to(device) for name, encoder in frozen.items()}
     out = {}
     for name, x in tensors.items():
         if name in frozen:
-            out[features_key(name)] = _features(estimator, name, frozen[name], x, device)
+            spec = architecture.specs[name]
+            out[features_key(name)] = _features(spec, name, frozen[name], x, device)
         else:
             out[name] = x
     return out, frozen
 
 
-def build_module_for(estimator, X, present=None, frozen=None):
-    """:func:`build_module` with the settings of a fitted I2M2 estimator.
+def build_module_for(architecture, X, present=None, frozen=None):
+    """:func:`build_module` for an :class:`Architecture`.
 
-    Reads ``encoders_``, ``fusion_``, the number of outputs per expert
-    (``_n_outputs()``, e.g. the number of classes) and the parameters
-    ``dependencies``, ``standardize``, ``inter_missing`` and
-    ``modality_dropout``; the estimator's fit and its loading from disk
-    build their modules through this one function.
-
-    ``X`` holds raw inputs, except that with ``frozen`` (the frozen
-    encoders whose features fit computed once) it holds those features under
-    :func:`~sk_i2m2.nn.frozen.features_key`. Without ``frozen``, the frozen
-    encoders are built here from the raw rows.
+    A fit and the loading of a saved model build their modules through
+    this one function. ``X`` holds raw inputs, except that with ``frozen``
+    (the frozen encoders whose features the fit computed once) it holds
+    those features under :func:`~sk_i2m2.nn.frozen.features_key`. Without
+    ``frozen``, the frozen encoders are built here from the raw rows.
     """
     X = dict(X)
     if frozen is None:
-        frozen = build_frozen_encoders(estimator, X, present)
+        frozen = build_frozen_encoders(architecture, X, present)
         for name, encoder in frozen.items():
-            X[name] = _features(estimator, name, encoder, X[name][:2], X[name].device)
+            spec = architecture.specs[name]
+            X[name] = _features(spec, name, encoder, X[name][:2], X[name].device)
     else:
-        X = {name: X.get(features_key(name), X.get(name)) for name in estimator.modalities_}
+        X = {name: X.get(features_key(name), X.get(name)) for name in architecture.modalities}
     return build_module(
         X,
-        estimator.encoders_,
-        estimator.fusion_,
-        estimator._n_outputs(),
-        dependencies=estimator.dependencies,
-        standardize=estimator.standardize,
-        inter_missing=estimator.inter_missing,
-        modality_dropout=estimator.modality_dropout,
+        architecture.specs,
+        architecture.fusion,
+        architecture.n_outputs,
+        dependencies=architecture.dependencies,
+        standardize=architecture.standardize,
+        inter_missing=architecture.inter_missing,
+        modality_dropout=architecture.modality_dropout,
         present=present,
         frozen=frozen,
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .ensemble import FoldEnsemble
+from .ensemble import MeanFoldEnsemble
 
 __all__ = [
     "cox_nll_sums",
@@ -180,14 +180,10 @@ class ProductOfExpertsCoxLoss(nn.Module):
         return _mean(*cox_nll_sums(log_risk, time, event, None, sample_weight, self.ties))[0]
 
 
-class CoxFoldEnsemble(FoldEnsemble):
+class CoxFoldEnsemble(MeanFoldEnsemble):
     """The I2M2 modules of K folds of Cox experts as one model.
 
     Each expert's log-risk is the mean of its K fold versions: its hazard
     is the geometric mean of theirs, so the ensemble is still a product of
     one hazard per expert. An abstaining expert outputs 0 in every fold.
     """
-
-    def forward(self, **X):
-        X = self.folds[0].encode_frozen(X)
-        return torch.stack([fold(**X) for fold in self.folds]).mean(0)

@@ -8,7 +8,7 @@ from torch import nn
 
 from .product import gaussian_fold_mean
 
-__all__ = ["FoldEnsemble", "GaussianFoldEnsemble"]
+__all__ = ["FoldEnsemble", "MeanFoldEnsemble", "GaussianFoldEnsemble"]
 
 
 class FoldEnsemble(nn.Module):
@@ -22,23 +22,15 @@ class FoldEnsemble(nn.Module):
     An expert that cannot see a sample has logits 0 in every fold, so its
     averaged log-probabilities are uniform and drop out of the product.
 
-    For multilabel targets (``multilabel=True``) each expert is one
-    Bernoulli expert per label, and the normalised geometric mean of
-    Bernoulli distributions has the mean of their log-odds as its log-odds:
-    the output is the experts' logits averaged over the folds.
-
     Parameters
     ----------
     modules : list of I2M2Module
         The fold models; same experts, same classes.
-    multilabel : bool, default=False
-        Whether the experts give per-label log-odds.
     """
 
-    def __init__(self, modules, multilabel=False):
+    def __init__(self, modules):
         super().__init__()
         self.folds = nn.ModuleList(modules)
-        self.multilabel = multilabel
 
     @property
     def expert_names(self):
@@ -50,9 +42,23 @@ class FoldEnsemble(nn.Module):
     def forward(self, **X):
         # The folds share their frozen encoders' weights: compute those features once.
         X = self.folds[0].encode_frozen(X)
-        if self.multilabel:
-            return torch.stack([fold(**X) for fold in self.folds]).mean(0)
         return torch.stack([F.log_softmax(fold(**X), dim=-1) for fold in self.folds]).mean(0)
+
+
+class MeanFoldEnsemble(FoldEnsemble):
+    """The I2M2 modules of K folds as one model whose experts average their raw outputs.
+
+    For experts whose outputs are log-odds (one Bernoulli expert per label)
+    or log-risks (Cox experts): the normalised geometric mean of Bernoulli
+    distributions has the mean of their log-odds as its log-odds, and the
+    geometric mean of hazards the mean of their log-risks, so the ensemble
+    is still a product of one expert per modality and the inter expert. An
+    abstaining expert outputs 0 in every fold.
+    """
+
+    def forward(self, **X):
+        X = self.folds[0].encode_frozen(X)
+        return torch.stack([fold(**X) for fold in self.folds]).mean(0)
 
 
 class GaussianFoldEnsemble(FoldEnsemble):

@@ -8,7 +8,7 @@ import torch
 
 from ..nn.losses import ProductOfExpertsNLLLoss
 
-__all__ = ["fit_temperature", "fit_gaussian_temperature"]
+__all__ = ["fit_temperature", "fit_held_out_temperature", "fit_gaussian_temperature"]
 
 # Bounds of a fitted temperature: below 1 the product is sharpened; more
 # than 2x would mostly fit the noise of a small validation split.
@@ -74,6 +74,28 @@ def fit_temperature(
     if not torch.isfinite(torch.tensor(temperature)):
         return 1.0
     return min(max(temperature, _T_MIN), _T_MAX)
+
+
+def fit_held_out_temperature(held_out, product_logits, options):
+    """:func:`fit_temperature` on the validation rows of every model of a fit.
+
+    ``held_out`` lists ``(expert_logits, available, y, sample_weight)`` per
+    model (see :meth:`sk_i2m2.outcomes.Outcome.calibrate`);
+    ``product_logits`` maps a model's expert logits to the product's logits
+    that the temperature divides; ``options`` (the outcome's
+    :class:`~sk_i2m2.outcomes.StageOptions`) gives the stage-2 criterion and
+    its class weights.
+    """
+    logits = torch.cat([product_logits(logits) for logits, _, _, _ in held_out])
+    targets = torch.cat([target for _, _, target, _ in held_out])
+    weights = [weight for _, _, _, weight in held_out]
+    return fit_temperature(
+        logits,
+        targets,
+        options.criterion_kwargs["weight"],
+        sample_weight=None if weights[0] is None else torch.cat(weights),
+        criterion=options.criteria[1],
+    )
 
 
 def fit_gaussian_temperature(mean, log_var, y, sample_weight=None):

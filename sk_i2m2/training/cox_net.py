@@ -8,12 +8,12 @@ import torch
 from skorch import NeuralNetRegressor
 
 from ..nn.cox import combine_log_risk
-from .net import _StageNetMixin, plain_module
+from .net import StageNetMixin, plain_module
 
 __all__ = ["StageNetSurvival"]
 
 
-class StageNetSurvival(_StageNetMixin, NeuralNetRegressor):
+class StageNetSurvival(StageNetMixin, NeuralNetRegressor):
     """skorch ``NeuralNetRegressor`` for one stage of I2M2's Cox experts.
 
     The survival sibling of :class:`~sk_i2m2.training.net.StageNetRegressor`,

@@ -15,6 +15,7 @@ from ..nn.experts import SAMPLE_WEIGHT
 from ..nn.product import combine_gaussian, product_label_proba, product_mean, product_proba
 
 __all__ = [
+    "StageNetMixin",
     "StageNet",
     "StageNetRegressor",
     "AcceleratedStageNet",
@@ -45,8 +46,18 @@ def _uncompiled(module):
     return getattr(module, "_orig_mod", module)
 
 
-class _StageNetMixin:
-    """The extension points shared by the classifier's and the regressor's stage nets."""
+class StageNetMixin:
+    """The extension points of a stage net, for any outcome type.
+
+    Mix it in front of a skorch net class (``class MyStageNet(StageNetMixin,
+    NeuralNetRegressor)``) to get what every I2M2 stage needs: the batch's
+    availability mask and sample weights passed to the criterion, the L2
+    penalty of full-batch training (``l2``), train-time ``augment``,
+    bfloat16 ``mixed_precision`` and losses kept on the device
+    (``defer_loss_sync``). An outcome type adds its own
+    ``evaluation_step`` (how its experts' outputs are combined) and
+    ``_target_dtype``.
+    """
 
     # dtype of a target passed as an array (e.g. by a scorer).
     _target_dtype = torch.long
@@ -145,7 +156,7 @@ class _StageNetMixin:
         DeferredFloat.resolve_rows(self.history[-1]["batches"])
 
 
-class StageNet(_StageNetMixin, NeuralNetClassifier):
+class StageNet(StageNetMixin, NeuralNetClassifier):
     """skorch ``NeuralNetClassifier`` for one stage of I2M2's experts.
 
     It uses skorch's own training loop; only extension points change:
@@ -233,7 +244,7 @@ class StageNet(_StageNetMixin, NeuralNetClassifier):
         return super().predict(X)
 
 
-class StageNetRegressor(_StageNetMixin, NeuralNetRegressor):
+class StageNetRegressor(StageNetMixin, NeuralNetRegressor):
     """skorch ``NeuralNetRegressor`` for one stage of I2M2's Gaussian experts.
 
     The regressor's sibling of :class:`StageNet`, with the same extension

@@ -8,14 +8,12 @@ a lower learning rate and keeps its best epoch.
 from __future__ import annotations
 
 import copy
-import math
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold, StratifiedShuffleSplit
-from sklearn.utils.class_weight import compute_class_weight
 from skorch.callbacks import EarlyStopping
 from skorch.helper import predefined_split
 
@@ -35,13 +33,13 @@ from .callbacks import (
 from .net import ACCELERATED, optimizer_speed_kwargs
 from .schedule import lr_schedule_callbacks
 
+if TYPE_CHECKING:  # the outcomes build on the stage nets of this package
+    from ..outcomes import StageOptions
+
 __all__ = [
     "LBFGS_OPTIONS",
     "TrainingPlan",
-    "class_weight_tensor",
-    "label_weight_tensor",
-    "validation_split",
-    "fold_splits",
+    "StageNets",
     "split_datasets",
     "run_stages",
 ]
@@ -60,9 +58,9 @@ LBFGS_OPTIONS = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainingPlan:
-    """Everything the stages need from the estimator's parameters."""
+    """Everything the stages need from the estimator's parameters and the outcome."""
 
     lr: float
     finetune_lr: float
@@ -74,13 +72,9 @@ class TrainingPlan:
     n_iter_no_change: int
     device: torch.device
     seed: int
-    # The target's part (the estimator's ``_stage_options``): the stage net
-    # class and its extra arguments, the stage-1 and stage-2 criteria and
-    # their arguments.
-    net: type
-    net_kwargs: dict
-    criteria: tuple
-    criterion_kwargs: dict
+    # The outcome's part: the stage net class and the criteria
+    # (:class:`~sk_i2m2.outcomes.StageOptions`).
+    stage: StageOptions
     estimator_name: str = "I2M2Classifier"
     callbacks: object = None
     compile: bool = False
@@ -89,7 +83,6 @@ class TrainingPlan:
     lr_schedule: str = "constant"
     accelerator: object = None
     augment: dict | None = None
-    interrupted_stage: str | None = field(default=None, init=False)
 
     @classmethod
     def from_params(cls, params, **fitted):
@@ -98,121 +91,13 @@ class TrainingPlan:
         ``finetune_lr=None`` becomes ``lr / 10`` and ``finetune_epochs=None``
         becomes ``max_epochs``.
         """
-        names = {f.name for f in fields(cls) if f.init} - set(fitted)
+        names = {f.name for f in fields(cls)} - set(fitted)
         plan = {name: params[name] for name in names}
         if plan["finetune_lr"] is None:
             plan["finetune_lr"] = params["lr"] / 10
         if plan["finetune_epochs"] is None:
             plan["finetune_epochs"] = params["max_epochs"]
         return cls(**plan, **fitted)
-
-
-def class_weight_tensor(class_weight, classes, y_encoded, sample_weight=None):
-    """Loss weights of the classes for ``class_weight`` (``None`` without weights).
-
-    ``"balanced"`` uses the class totals of ``sample_weight``. For a
-    multilabel ``y_encoded`` (2-D) see :func:`label_weight_tensor`.
-    """
-    if class_weight is None:
-        return None
-    if y_encoded.ndim == 2:
-        return label_weight_tensor(class_weight, y_encoded, sample_weight)
-    if isinstance(class_weight, list):
-        raise ValueError(
-            "class_weight is a list, which is for multilabel y (one dict per label); "
-            "for class labels pass a dict or 'balanced'."
-        )
-    if isinstance(class_weight, dict):
-        unknown = [c for c in class_weight if c not in set(classes)]
-        if unknown:
-            raise ValueError(f"class_weight names class {unknown[0]!r}, not in y.")
-    if isinstance(class_weight, str) and sample_weight is not None:
-        # compute_class_weight's "balanced" rule, n / (n_classes * count),
-        # with weighted totals (its sample_weight is newer than our floor).
-        totals = np.bincount(y_encoded, weights=sample_weight, minlength=len(classes))
-        if (totals == 0).any():
-            raise ValueError("class_weight='balanced' needs a positive weight in every class.")
-        weights = totals.sum() / (len(classes) * totals)
-    else:
-        weights = compute_class_weight(class_weight, classes=classes, y=classes[y_encoded])
-    return torch.as_tensor(weights, dtype=torch.float32)
-
-
-def label_weight_tensor(class_weight, y, sample_weight=None):
-    """Per-label weights of negatives and positives, shape ``(2, n_labels)``, for multilabel ``y``.
-
-    Each label is a binary outcome with its own class weights, as
-    scikit-learn weighs the outputs of a multi-output target:
-    ``"balanced"`` gives label ``l``'s positives ``n / (2 * n_pos)`` and its
-    negatives ``n / (2 * n_neg)`` (counts weighted by ``sample_weight``; a
-    soft target ``t`` counts ``t`` positive and ``1 - t`` negative); a
-    label without positives or without negatives gets weights 1, as
-    ``compute_class_weight`` gives a single class. A list holds one dict
-    ``{0: w_neg, 1: w_pos}`` per label (missing keys weigh 1).
-    """
-    n_labels = y.shape[1]
-    weights = np.ones((2, n_labels))
-    if isinstance(class_weight, str) and class_weight == "balanced":
-        w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
-        positives = w @ y.astype(np.float64)
-        negatives = w.sum() - positives
-        both = (positives > 0) & (negatives > 0)
-        weights[0, both] = w.sum() / (2 * negatives[both])
-        weights[1, both] = w.sum() / (2 * positives[both])
-    elif isinstance(class_weight, list) and len(class_weight) == n_labels:
-        for label, entry in enumerate(class_weight):
-            if not isinstance(entry, dict) or set(entry) - {0, 1}:
-                raise ValueError(
-                    f"class_weight[{label}] must be a dict with keys 0 and/or 1 (the "
-                    f"weights of label {label}'s negatives and positives); got {entry!r}."
-                )
-            for value, weight in entry.items():
-                weights[value, label] = weight
-    else:
-        raise ValueError(
-            "For multilabel y, class_weight is 'balanced' or a list of one dict "
-            f"{{0: w_neg, 1: w_pos}} per label ({n_labels} labels); got {class_weight!r}."
-        )
-    return torch.as_tensor(weights, dtype=torch.float32)
-
-
-def fold_splits(y, n_folds, seed):
-    """Train and held-out rows of ``n_folds`` inner folds: stratified for class labels."""
-    folds = (StratifiedKFold if y.ndim == 1 else KFold)(n_folds, shuffle=True, random_state=seed)
-    return list(folds.split(np.zeros(len(y)), y))
-
-
-def validation_split(y, classes, validation_fraction, seed):
-    """Train and validation rows of the encoded labels ``y``.
-
-    Stratified when every class has two samples; otherwise random, with a
-    warning naming the rare class (one of ``classes``). ``classes=None``
-    (a continuous target) and multilabel rows (2-D ``y``): random.
-    """
-    at_random = classes is None or y.ndim == 2
-    n, n_classes = len(y), (1 if at_random else len(classes))
-    n_valid = max(math.ceil(validation_fraction * n), n_classes)
-    if n - n_valid < 2:
-        raise ValueError(
-            f"Too few samples ({n}) for a validation split of "
-            f"validation_fraction={validation_fraction}; pass "
-            "early_stopping=False to train on all samples."
-        )
-    if at_random:
-        return next(ShuffleSplit(1, test_size=n_valid, random_state=seed).split(np.zeros(n)))
-    counts = np.bincount(y, minlength=n_classes)
-    if counts.min() >= 2 and n - n_valid >= n_classes:
-        splitter = StratifiedShuffleSplit(1, test_size=n_valid, random_state=seed)
-        return next(splitter.split(np.zeros(n), y))
-    rare = classes[np.argmin(counts)]
-    rare = rare.item() if isinstance(rare, np.generic) else rare
-    warn_user(
-        f"The validation split ({n_valid} of {n} samples) cannot be stratified: "
-        f"class {rare!r} has {counts.min()} sample(s). Using a random split instead, "
-        "so early stopping may rest on few or no samples of that class; "
-        "early_stopping=False trains on all samples."
-    )
-    return next(ShuffleSplit(1, test_size=n_valid, random_state=seed).split(np.zeros(n)))
 
 
 def split_datasets(tensors, y, train_rows, valid_rows, data_device):
@@ -242,14 +127,25 @@ def split_datasets(tensors, y, train_rows, valid_rows, data_device):
     return dataset(train_rows), (dataset(valid_rows) if valid_rows is not None else None)
 
 
-def run_stages(module, train_ds, valid_ds, plan, pretrained=()):
-    """Train ``module`` in the two stages; return ``(pretrain_net, finetune_net)``.
+@dataclass(frozen=True)
+class StageNets:
+    """The nets of the two stages of one model, and the stage a user interrupted.
 
     ``finetune_net`` is ``None`` when there is no stage 2 (a single expert,
-    ``finetune_epochs=0``, or a user interrupt in stage 1). A user interrupt
-    sets ``plan.interrupted_stage``. The experts named in ``pretrained``
-    are trained already: stage 1 keeps them as they are (and is skipped
-    when every expert is).
+    ``finetune_epochs=0``, or a user interrupt in stage 1);
+    ``interrupted_stage`` is ``None`` unless a user interrupt ended a stage.
+    """
+
+    pretrain_net: object
+    finetune_net: object = None
+    interrupted_stage: str | None = None
+
+
+def run_stages(module, train_ds, valid_ds, plan, pretrained=()):
+    """Train ``module`` in the two stages; return their :class:`StageNets`.
+
+    The experts named in ``pretrained`` are trained already: stage 1 keeps
+    them as they are (and is skipped when every expert is).
     """
     patience = plan.n_iter_no_change if valid_ds is not None else None
     # One shuffling stream through both stages.
@@ -261,7 +157,7 @@ def run_stages(module, train_ds, valid_ds, plan, pretrained=()):
         iterator,
         "pretrain",
         module,
-        plan.criteria[0],
+        plan.stage.criteria[0],
         plan.lr,
         plan.max_epochs,
         valid_ds,
@@ -269,14 +165,10 @@ def run_stages(module, train_ds, valid_ds, plan, pretrained=()):
     )
     if set(pretrained) >= set(module.expert_names):
         pretrain_net.initialize()
-    else:
-        _run_stage(plan, "pretrain", pretrain_net, train_ds)
-    if (
-        len(module.expert_names) == 1
-        or plan.finetune_epochs == 0
-        or plan.interrupted_stage is not None
-    ):
-        return pretrain_net, None
+    elif _run_stage(plan, "pretrain", pretrain_net, train_ds):
+        return StageNets(pretrain_net, interrupted_stage="pretrain")
+    if len(module.expert_names) == 1 or plan.finetune_epochs == 0:
+        return StageNets(pretrain_net)
     stage_callbacks = []
     if valid_ds is not None:
         stage_callbacks.append(
@@ -297,14 +189,14 @@ def run_stages(module, train_ds, valid_ds, plan, pretrained=()):
         iterator,
         "finetune",
         copy.deepcopy(module),
-        plan.criteria[1],
+        plan.stage.criteria[1],
         plan.finetune_lr,
         plan.finetune_epochs,
         valid_ds,
         stage_callbacks,
     )
-    _run_stage(plan, "finetune", finetune_net, train_ds)
-    return pretrain_net, finetune_net
+    interrupted = _run_stage(plan, "finetune", finetune_net, train_ds)
+    return StageNets(pretrain_net, finetune_net, "finetune" if interrupted else None)
 
 
 def _make_net(
@@ -336,10 +228,10 @@ def _make_net(
     ]
     if plan.verbose >= 1 and interactive_output():
         callbacks.append(("progress", StageProgressBar(stage)))
-    net_class, net_kwargs = plan.net, {"device": plan.device}
+    net_class, net_kwargs = plan.stage.net, {"device": plan.device}
     if plan.accelerator is not None:
         # The accelerator places the module; each process trains on its shard.
-        net_class, net_kwargs = ACCELERATED[plan.net], {"device": None}
+        net_class, net_kwargs = ACCELERATED[plan.stage.net], {"device": None}
         net_kwargs.update(
             accelerator=plan.accelerator,
             iterator_train__num_shards=plan.accelerator.num_processes,
@@ -348,8 +240,8 @@ def _make_net(
     return net_class(
         module=module,
         criterion=criterion,
-        **{f"criterion__{k}": v for k, v in plan.criterion_kwargs.items()},
-        **plan.net_kwargs,
+        **{f"criterion__{k}": v for k, v in plan.stage.criterion_kwargs.items()},
+        **plan.stage.net_kwargs,
         optimizer=plan.optimizer,
         **optimizer_kwargs,
         **penalty,
@@ -374,13 +266,14 @@ def _make_net(
 
 
 def _run_stage(plan, stage, net, train_ds):
+    """Fit ``net`` on ``train_ds``; return whether a user interrupted it."""
     start = time.perf_counter()
     net.fit(train_ds, y=None)
     # skorch ends fit quietly on any KeyboardInterrupt (early stopping
     # raises one too); the checkpoint callbacks have already restored the
     # best weights, so only the user's interrupt needs telling apart.
-    if _interrupted_by_user(net):
-        plan.interrupted_stage = stage
+    interrupted = _interrupted_by_user(net)
+    if interrupted:
         warn_user(
             f"Training was interrupted in the {stage} stage (epoch "
             f"{len(net.history)} of {net.max_epochs}). The model keeps the best "
@@ -390,6 +283,7 @@ def _run_stage(plan, stage, net, train_ds):
     if plan.verbose >= 1:
         seconds = time.perf_counter() - start
         print(stage_summary(stage, net, seconds, plan.estimator_name), flush=True)
+    return interrupted
 
 
 def stage_summary(stage, net, seconds, estimator_name="I2M2Classifier"):

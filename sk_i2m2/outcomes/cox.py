@@ -1,4 +1,12 @@
-"""The survival target: scikit-survival's structured arrays, the Breslow baseline, the extra."""
+"""Cox survival: one log-risk per expert, the product of hazards, Breslow's baseline.
+
+The outcome of :class:`~sk_i2m2.I2M2SurvivalAnalysis`. Its target is
+scikit-survival's structured array (event indicator, time); the product of
+the experts' hazards is the sum of their log-risks, so I2M2 is a Cox model
+whose risk is intra experts + inter expert. Calibration fits a factor of
+the summed log-risk on held-out rows, then Breslow's baseline cumulative
+hazard on the training rows.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +15,110 @@ import importlib
 import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
+from sklearn.model_selection import KFold, StratifiedKFold
 
-from .nn.cox import combine_log_risk, cox_nll_sums
+from .._registry import REGISTRY
+from .._sizing import auto_batch_size, auto_n_folds, auto_n_folds_regression, is_small_cohort
+from ..nn.cox import (
+    CoxFoldEnsemble,
+    ExpertsCoxLoss,
+    ProductOfExpertsCoxLoss,
+    combine_log_risk,
+    cox_nll_sums,
+)
+from ..training.cox_net import StageNetSurvival
+from ._base import Outcome, StageOptions, validation_split
 
 __all__ = [
+    "CoxOutcome",
     "check_survival_target",
     "breslow_cumulative_hazard",
     "fit_cox_temperature",
     "import_sksurv",
 ]
+
+
+@REGISTRY.register("outcome", "cox")
+class CoxOutcome(Outcome):
+    """Time-to-event targets with Cox experts.
+
+    The stage nets train on ``(time, event)`` float rows; folds and the
+    validation split are stratified on the event indicator (random without
+    censoring); small cohorts train on whole risk sets (one batch).
+
+    Parameters
+    ----------
+    ties : {"efron", "breslow"}, default="efron"
+        Handling of tied event times in every partial likelihood.
+    **params
+        As for :class:`~sk_i2m2.outcomes.Outcome`.
+    """
+
+    parameters = (*Outcome.parameters, "ties")
+    target_attributes = ("event_field_", "time_field_", "unique_times_", "cum_baseline_hazard_")
+
+    def __init__(self, *, ties="efron", **params):
+        super().__init__(**params)
+        self.ties = ties
+
+    def check_target(self, y, n_samples, sample_weight=None):
+        event, time, event_field, time_field = check_survival_target(y, n_samples)
+        attributes = {"event_field_": event_field, "time_field_": time_field}
+        return attributes, np.column_stack([time, event]).astype(np.float32)
+
+    def n_outputs(self, attributes):
+        return 1
+
+    def stage_options(self, attributes, y, sample_weight):
+        return StageOptions(
+            net=StageNetSurvival,
+            criteria=(ExpertsCoxLoss, ProductOfExpertsCoxLoss),
+            criterion_kwargs={"ties": self.ties},
+        )
+
+    def n_folds(self, y):
+        event = y[:, 1].astype(np.int64)
+        if event.all():  # no censoring: nothing to stratify on
+            return auto_n_folds_regression(len(y), self.cv)
+        return auto_n_folds(len(y), int(np.bincount(event).min()), self.cv)
+
+    def splits(self, y, n_folds, seed, attributes):
+        event = y[:, 1].astype(np.int64)
+        censored = not event.all()
+        if n_folds:
+            folds = (StratifiedKFold if censored else KFold)(
+                n_folds, shuffle=True, random_state=seed
+            )
+            return list(folds.split(np.zeros(len(y)), event))
+        classes = np.array([False, True]) if censored else None
+        return [validation_split(event, classes, self.validation_fraction, seed)]
+
+    def auto_batch_size(self, n_train, optimizer):
+        # Whole risk sets on small cohorts, where a mini-batch would hold few events.
+        return n_train if is_small_cohort(n_train) else auto_batch_size(n_train)
+
+    def fold_ensemble(self, modules):
+        return CoxFoldEnsemble(modules)
+
+    def combine(self, outputs, available=None):
+        return combine_log_risk(outputs, available)
+
+    def calibrate(self, held_out, options, training_rows):
+        temperature = 1.0
+        if self.calibration == "temperature" and held_out:
+            temperature = fit_cox_temperature(held_out, self.ties)
+        # Breslow's baseline from the fitted model's risks of the training rows.
+        outputs, available, y, sample_weight = training_rows()
+        log_risk = combine_log_risk(outputs.double(), available)[:, 0].numpy() * temperature
+        unique_times, cum_baseline_hazard = breslow_cumulative_hazard(
+            log_risk, y[:, 1].astype(bool), y[:, 0].astype(np.float64), sample_weight
+        )
+        return {
+            "temperature_": temperature,
+            "unique_times_": unique_times,
+            "cum_baseline_hazard_": cum_baseline_hazard,
+        }
+
 
 _HOW = (
     "Build it with sksurv.util.Surv.from_arrays(event, time), or as "
@@ -141,7 +244,7 @@ def fit_cox_temperature(held_out, ties):
     """The factor of the summed log-risk that maximises the held-out partial likelihood.
 
     ``held_out`` lists ``(expert_outputs, available, y, sample_weight)`` per
-    model, as ``I2M2Base._calibrate`` gets them; each model's rows form their
+    model, as :meth:`CoxOutcome.calibrate` gets them; each model's rows form their
     own risk sets (its log-risks are on its own scale). The Cox loss is
     convex in the factor; it is searched in [0.01, 10]. 1.0 when the
     held-out rows hold no event.

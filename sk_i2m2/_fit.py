@@ -1,0 +1,447 @@
+"""One fit, top-down: validate -> build and train every split -> result.
+
+:func:`describe_fit` runs every check of a ``fit`` and returns a
+:class:`FitDescription`, an immutable record of the fit (data, target,
+specs, optimizer, device, splits, training plan); nothing is fitted yet.
+:func:`train` builds and trains the model of each split from that record
+alone and returns a :class:`FitResult`; the estimator then stores its
+fitted attributes in one place (``I2M2Base._store``). Everything that
+depends on the target comes from the estimator's outcome
+(:mod:`sk_i2m2.outcomes`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import _check_sample_weight
+
+from ._allocator import cpu_allocator
+from ._device import cudnn_autotune, data_device, resolve_device, to_channels_last
+from ._inference import expert_logits
+from ._lazy import LazyRows, materialize, take
+from ._missing import check_fit_options, check_samples_have_an_expert
+from ._parallel import check_accelerator, shared_seed
+from ._sizing import (
+    auto_optimizer,
+    auto_patience,
+    auto_weight_decay,
+    full_batch_fits,
+    is_full_batch,
+    is_small_cohort,
+)
+from ._threads import PARALLEL_STEP_FLOPS, remember_row_flops, row_flops, step_flops, torch_threads
+from ._validation import check_modalities
+from ._warm_start import experts_to_keep
+from .encoders import resolve_encoders
+from .fusion import resolve_fusion
+from .nn.build import Architecture, build_module_for, cached_modalities, precompute_frozen
+from .nn.experts import PRESENT, SAMPLE_WEIGHT
+from .training.callbacks import check_callbacks
+from .training.stages import TrainingPlan, run_stages, split_datasets
+
+__all__ = ["FitDescription", "FitResult", "describe_fit", "train"]
+
+
+@dataclass(frozen=True)
+class FitDescription:
+    """Everything one fit trains from, validated.
+
+    Attributes
+    ----------
+    tensors : dict
+        Modality -> float32 tensor or :class:`~sk_i2m2._lazy.LazyRows`, the
+        rows of positive weight.
+    present : bool tensor of shape (n_samples, n_modalities) or None
+        Which sample has which modality; ``None`` for complete data.
+    columns : dict
+        Modality -> feature names (``None`` without).
+    outcome : Outcome
+        The outcome type of the target (:mod:`sk_i2m2.outcomes`).
+    target : dict
+        The fitted attributes that describe the target (e.g. ``classes_``).
+    y : ndarray
+        The target as the stage nets train on it.
+    sample_weight : ndarray or None
+        Weights of the rows; ``None`` when they are all equal.
+    architecture : Architecture
+        What each model is built from.
+    memory_budget : float
+        ``device_memory_budget``.
+    n_folds : int or None
+        Cross-fitting folds; ``None`` for one model.
+    splits : tuple
+        ``(train_rows, valid_rows)`` of each model (``valid_rows`` ``None``
+        without early stopping).
+    plan : TrainingPlan
+        The stages' settings: optimizer (``"auto"`` resolved), device,
+        batch size, weight decay, patience, seed ...
+    kept : list of dict or None
+        ``warm_start``: per model, the stage-1 experts kept from the
+        previous fit.
+    """
+
+    tensors: dict
+    present: torch.Tensor | None
+    columns: dict
+    outcome: object
+    target: dict
+    y: np.ndarray
+    sample_weight: np.ndarray | None
+    architecture: Architecture
+    memory_budget: float
+    n_folds: int | None
+    splits: tuple
+    plan: TrainingPlan
+    kept: list | None
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What :func:`train` returns.
+
+    Attributes
+    ----------
+    module : torch.nn.Module
+        The fitted model (a fold ensemble with cross-fitting), in eval mode.
+    nets : list of tuple
+        ``(pretrain_net, finetune_net)`` of each model trained.
+    expert_names : list of str
+    interrupted_stage : str or None
+        The stage a user interrupted, if any (later models are not trained).
+    calibration : dict
+        The outcome's calibration attributes (``temperature_`` ...).
+    """
+
+    module: torch.nn.Module
+    nets: list
+    expert_names: list
+    interrupted_stage: str | None
+    calibration: dict
+
+
+@dataclass(frozen=True)
+class _SplitResult:
+    module: torch.nn.Module
+    nets: tuple
+    interrupted_stage: str | None
+    held_out: tuple | None
+
+
+def describe_fit(estimator, X, y, sample_weight=None):
+    """Validate a ``fit`` of ``estimator`` and describe it; change nothing.
+
+    Every check runs here, before any training, so that an invalid input or
+    parameter leaves a previous fit untouched. ``sample_weight`` travels
+    with the rows (see :data:`~sk_i2m2.nn.experts.SAMPLE_WEIGHT`); rows of
+    weight 0 are dropped first (:func:`drop_zero_weights`).
+    """
+    params = estimator.get_params(deep=False)
+    tensors, columns, present = check_modalities(X, encoders=params["encoders"])
+    n_samples = len(next(iter(tensors.values())))
+    sample_weight = check_sample_weight(sample_weight, n_samples)
+    outcome = estimator._target_outcome(y)
+    target, y_train = outcome.check_target(y, n_samples, sample_weight)
+    tensors, present, y_train, sample_weight = drop_zero_weights(
+        tensors, present, y_train, sample_weight
+    )
+    check_fit_options(params["inter_missing"], params["modality_dropout"])
+    check_augment(params["augment"], tensors)
+    check_samples_have_an_expert(
+        present, list(tensors), params["dependencies"], params["inter_missing"]
+    )
+    check_callbacks(params["callbacks"])
+    small = is_small_cohort(len(y_train))
+    n_folds = outcome.n_folds(y_train) if params["early_stopping"] else None
+    specs = resolve_encoders(
+        params["encoders"], {m: t.shape[1:] for m, t in tensors.items()}, small_cohort=small
+    )
+    optimizer = params["optimizer"]
+    if optimizer == "auto":
+        fits = full_batch_fits(
+            specs,
+            batch_size=params["batch_size"],
+            data_parallel=params["accelerator"] is not None,
+            on_disk=any(isinstance(t, LazyRows) for t in tensors.values()),
+            stochastic=bool(params["augment"]) or params["modality_dropout"] > 0,
+        )
+        optimizer = auto_optimizer(len(y_train), fits and outcome.lbfgs_on_small_cohorts)
+    fusion = resolve_fusion(params["fusion"], small_cohort=small, full_batch=is_full_batch(optimizer))
+    check_accelerator(params["accelerator"], params["mixed_precision"])
+    device = resolve_device(params["device"], params["accelerator"])
+    stage_options = outcome.stage_options(target, y_train, sample_weight)
+    kept = None
+    if params["warm_start"]:
+        kept = experts_to_keep(estimator, tensors, target, specs, fusion, n_folds)
+    if kept is None:
+        seed = check_random_state(params["random_state"]).randint(np.iinfo(np.int32).max)
+        seed = shared_seed(int(seed), params["accelerator"])
+    else:  # the previous fit's splits, which the kept experts were stopped on
+        seed = estimator.seed_
+    if params["early_stopping"]:
+        splits = outcome.splits(y_train, n_folds, seed, target)
+    else:
+        splits = [(np.arange(len(y_train)), None)]
+    n_train = len(splits[0][0])
+    batch_size = params["batch_size"]
+    batch_size = (
+        outcome.auto_batch_size(n_train, optimizer) if batch_size == "auto" else int(batch_size)
+    )
+    weight_decay = params["weight_decay"]
+    weight_decay = (
+        auto_weight_decay(n_train, optimizer) if weight_decay == "auto" else float(weight_decay)
+    )
+    patience = params["n_iter_no_change"]
+    patience = auto_patience(optimizer) if patience == "auto" else int(patience)
+    plan = TrainingPlan.from_params(
+        params,
+        optimizer=optimizer,
+        batch_size=batch_size,
+        weight_decay=weight_decay,
+        n_iter_no_change=patience,
+        device=device,
+        seed=seed,
+        estimator_name=type(estimator).__name__,
+        stage=stage_options,
+    )
+    architecture = Architecture(
+        modalities=tuple(tensors),
+        specs=specs,
+        fusion=fusion,
+        n_outputs=outcome.n_outputs(target),
+        dependencies=params["dependencies"],
+        standardize=params["standardize"],
+        inter_missing=params["inter_missing"],
+        modality_dropout=params["modality_dropout"],
+        frozen_modalities=tuple(cached_modalities(specs, params["augment"])),
+    )
+    return FitDescription(
+        tensors=tensors,
+        present=present,
+        columns=columns,
+        outcome=outcome,
+        target=target,
+        y=y_train,
+        sample_weight=sample_weight,
+        architecture=architecture,
+        memory_budget=params["device_memory_budget"],
+        n_folds=n_folds,
+        splits=tuple(splits),
+        plan=plan,
+        kept=kept,
+    )
+
+
+def train(fit):
+    """Build and train the model of every split of ``fit``; calibrate; return a :class:`FitResult`.
+
+    Runs with torch's threads chosen for the work (:mod:`sk_i2m2._threads`)
+    and a forked random stream seeded with the fit's seed, so that the
+    caller's stream is left as it was.
+    """
+    device = fit.plan.device
+    fork_devices = [device.index or 0] if device.type == "cuda" else []
+    with (
+        torch_threads() as use_threads,
+        torch.random.fork_rng(devices=fork_devices),
+        cudnn_autotune(device.type == "cuda"),
+        cpu_allocator(device),
+    ):
+        torch.manual_seed(fit.plan.seed)
+        return _train_splits(fit, use_threads)
+
+
+def _train_splits(fit, use_threads):
+    # Frozen encoders run once here; the experts train on their features.
+    # They are pretrained backbones run over every row: work that pays
+    # for every thread the fit may use. The set-up around them does not.
+    use_threads(PARALLEL_STEP_FLOPS if fit.architecture.frozen_modalities else 0.0)
+    tensors, frozen = precompute_frozen(
+        fit.architecture, fit.tensors, fit.present, device=fit.plan.device
+    )
+    # The presence mask and the sample weights travel with the batches,
+    # like modalities (see PRESENT and SAMPLE_WEIGHT in nn.experts).
+    if fit.present is not None:
+        tensors = {**tensors, PRESENT: fit.present}
+    if fit.sample_weight is not None:
+        tensors = {
+            **tensors,
+            SAMPLE_WEIGHT: torch.as_tensor(fit.sample_weight, dtype=torch.float32),
+        }
+    where = data_device(tensors, fit.plan.device, fit.memory_budget)
+    splits = []
+    for i, (train_rows, valid_rows) in enumerate(fit.splits):
+        kept = fit.kept[i] if fit.kept else None
+        split = _train_split(fit, tensors, train_rows, valid_rows, where, frozen, kept, use_threads)
+        splits.append(split)
+        if split.interrupted_stage is not None:
+            break
+    modules = [split.module for split in splits]
+    module = modules[0] if len(modules) == 1 else fit.outcome.fold_ensemble(modules).eval()
+    # The work of one row of the fitted model, for the threads of prediction:
+    # every fold model's (their features counted in training).
+    remember_row_flops(module, len(modules) * row_flops(modules[0]))
+    calibration = fit.outcome.calibrate(
+        [split.held_out for split in splits if split.held_out is not None],
+        fit.plan.stage,
+        lambda: _training_rows(fit, module),
+    )
+    return FitResult(
+        module=module,
+        nets=[split.nets for split in splits],
+        expert_names=list(module.expert_names),
+        interrupted_stage=splits[-1].interrupted_stage,
+        calibration=calibration,
+    )
+
+
+def _train_split(fit, tensors, train_rows, valid_rows, where, frozen, kept, use_threads):
+    """Build and train one model; its validation rows' expert outputs for the calibration.
+
+    ``kept`` maps expert names to trained experts whose weights stage 1
+    takes instead of training them.
+    """
+    device, plan = fit.plan.device, fit.plan
+    train_ds, valid_ds = split_datasets(tensors, fit.y, train_rows, valid_rows, where)
+    # Input statistics are computed where the data is (on the GPU when it fits).
+    module = build_module_for(
+        fit.architecture,
+        {m: t for m, t in train_ds.X.items() if m not in (PRESENT, SAMPLE_WEIGHT)},
+        present=train_ds.X.get(PRESENT),
+        frozen=frozen,
+    ).to(device)
+    if not is_full_batch(fit.plan.optimizer):
+        # L-BFGS flattens gradients with ``view``, which a channels-last
+        # gradient does not allow: it trains in the default layout.
+        to_channels_last(module)
+    first_rows, _ = train_ds[torch.arange(min(2, len(train_ds)))]
+    first_rows = {m: t.to(device) for m, t in first_rows.items()}
+    use_threads(step_flops(module, first_rows, plan.batch_size, device))
+    pretrained = {name: kept[name] for name in module.expert_names if name in (kept or {})}
+    for name, expert in pretrained.items():
+        module.experts[name].load_state_dict(expert.state_dict())
+    stages = run_stages(module, train_ds, valid_ds, plan, pretrained=list(pretrained))
+    final_net = stages.finetune_net or stages.pretrain_net
+    # skorch wraps the module when compile=True; keep the plain module.
+    module = getattr(final_net.module_, "_orig_mod", final_net.module_).eval()
+    # Predictions run channels-last, as in a loaded model.
+    to_channels_last(module)
+    held_out = None
+    if valid_ds is not None:
+        held_out = (
+            expert_logits(
+                module, valid_ds.X, device=device, batch_size=_inference_batch(plan.batch_size)
+            ),
+            _cpu(module.availability(valid_ds.X)),
+            valid_ds.y.cpu(),
+            _cpu(valid_ds.X.get(SAMPLE_WEIGHT)),
+        )
+    return _SplitResult(
+        module, (stages.pretrain_net, stages.finetune_net), stages.interrupted_stage, held_out
+    )
+
+
+def _training_rows(fit, module):
+    """``(expert_outputs, available, y, sample_weight)`` of every training row under ``module``."""
+    tensors = fit.tensors
+    if fit.present is not None:
+        tensors = {**tensors, PRESENT: fit.present}
+    outputs = expert_logits(
+        module, tensors, device=fit.plan.device, batch_size=_inference_batch(fit.plan.batch_size)
+    )
+    available = None if fit.present is None else module.availability({PRESENT: fit.present})
+    return outputs, available, fit.y, fit.sample_weight
+
+
+def _inference_batch(batch_size):
+    return max(4 * batch_size, 1024)
+
+
+def _cpu(tensor):
+    return None if tensor is None else tensor.cpu()
+
+
+def drop_zero_weights(tensors, present, y, sample_weight):
+    """The rows of positive weight; ``sample_weight`` None when their weights are equal.
+
+    A row of weight 0 would add nothing to any loss, but it would still
+    shape the input statistics, the batches and the validation split;
+    dropping it makes a zero weight mean exactly "not in the data". Equal
+    weights are the unweighted fit (every loss is a weighted mean).
+    """
+    if sample_weight is None:
+        return tensors, present, y, None
+    keep = sample_weight > 0
+    if not keep.all():
+        rows = np.flatnonzero(keep)
+        # take: tensors and lazily read modalities alike.
+        tensors = {m: take(t, rows) for m, t in tensors.items()}
+        if present is not None:
+            present = take(present, rows)
+            # As check_modalities reports complete data.
+            present = None if bool(present.all()) else present
+        y, sample_weight = y[keep], sample_weight[keep]
+    if np.all(sample_weight == sample_weight[0]):
+        sample_weight = None
+    return tensors, present, y, sample_weight
+
+
+def check_sample_weight(sample_weight, n_samples):
+    """Validate ``fit``'s ``sample_weight``: a float64 array of ``n_samples`` weights, or None.
+
+    Read by scikit-learn's ``_check_sample_weight`` (a scalar is one weight
+    for every sample); weights must be finite, non-negative and not all 0.
+    """
+    if sample_weight is None:
+        return None
+    message = (
+        f"sample_weight must hold one finite, non-negative number per sample ({n_samples} "
+        "samples), not all 0:"
+    )
+    try:
+        weights = _check_sample_weight(
+            sample_weight, np.empty((n_samples, 0)), dtype=np.float64, ensure_non_negative=True
+        )
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{message} {exc}") from None
+    # Older scikit-learn releases let all-zero weights through.
+    if not weights.any():
+        raise ValueError(f"{message} Sample weights must contain at least one non-zero number.")
+    return weights
+
+
+def check_augment(augment, tensors):
+    """Check the estimator's ``augment``: modalities of ``X`` mapped to shape-keeping callables.
+
+    Each transform is tried on the modality's first two rows (on the CPU)
+    before any training: one that fails, or returns a batch of another
+    shape, would otherwise train on mismatched inputs or fail mid-fit.
+    """
+    for name, transform in (augment or {}).items():
+        if name not in tensors:
+            raise ValueError(
+                f"augment names modality {name!r}, which is not in X (X has {sorted(tensors)})."
+            )
+        if not callable(transform):
+            raise TypeError(
+                f"augment[{name!r}] must be a callable mapping a batch tensor to a "
+                f"batch of the same shape; got {type(transform).__name__}."
+            )
+        rows = tensors[name]
+        batch = materialize(take(rows, np.arange(min(2, len(rows)))))
+        try:
+            out = transform(batch.clone())
+        except Exception as exc:
+            raise ValueError(
+                f"augment[{name!r}] fails on a batch of modality {name!r} of shape "
+                f"{tuple(batch.shape)}: {exc}"
+            ) from exc
+        if not isinstance(out, torch.Tensor) or out.shape != batch.shape:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(
+                f"augment[{name!r}] must return a batch of the shape it is given: a batch "
+                f"of modality {name!r} of shape {tuple(batch.shape)} came back as {got}."
+            )
