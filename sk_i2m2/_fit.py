@@ -169,7 +169,9 @@ def describe_fit(estimator, X, y, sample_weight=None):
             stochastic=bool(params["augment"]) or params["modality_dropout"] > 0,
         )
         optimizer = auto_optimizer(len(y_train), fits and outcome.lbfgs_on_small_cohorts)
-    fusion = resolve_fusion(params["fusion"], small_cohort=small, full_batch=is_full_batch(optimizer))
+    fusion = resolve_fusion(
+        params["fusion"], small_cohort=small, full_batch=is_full_batch(optimizer)
+    )
     check_accelerator(params["accelerator"], params["mixed_precision"])
     device = resolve_device(params["device"], params["accelerator"])
     stage_options = outcome.stage_options(target, y_train, sample_weight)

@@ -241,9 +241,7 @@ def _read_config(cls, config_path):
         )
     saved_as = config.get("estimator")
     saved_cls = REGISTRY.class_named("estimator", str(saved_as))
-    if saved_cls is not None and not (
-        issubclass(cls, saved_cls) or issubclass(saved_cls, cls)
-    ):
+    if saved_cls is not None and not (issubclass(cls, saved_cls) or issubclass(saved_cls, cls)):
         raise ModelFileError(
             f"{config_path} holds an {saved_as}; load it with {saved_as}.load, "
             f"not {cls.__name__}.load."

@@ -10,7 +10,6 @@ full-batch L-BFGS; measured in ``benchmarks/small_cohorts.py``.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 __all__ = [

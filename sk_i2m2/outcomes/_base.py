@@ -195,4 +195,3 @@ def validation_split(y, classes, validation_fraction, seed):
         "early_stopping=False trains on all samples."
     )
     return next(ShuffleSplit(1, test_size=n_valid, random_state=seed).split(np.zeros(n)))
-
