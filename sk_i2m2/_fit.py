@@ -159,16 +159,7 @@ def describe_fit(estimator, X, y, sample_weight=None):
     specs = resolve_encoders(
         params["encoders"], {m: t.shape[1:] for m, t in tensors.items()}, small_cohort=small
     )
-    optimizer = params["optimizer"]
-    if optimizer == "auto":
-        fits = full_batch_fits(
-            specs,
-            batch_size=params["batch_size"],
-            data_parallel=params["accelerator"] is not None,
-            on_disk=any(isinstance(t, LazyRows) for t in tensors.values()),
-            stochastic=bool(params["augment"]) or params["modality_dropout"] > 0,
-        )
-        optimizer = auto_optimizer(len(y_train), fits and outcome.lbfgs_on_small_cohorts)
+    optimizer = _optimizer(params, specs, tensors, len(y_train), outcome)
     fusion = resolve_fusion(
         params["fusion"], small_cohort=small, full_batch=is_full_batch(optimizer)
     )
@@ -187,17 +178,7 @@ def describe_fit(estimator, X, y, sample_weight=None):
         splits = outcome.splits(y_train, n_folds, seed, target)
     else:
         splits = [(np.arange(len(y_train)), None)]
-    n_train = len(splits[0][0])
-    batch_size = params["batch_size"]
-    batch_size = (
-        outcome.auto_batch_size(n_train, optimizer) if batch_size == "auto" else int(batch_size)
-    )
-    weight_decay = params["weight_decay"]
-    weight_decay = (
-        auto_weight_decay(n_train, optimizer) if weight_decay == "auto" else float(weight_decay)
-    )
-    patience = params["n_iter_no_change"]
-    patience = auto_patience(optimizer) if patience == "auto" else int(patience)
+    batch_size, weight_decay, patience = _sizes(params, outcome, len(splits[0][0]), optimizer)
     plan = TrainingPlan.from_params(
         params,
         optimizer=optimizer,
@@ -234,6 +215,34 @@ def describe_fit(estimator, X, y, sample_weight=None):
         splits=tuple(splits),
         plan=plan,
         kept=kept,
+    )
+
+
+def _optimizer(params, specs, tensors, n_samples, outcome):
+    """The optimizer class of ``optimizer`` (``"auto"``: L-BFGS where full batches fit)."""
+    if params["optimizer"] != "auto":
+        return params["optimizer"]
+    fits = full_batch_fits(
+        specs,
+        batch_size=params["batch_size"],
+        data_parallel=params["accelerator"] is not None,
+        on_disk=any(isinstance(t, LazyRows) for t in tensors.values()),
+        stochastic=bool(params["augment"]) or params["modality_dropout"] > 0,
+    )
+    return auto_optimizer(n_samples, fits and outcome.lbfgs_on_small_cohorts)
+
+
+def _sizes(params, outcome, n_train, optimizer):
+    """``batch_size``, ``weight_decay`` and ``n_iter_no_change`` with ``"auto"`` resolved."""
+    batch_size, weight_decay, patience = (
+        params["batch_size"],
+        params["weight_decay"],
+        params["n_iter_no_change"],
+    )
+    return (
+        outcome.auto_batch_size(n_train, optimizer) if batch_size == "auto" else int(batch_size),
+        auto_weight_decay(n_train, optimizer) if weight_decay == "auto" else float(weight_decay),
+        auto_patience(optimizer) if patience == "auto" else int(patience),
     )
 
 
