@@ -55,7 +55,9 @@ class Outcome(abc.ABC):
     An outcome holds the estimator parameters it reads (listed in
     ``parameters``) and works on the *target attributes*: the fitted
     attributes that describe the target (``target_attributes``, e.g.
-    ``classes_``), which :meth:`check_target` returns and ``save`` stores.
+    ``classes_``, or a baseline hazard), which :meth:`check_target` and
+    :meth:`calibrate` return and a saved model must hold. It sets no
+    attribute on the estimator: the estimator stores what it returns.
     Register a new outcome with ``@REGISTRY.register("outcome", name)`` and
     give its estimator ``_outcome_type = ThatOutcome``.
 
