@@ -58,10 +58,11 @@ __all__ = ["I2M2Base"]
 class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
     """Base class of the I2M2 estimators; not for direct use.
 
-    The public estimators document the parameters; see
-    :class:`~sk_i2m2.I2M2Classifier`. A subclass defines its target's
-    parameters in ``__init__`` (calling this one), a public ``fit`` that
-    calls :meth:`_fit`, and the hooks below.
+    ``__init__`` stores the shared parameters (documented once, in
+    :mod:`sk_i2m2._docstrings`). scikit-learn reads the parameters from the
+    class's ``__init__`` signature, so a subclass with parameters or
+    defaults of its own declares it in full and calls this one. A subclass
+    defines a public ``fit`` that calls :meth:`_fit`, and the hooks below.
     """
 
     # Fitted attributes that describe the target, required in a saved model.
@@ -91,6 +92,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
         "inter_missing": [StrOptions({"null", "drop"})],
         "modality_dropout": [Interval(numbers.Real, 0, 1, closed="left")],
         "augment": [dict, None],
+        "calibration": [StrOptions({"temperature"}), None],
         "standardize": ["boolean"],
         "callbacks": [list, dict, None],
         "device": [str, torch.device],
@@ -124,6 +126,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
         inter_missing="null",
         modality_dropout=0.0,
         augment=None,
+        calibration="temperature",
         standardize=True,
         callbacks=None,
         device="auto",
@@ -153,6 +156,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator, metaclass=abc.ABCMeta):
         self.inter_missing = inter_missing
         self.modality_dropout = modality_dropout
         self.augment = augment
+        self.calibration = calibration
         self.standardize = standardize
         self.callbacks = callbacks
         self.device = device
