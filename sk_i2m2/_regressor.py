@@ -7,7 +7,6 @@ import torch
 from sklearn.base import RegressorMixin, _fit_context
 from sklearn.model_selection import KFold
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_array
 
 from ._base import I2M2Base
