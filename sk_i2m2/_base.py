@@ -35,12 +35,14 @@ __all__ = ["I2M2Base"]
 class I2M2Base(SaveLoadMixin, BaseEstimator):
     """Base class of the I2M2 estimators; not for direct use.
 
-    The public estimators document the parameters; see
-    :class:`~sk_i2m2.I2M2Classifier`. A subclass names its outcome type
-    (``_outcome_type``, an :class:`~sk_i2m2.outcomes.Outcome` class), adds
-    the parameters that outcome reads in ``__init__`` (calling this one),
-    and defines a public ``fit`` that calls :meth:`_fit`; every subclass is
-    registered by class name, which is how ``load`` finds it.
+    ``__init__`` stores the shared parameters (documented once, in
+    :mod:`sk_i2m2._docstrings`). scikit-learn reads the parameters from the
+    class's ``__init__`` signature, so a subclass with parameters or
+    defaults of its own declares it in full and calls this one. A subclass
+    names its outcome type (``_outcome_type``, an
+    :class:`~sk_i2m2.outcomes.Outcome` class) and defines a public ``fit``
+    that calls :meth:`_fit`; every subclass is registered by class name,
+    which is how ``load`` finds it.
     """
 
     #: The :class:`~sk_i2m2.outcomes.Outcome` class of the estimator's targets.
@@ -68,6 +70,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
         "inter_missing": [StrOptions({"null", "drop"})],
         "modality_dropout": [Interval(numbers.Real, 0, 1, closed="left")],
         "augment": [dict, None],
+        "calibration": [StrOptions({"temperature"}), None],
         "standardize": ["boolean"],
         "callbacks": [list, dict, None],
         "device": [str, torch.device],
@@ -101,6 +104,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
         inter_missing="null",
         modality_dropout=0.0,
         augment=None,
+        calibration="temperature",
         standardize=True,
         callbacks=None,
         device="auto",
@@ -130,6 +134,7 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
         self.inter_missing = inter_missing
         self.modality_dropout = modality_dropout
         self.augment = augment
+        self.calibration = calibration
         self.standardize = standardize
         self.callbacks = callbacks
         self.device = device

@@ -12,12 +12,14 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import StrOptions
 
 from ._base import I2M2Base
+from ._docstrings import fill_docstring
 from .nn.cox import combine_log_risk
 from .outcomes.cox import CoxOutcome, check_survival_target, import_sksurv
 
 __all__ = ["I2M2SurvivalAnalysis"]
 
 
+@fill_docstring
 class I2M2SurvivalAnalysis(I2M2Base):
     """I2M2 for time-to-event outcomes: a product of Cox intra- and inter-modality experts.
 
@@ -45,44 +47,59 @@ class I2M2SurvivalAnalysis(I2M2Base):
     batch: a mini-batch holds only part of each risk set, which biases the
     loss. ``batch_size="auto"`` therefore trains full-batch (one step per
     epoch) on fewer than 1000 training rows, the common case of clinical
-    cohorts, which is why the default ``lr`` is 30 times the classifier's.
-    On more rows it takes the classifier's mini-batches (``n_train // 16``
-    rows, 62 to 256): a convolutional image expert needs more steps than
-    full-batch epochs give (on 1068 training patients with digit images,
-    mean test concordance over 10 splits 0.724 with batches of 66 rows,
-    0.706 full-batch; see the user guide's *Survival outcomes* page).
+    cohorts, which is why the default ``lr`` is 30 times the classifier's;
+    on more rows it takes the classifier's mini-batches, which deep experts
+    need (see the user guide's *Survival outcomes* page).
 
     Parameters
     ----------
-    dependencies, fusion, encoders, max_epochs, finetune_epochs, finetune_lr, lr_schedule, \
-optimizer, weight_decay, early_stopping, validation_fraction, n_iter_no_change, \
-inter_missing, modality_dropout, augment, standardize, callbacks, device, \
-device_memory_budget, compile, mixed_precision, warm_start, random_state, verbose
-        As for :class:`~sk_i2m2.I2M2Classifier`.
+    %(dependencies)s
+    %(fusion)s
+    %(encoders)s
     ties : {"efron", "breslow"}, default="efron"
         Handling of tied event times in the partial likelihood: Efron's
         approximation, or Breslow's (scikit-survival's ``CoxPHSurvivalAnalysis``
         offers both).
+    %(max_epochs)s
+    %(finetune_epochs)s
     lr : float, default=3e-2
         Learning rate of stage 1; full-batch training takes one step per
-        epoch (on 300 patients, stage 1 then converges in 50 to 90 epochs).
+        epoch.
+    %(finetune_lr)s
     batch_size : int or "auto", default="auto"
         Mini-batch size. ``"auto"``: the whole training split when it has
         fewer than 1000 rows, else ``n_train // 16`` clipped to [16, 256].
-    cv : int, "auto" or None, default="auto"
-        Inner cross-fitting for early stopping, as for
-        :class:`~sk_i2m2.I2M2Classifier`, with folds stratified on the
-        event indicator: ``"auto"`` gives 5 folds (fewer when there are
-        fewer than 5 events or censored samples) below 1000 samples.
+    %(lr_schedule)s
+    optimizer : torch optimizer class or "auto", default=torch.optim.AdamW
+        The optimizer of both stages (fitted as ``optimizer_``); ``"auto"``
+        chooses as :class:`~sk_i2m2.I2M2Classifier` does.
+        %(lbfgs_optimizer)s
+    %(weight_decay)s
+    %(early_stopping)s
+    %(validation_fraction)s
+    %(cv)s
+    %(n_iter_no_change)s
+    %(inter_missing)s
+    %(modality_dropout)s
+    %(augment)s
     calibration : {"temperature"} or None, default="temperature"
         ``"temperature"`` multiplies the summed log-risk by one factor
         fitted on the held-out rows (maximising their partial likelihood):
         the experts, each trained alone first, may together overstate the
         spread of risks. It changes the survival functions, not the ranking
         of ``predict``. ``None`` keeps the factor at 1.
-    accelerator : None
+    %(standardize)s
+    %(callbacks)s
+    %(device)s
+    %(device_memory_budget)s
+    %(compile)s
+    %(mixed_precision)s
+    accelerator : None, default=None
         Data-parallel training is not offered: each process would hold
         only part of each risk set.
+    %(warm_start)s
+    %(random_state)s
+    %(verbose)s
 
     Attributes
     ----------
@@ -94,10 +111,34 @@ device_memory_budget, compile, mixed_precision, warm_start, random_state, verbos
         Breslow's baseline cumulative hazard at ``unique_times_``.
     temperature_ : float
         Factor of the summed log-risk (1.0 without calibration).
-    modalities_, input_shapes_, feature_names_in_, encoders_, expert_names_, \
-missing_rate_, pretrain_net_, finetune_net_, fold_nets_, n_folds_, pretrained_experts_, \
-seed_, interrupted_stage_, module_, device_
-        As for :class:`~sk_i2m2.I2M2Classifier`; the experts output log-risks.
+    module_ : I2M2Module or CoxFoldEnsemble
+        The fitted torch module used for prediction; its experts output
+        log-risks.
+    %(modalities_)s
+    %(input_shapes_)s
+    %(feature_names_in_)s
+    %(encoders_)s
+    %(fusion_)s
+    %(frozen_modalities_)s
+    %(expert_names_)s
+    %(missing_rate_)s
+    %(pretrain_net_)s
+    %(finetune_net_)s
+    %(fold_nets_)s
+    %(n_folds_)s
+    %(optimizer_)s
+    %(batch_size_)s
+    %(weight_decay_)s
+    %(n_iter_no_change_)s
+    %(pretrained_experts_)s
+    %(seed_)s
+    %(interrupted_stage_)s
+    %(device_)s
+
+    See Also
+    --------
+    I2M2Classifier : The product of experts for class labels.
+    I2M2Regressor : The product of Gaussian experts, for continuous targets.
 
     Notes
     -----
@@ -127,10 +168,12 @@ seed_, interrupted_stage_, module_, device_
     _parameter_constraints = {
         **I2M2Base._parameter_constraints,
         "ties": [StrOptions({"efron", "breslow"})],
-        "calibration": [StrOptions({"temperature"}), None],
         "accelerator": [None],
     }
 
+    # scikit-learn reads the parameters from this signature (``get_params``
+    # takes no ``**kwargs``), so it lists I2M2Base's again with ``ties`` and
+    # the defaults of full-batch Cox training (``lr``, ``optimizer``).
     def __init__(
         self,
         dependencies="both",
@@ -152,8 +195,8 @@ seed_, interrupted_stage_, module_, device_
         n_iter_no_change="auto",
         inter_missing="null",
         modality_dropout=0.0,
-        calibration="temperature",
         augment=None,
+        calibration="temperature",
         standardize=True,
         callbacks=None,
         device="auto",
@@ -184,6 +227,7 @@ seed_, interrupted_stage_, module_, device_
             inter_missing=inter_missing,
             modality_dropout=modality_dropout,
             augment=augment,
+            calibration=calibration,
             standardize=standardize,
             callbacks=callbacks,
             device=device,
@@ -196,7 +240,6 @@ seed_, interrupted_stage_, module_, device_
             verbose=verbose,
         )
         self.ties = ties
-        self.calibration = calibration
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
