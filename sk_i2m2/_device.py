@@ -8,7 +8,7 @@ import torch
 
 from ._lazy import LazyRows
 from ._parallel import worker_cuda_index
-from .nn.encoders import ConvNet
+from .nn.encoder_modules import ConvNet
 
 __all__ = ["resolve_device", "data_device", "place", "to_channels_last", "cudnn_autotune"]
 

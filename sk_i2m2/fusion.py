@@ -13,7 +13,7 @@ import abc
 from sklearn.base import BaseEstimator
 
 from ._registry import REGISTRY
-from .nn.fusion import Concat, LowRankFusion
+from .nn.fusion_modules import Concat, LowRankFusion
 
 __all__ = ["FusionSpec", "ConcatFusion", "LowRankTensorFusion", "resolve_fusion"]
 

@@ -22,7 +22,7 @@ from skorch.callbacks import (
 from sk_i2m2 import I2M2Classifier, ModalityDict
 from sk_i2m2.callbacks import StageProgressBar
 from sk_i2m2.nn.product import product_proba
-from sk_i2m2.training.net import DeferredFloat, StageNet
+from sk_i2m2.training.net import StageNet
 
 STAGES = ("pretrain", "finetune")
 
@@ -184,16 +184,6 @@ def test_deferred_loss_sync_gives_the_same_history(data, monkeypatch):
         assert all(type(v) is float for epoch in losses for v in epoch)
     # Callbacks still got a tensor as the step's loss.
     assert any(c[0] == "batch_end" for c in calls)
-
-
-def test_deferred_float_behaves_like_the_float():
-    value = DeferredFloat(torch.tensor(0.25))
-    assert f"{value:.2f}" == "0.25" and str(value) == "0.25"
-    assert value + 1 == 1.25 and 2 * value == 0.5 and value < 1 and -value == -0.25
-    rows = [{"loss": DeferredFloat(torch.tensor(1.5))}, {"loss": value, "size": 3}]
-    DeferredFloat.resolve_rows(rows)
-    assert rows == [{"loss": 1.5}, {"loss": 0.25, "size": 3}]
-    assert all(type(r["loss"]) is float for r in rows)
 
 
 def test_progress_bar_advances_in_both_stages(data, capsys):

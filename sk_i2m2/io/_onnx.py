@@ -21,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from .._persistence import SaveLoadMixin
-from ..nn.encoders import Flatten
+from ..nn.encoder_modules import Flatten
 from ..nn.product import combine, combine_gaussian, split_gaussian
 from ._optional import import_optional
 
@@ -184,7 +184,7 @@ def _why_not_exported(estimator, module, examples, exc):
             torch.export.export(encoder, (example,), strict=False)
         except Exception as inner:  # the same failure, in the encoder alone
             body = getattr(encoder, "body", encoder)
-            # A user's module sits inside the Flatten wrapper of nn.encoders.
+            # A user's module sits inside the Flatten wrapper of nn.encoder_modules.
             body = body.net if isinstance(body, Flatten) else body
             reason = str(inner).strip().splitlines()[0] if str(inner).strip() else ""
             return (

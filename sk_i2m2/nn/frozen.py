@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from .._lazy import materialize
-from .encoders import Flatten
+from .encoder_modules import Flatten
 
 __all__ = ["FrozenModule", "features_key", "frozen_features"]
 
@@ -35,7 +35,7 @@ class FrozenModule(Flatten):
     Eval mode keeps BatchNorm on its running statistics and turns dropout
     off, so a sample's features do not depend on its batch or epoch (which
     is what makes computing them once exact). Outputs are flattened to
-    ``(batch, features)``, as by :class:`~sk_i2m2.nn.encoders.Flatten`
+    ``(batch, features)``, as by :class:`~sk_i2m2.nn.encoder_modules.Flatten`
     (whose parameter names it keeps, so saved models load either way).
     """
 

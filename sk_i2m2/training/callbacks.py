@@ -7,7 +7,7 @@ import math
 import sys
 from collections.abc import Mapping
 
-from skorch.callbacks import Callback, Checkpoint, LoadInitState, TrainEndCheckpoint
+from skorch.callbacks import Callback, Checkpoint, EarlyStopping, LoadInitState, TrainEndCheckpoint
 from tqdm.auto import tqdm
 
 from ..nn.experts import SAMPLE_WEIGHT
@@ -22,6 +22,7 @@ __all__ = [
     "check_callbacks",
     "callbacks_for_stage",
     "interactive_output",
+    "stopped_by_callback",
 ]
 
 #: The training stages, in order; keys of a per-stage ``callbacks`` dict.
@@ -71,7 +72,8 @@ class ExpertCheckpoint(Callback):
         Expert name -> last epoch (1-based) it trained in, for the experts
         that ``patience`` stopped; 0 for a pretrained expert.
     stopped_early_ : bool
-        Whether ``patience`` ended the training.
+        Whether ``patience`` ended the training (every expert stopped);
+        see :func:`stopped_by_callback`.
     """
 
     def __init__(self, patience=None, threshold=1e-4, pretrained=()):
@@ -187,7 +189,7 @@ class Converged(Callback):
     Attributes
     ----------
     stopped_early_ : bool
-        Whether convergence ended the stage.
+        Whether convergence ended the stage; see :func:`stopped_by_callback`.
     """
 
     def __init__(self, tol=1e-6):
@@ -197,11 +199,40 @@ class Converged(Callback):
         self.stopped_early_ = False
         return self
 
+    def on_train_begin(self, net, **kwargs):
+        self.stopped_early_ = False  # a net fitted again starts unstopped
+
     def on_epoch_end(self, net, **kwargs):
         losses = net.history[-2:, "train_loss"] if len(net.history) >= 2 else []
         if len(losses) == 2 and abs(losses[1] - losses[0]) <= self.tol * abs(losses[0]):
             self.stopped_early_ = True
             raise KeyboardInterrupt  # skorch's way to end fit_loop early
+
+
+def stopped_by_callback(net):
+    """Whether a callback of ``net`` ended its last ``fit`` before ``max_epochs``.
+
+    A skorch callback ends training by raising ``KeyboardInterrupt``, which
+    ``fit`` swallows like a user's Ctrl-C. To be told apart from the user,
+    a callback that stops training sets a ``stopped_early_`` attribute to
+    ``True`` before raising, as :class:`ExpertCheckpoint` and
+    :class:`Converged` do (and resets it when training begins). skorch's
+    own ``EarlyStopping``, which records no such flag, is recognised too.
+    """
+    return any(
+        getattr(callback, "stopped_early_", False)
+        or (isinstance(callback, EarlyStopping) and _early_stopping_fired(callback))
+        for _, callback in net.callbacks_
+    )
+
+
+def _early_stopping_fired(callback):
+    # The one read of skorch internals: skorch lacks a hook for a callback to
+    # end training other than raising KeyboardInterrupt (no stop flag on the
+    # net, no exception of its own that fit could tell from Ctrl-C), and its
+    # EarlyStopping raises when its undocumented count of epochs without
+    # improvement, misses_, reaches patience, recording nothing else.
+    return callback.misses_ >= callback.patience
 
 
 def _copy_state(module):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import inspect
-import numbers
 from collections.abc import Mapping
 
 import torch
 from skorch import NeuralNetClassifier, NeuralNetRegressor
+from skorch.callbacks import BatchScoring, Callback, EpochScoring, LRScheduler
+from skorch.dataset import get_len
 from skorch.hf import AccelerateMixin
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from .._data import ModalityTensorDataset
 from ..nn.experts import SAMPLE_WEIGHT
@@ -20,7 +22,6 @@ __all__ = [
     "StageNetRegressor",
     "AcceleratedStageNet",
     "AcceleratedStageNetRegressor",
-    "DeferredFloat",
     "optimizer_speed_kwargs",
     "is_data_parallel",
     "plain_module",
@@ -136,30 +137,46 @@ class StageNetMixin:
 
     def _defers_loss_sync(self):
         if self.defer_loss_sync is None:
-            return torch.device(self.device).type == "cuda"
+            return torch.device(self.device).type == "cuda" and not any(
+                _reads_batch_losses(callback) for _, callback in self.callbacks_
+            )
         return self.defer_loss_sync
 
-    def train_step(self, batch, **fit_params):
-        return self._deferred(super().train_step(batch, **fit_params))
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        """One pass of training or validation over ``iterator``, as in skorch.
 
-    def validation_step(self, batch, **fit_params):
-        return self._deferred(super().validation_step(batch, **fit_params))
-
-    def _deferred(self, step):
-        if self._defers_loss_sync():
-            step["loss"] = step["loss"].detach().as_subclass(_DeferredItemTensor)
-        return step
-
-    def on_epoch_end(self, net, **kwargs):
-        # The net's own hook runs before every callback's, so the epoch
-        # scores (train_loss, valid_loss) are computed from plain floats.
-        DeferredFloat.resolve_rows(self.history[-1]["batches"])
+        With deferred loss sync (``defer_loss_sync``), the batch losses stay
+        on the device while the pass runs and reach the history's batch
+        rows, as floats, in one transfer when it ends; otherwise skorch's
+        own loop runs.
+        """
+        if iterator is None or not self._defers_loss_sync():
+            super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
+            return
+        # skorch's loop restated: its run_single_epoch records
+        # ``step["loss"].item()`` after every batch, a host sync per step on
+        # CUDA, and skorch has no hook for how a batch's loss is recorded.
+        losses = []
+        for batch in iterator:
+            self.notify("on_batch_begin", batch=batch, training=training)
+            step = step_fn(batch, **fit_params)
+            losses.append(step["loss"].detach())
+            batch_size = get_len(batch[0]) if isinstance(batch, (tuple, list)) else get_len(batch)
+            self.history.record_batch(prefix + "_batch_size", batch_size)
+            self.notify("on_batch_end", batch=batch, training=training, **step)
+        if losses:
+            rows = self.history[-1]["batches"][-len(losses) :]
+            for row, loss in zip(rows, torch.stack(losses).tolist()):
+                row[prefix + "_loss"] = loss
+        self.history.record(prefix + "_batch_count", len(losses))
 
 
 class StageNet(StageNetMixin, NeuralNetClassifier):
     """skorch ``NeuralNetClassifier`` for one stage of I2M2's experts.
 
-    It uses skorch's own training loop; only extension points change:
+    It uses skorch's own training loop (restated only where batch losses
+    stay on the device, see ``defer_loss_sync``); only extension points
+    change:
 
     - ``get_loss`` also passes the criterion which experts see each sample
       (``I2M2Module.availability``), so that an expert is scored only on
@@ -175,12 +192,18 @@ class StageNet(StageNetMixin, NeuralNetClassifier):
       with classes ``0..n_classes-1``, so skorch's ``EpochScoring`` and any
       scikit-learn scorer score the model the stage is training. ``X`` may
       be the stage's dataset or a dict of modality tensors.
-    - With ``defer_loss_sync`` (on by default on CUDA), the per-batch losses
-      that skorch records with ``loss.item()`` stay on the device as
-      :class:`DeferredFloat` values, which turn into floats in one transfer
-      when the epoch ends, or earlier for a value a callback reads (e.g.
-      ``ProgressBar``'s postfix). ``item()`` after every step would stall
-      the GPU once per step; on the CPU it costs nothing and is kept.
+    - With ``defer_loss_sync`` (on by default on CUDA), ``run_single_epoch``
+      keeps the batch losses, which skorch records with ``loss.item()``
+      after every step, on the device until the training (or validation)
+      pass ends, and then writes them to the history's batch rows as floats
+      in one transfer: ``item()`` after every step would stall the GPU once
+      per step. Every callback's ``on_epoch_end`` sees the same floats as
+      without it. By default the losses are not deferred when a callback
+      may read a batch's loss from the history in ``on_batch_end``
+      (skorch's ``ProgressBar``, an ``LRScheduler`` stepping
+      ``ReduceLROnPlateau`` per batch, a logger with ``log_on_batch_end``,
+      any callback of unknown behaviour there); on the CPU ``item()`` costs
+      nothing and skorch's loop runs unchanged.
     - skorch's default ``valid_acc`` scoring is left out: it predicts the
       validation rows a second time every epoch. Add
       ``EpochScoring("accuracy", name="valid_acc")`` to ``callbacks`` for
@@ -210,8 +233,9 @@ class StageNet(StageNetMixin, NeuralNetClassifier):
     mixed_precision : bool, default=False
         bfloat16 autocast of the forward pass.
     defer_loss_sync : bool or None, default=None
-        Keep batch losses on the device until they are read; ``None`` means
-        on CUDA only.
+        Keep batch losses on the device until the end of each training or
+        validation pass; ``None`` means on CUDA, unless a callback may read
+        a batch's loss from the history in ``on_batch_end``.
     augment : dict or None, default=None
         Modality -> callable applied to that modality of every training batch.
     multilabel : bool, default=False
@@ -266,8 +290,8 @@ class StageNetRegressor(StageNetMixin, NeuralNetRegressor):
     mixed_precision : bool, default=False
         bfloat16 autocast of the forward pass.
     defer_loss_sync : bool or None, default=None
-        Keep batch losses on the device until they are read; ``None`` means
-        on CUDA only.
+        Keep batch losses on the device until the end of each training or
+        validation pass (see :class:`StageNet`).
     l2 : float, default=0.0
         Coefficient of the L2 penalty added to the training loss (see
         :class:`StageNet`).
@@ -365,108 +389,29 @@ class AcceleratedStageNetRegressor(_AcceleratedStageMixin, StageNetRegressor):
 ACCELERATED = {StageNet: AcceleratedStageNet, StageNetRegressor: AcceleratedStageNetRegressor}
 
 
-class _DeferredItemTensor(torch.Tensor):
-    """A step's loss whose ``item()`` returns a :class:`DeferredFloat`."""
+def _reads_batch_losses(callback):
+    """Whether ``callback`` may read a batch's loss from the history in ``on_batch_end``.
 
-    # Operations on it give plain tensors, as for torch.nn.Parameter.
-    __torch_function__ = torch._C._disabled_torch_function_impl
-
-    def item(self):
-        return DeferredFloat(self.as_subclass(torch.Tensor))
-
-
-@numbers.Real.register
-class DeferredFloat:
-    """A scalar still on the device; the first read turns it into a float.
-
-    It formats, compares and does arithmetic like the float it stands for,
-    so history readers (progress bars, loggers) work unchanged.
+    Deferred batch losses reach the history only when the pass ends, so a
+    net defers them by default only if no callback may need them earlier.
+    A callback without ``on_batch_end`` cannot; skorch's scoring callbacks
+    and :class:`~sk_i2m2.training.callbacks.ExpertCheckpoint` read the
+    step's outputs instead; an ``LRScheduler`` reads a batch score only to
+    step ``ReduceLROnPlateau`` per batch, and skorch's loggers only with
+    ``log_on_batch_end``. Any other callback might.
     """
+    # Imported here: the callbacks module imports this one.
+    from .callbacks import ExpertCheckpoint
 
-    __slots__ = ("_tensor", "_value")
-
-    def __init__(self, tensor):
-        self._tensor = tensor
-        self._value = None
-
-    def __float__(self):
-        if self._tensor is not None:
-            self._value, self._tensor = self._tensor.item(), None
-        return self._value
-
-    @staticmethod
-    def resolve_rows(rows):
-        """Replace every DeferredFloat in the dicts ``rows`` by a float, in one transfer."""
-        pending = [
-            (row, key)
-            for row in rows
-            for key, value in row.items()
-            if isinstance(value, DeferredFloat)
-        ]
-        tensors = [row[key]._tensor for row, key in pending if row[key]._tensor is not None]
-        values = iter(torch.stack(tensors).tolist() if tensors else [])
-        for row, key in pending:
-            deferred = row[key]
-            row[key] = next(values) if deferred._tensor is not None else deferred._value
-
-    def __repr__(self):
-        return repr(float(self))
-
-    __str__ = __repr__
-
-    def __format__(self, spec):
-        return format(float(self), spec)
-
-    def __hash__(self):
-        return hash(float(self))
-
-    def __bool__(self):
-        return bool(float(self))
-
-    def __eq__(self, other):
-        return float(self) == other
-
-    def __lt__(self, other):
-        return float(self) < other
-
-    def __le__(self, other):
-        return float(self) <= other
-
-    def __gt__(self, other):
-        return float(self) > other
-
-    def __ge__(self, other):
-        return float(self) >= other
-
-    def __neg__(self):
-        return -float(self)
-
-    def __abs__(self):
-        return abs(float(self))
-
-    def __add__(self, other):
-        return float(self) + other
-
-    def __radd__(self, other):
-        return other + float(self)
-
-    def __sub__(self, other):
-        return float(self) - other
-
-    def __rsub__(self, other):
-        return other - float(self)
-
-    def __mul__(self, other):
-        return float(self) * other
-
-    def __rmul__(self, other):
-        return other * float(self)
-
-    def __truediv__(self, other):
-        return float(self) / other
-
-    def __rtruediv__(self, other):
-        return other / float(self)
+    if type(callback).on_batch_end is Callback.on_batch_end:
+        return False
+    if isinstance(callback, (EpochScoring, BatchScoring, ExpertCheckpoint)):
+        return False
+    if isinstance(callback, LRScheduler):
+        # Set in on_train_begin, before the first pass.
+        plateau = isinstance(getattr(callback, "lr_scheduler_", None), ReduceLROnPlateau)
+        return callback.step_every == "batch" and plateau
+    return getattr(callback, "log_on_batch_end", True) is not False
 
 
 def optimizer_speed_kwargs(optimizer, device):

@@ -29,6 +29,7 @@ from .callbacks import (
     StageProgressBar,
     callbacks_for_stage,
     interactive_output,
+    stopped_by_callback,
 )
 from .net import ACCELERATED, optimizer_speed_kwargs
 from .schedule import lr_schedule_callbacks
@@ -309,13 +310,7 @@ def stage_summary(stage, net, seconds, estimator_name="I2M2Classifier"):
 
 
 def _interrupted_by_user(net):
-    """Whether a KeyboardInterrupt other than early stopping ended ``net.fit``."""
+    """Whether a KeyboardInterrupt other than a stopping callback's ended ``net.fit``."""
     history = net.history
-    if len(history) >= net.max_epochs and "train_loss" in history[-1]:
-        return False
-    for _, callback in net.callbacks_:
-        if getattr(callback, "stopped_early_", False):
-            return False
-        if isinstance(callback, EarlyStopping) and callback.misses_ >= callback.patience:
-            return False
-    return True
+    finished = len(history) >= net.max_epochs and "train_loss" in history[-1]
+    return not finished and not stopped_by_callback(net)
