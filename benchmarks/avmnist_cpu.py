@@ -24,7 +24,7 @@ contiguous and channels-last (the layout ``fit`` uses).
 It writes its section of ``RESULTS.md`` next to this file (between the
 ``avmnist-cpu`` markers), whatever the working directory.
 
-Usage::
+Usage, from the repository root::
 
     python -m benchmarks.avmnist_cpu                # both recipes and the two one-epoch tables
     python -m benchmarks.avmnist_cpu --recipes warm-start   # the target: <= 5 min on 2 cores

@@ -16,7 +16,7 @@ imported in place of Dask's ``distributed`` package.)
 It writes its section of ``RESULTS.md`` next to this file (between the
 ``distributed`` markers), whatever the working directory.
 
-Usage::
+Usage, from the repository root::
 
     python -m benchmarks.distributed_search                      # 24 fits, 20 epochs, a few minutes
     python -m benchmarks.distributed_search --max-epochs 2 --n-samples 300 --no-write   # smoke run

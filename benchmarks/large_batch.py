@@ -20,7 +20,7 @@ It writes its section of ``RESULTS.md`` next to this file (between the
 ``--device cuda`` fits on a GPU; ``--n-samples`` (a stratified subsample)
 and ``--max-epochs`` shrink the run for a dry run.
 
-Usage::
+Usage, from the repository root::
 
     python -m benchmarks.large_batch                     # 32, 256, 1024 x 3 seeds, about 40 min
     python -m benchmarks.large_batch --batch-sizes 32 1024 --seeds 0 --no-variants --no-write

@@ -15,7 +15,7 @@ Three measurements, each over several seeds of a stratified 70/30 split:
 
 It writes its section of ``RESULTS.md`` next to this file.
 
-Usage::
+Usage, from the repository root::
 
     python -m benchmarks.missing            # 3 seeds, default epochs (about 30 min on 2 cores)
     python -m benchmarks.missing --quick    # 1 seed, 30 epochs (a few minutes)

@@ -18,7 +18,7 @@ onnxruntime's and ``predict_proba``'s probabilities is reported too.
 It writes its section of ``RESULTS.md`` next to this file (between the
 ``onnx-latency`` markers), whatever the working directory.
 
-Usage::
+Usage, from the repository root::
 
     python -m benchmarks.onnx_latency                 # about a minute
     python -m benchmarks.onnx_latency --no-write      # print only

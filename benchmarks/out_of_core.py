@@ -19,7 +19,7 @@ are not counted as held (see ``tests/test_lazy.py``).
 It writes its section of ``RESULTS.md`` next to this file (between the
 ``out-of-core`` markers), whatever the working directory.
 
-Usage::
+Usage, from the repository root::
 
     python -m benchmarks.out_of_core               # 20000 x 2 x 512 floats, 3 epochs, 1.5 GB memmap
     python -m benchmarks.out_of_core --n 2000 --features 32 --epochs 1 --memory-mb 50 --no-write

@@ -1,6 +1,6 @@
 """Regression: I2M2Regressor against ridge regression and gradient boosting.
 
-Run from a source checkout::
+Run from the repository root::
 
     python -m benchmarks.regression              # all sets, 5 seeds
     python -m benchmarks.regression --quick      # 2 seeds, small sets, few epochs

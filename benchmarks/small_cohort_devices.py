@@ -9,7 +9,7 @@ costs a user's first fit pays too: CUDA context, kernels, cuDNN), then one
 fit per seed, whose median is the figure. The last line printed is
 ``small-cohort ratio <median fit time on the last device / on the first>``.
 
-Usage::
+Usage, from the repository root::
 
     python -m benchmarks.small_cohort_devices                 # cpu, cuda; 3 seeds
     python -m benchmarks.small_cohort_devices --devices cpu --seeds 1

@@ -1,6 +1,6 @@
 """Small cohorts: I2M2Classifier against the models a statistician would fit.
 
-Run from a source checkout::
+Run from the repository root::
 
     python -m benchmarks.small_cohorts            # all sets, 10 seeds
     python -m benchmarks.small_cohorts --quick    # 3 seeds, fewer sets

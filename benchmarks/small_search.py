@@ -1,6 +1,6 @@
 """A clinical GridSearchCV on small cohorts: 8 candidates x 5 folds, timed as users run it.
 
-Run from a source checkout::
+Run from the repository root::
 
     python -m benchmarks.small_search
 

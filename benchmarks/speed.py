@@ -8,7 +8,7 @@ time includes everything ``fit`` does (validation, input statistics, model
 construction). The last line printed is ``ratio <classifier time / hand loop
 time>``.
 
-Usage::
+Usage, from the repository root::
 
     python -m benchmarks.speed --quick        # CPU cases, a few minutes
     python -m benchmarks.speed                # CPU cases, and the AV-MNIST case on CUDA

@@ -1,6 +1,6 @@
 """Survival: I2M2SurvivalAnalysis against Cox models and a random survival forest.
 
-Run from a source checkout (needs scikit-survival, ``pip install -e ".[survival]"``)::
+Run from the repository root (needs scikit-survival, ``pip install -e ".[survival]"``)::
 
     python -m benchmarks.survival              # all sets, 10 seeds
     python -m benchmarks.survival --quick      # 2 seeds

@@ -22,7 +22,7 @@ and the mean over labels of the binary log loss.
 
 It writes its section of ``RESULTS.md`` next to this file.
 
-Usage::
+Usage, from the repository root::
 
     python -m benchmarks.targets            # 5 seeds, default settings (about 30 min on 2 cores)
     python -m benchmarks.targets --quick    # 1 seed, 5 epochs, 20 boosting rounds, 600 samples

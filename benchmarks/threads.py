@@ -1,6 +1,6 @@
 """Torch threads on a small machine: when a second thread pays, and what users wait for.
 
-Run from a source checkout::
+Run from the repository root::
 
     python -m benchmarks.threads            # operators and README examples
     python -m benchmarks.threads --quick    # operators and the five-line example
