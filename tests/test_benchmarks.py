@@ -8,10 +8,12 @@ a minute) runs with ``GPU_CHECK_DRY_RUN=1``::
 
 import contextlib
 import datetime
+import importlib
 import io
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,17 @@ from benchmarks.common import expected_calibration_error, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
+SCRIPTS = sorted(path.stem for path in BENCHMARKS.glob("*.py") if path.stem != "__init__")
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_script_imports_as_a_module_of_the_package(name):
+    """``python -m benchmarks.<name>`` works: its imports leave the import path alone."""
+    if name == "onnx_latency":
+        pytest.importorskip("onnxruntime")
+    path = list(sys.path)
+    importlib.import_module(f"benchmarks.{name}")
+    assert sys.path == path
 
 
 def test_expected_calibration_error():
