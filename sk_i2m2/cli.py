@@ -116,11 +116,11 @@ def main(argv=None):
 def _comparison_module():
     """``benchmarks/compare.py`` of a source checkout, or ``None``.
 
-    ``benchmarks`` is a package beside ``sk_i2m2`` that is not installed. Where
-    it is not importable (the ``sk-i2m2`` command outside ``python -m``), the
-    checkout joins the end of the import path, as ``python -m`` in the
-    repository root would have it: the worker processes of ``--n-jobs`` start
-    with this import path and must import the benchmark too.
+    ``benchmarks`` is a package beside ``sk_i2m2`` that is not installed. The
+    ``sk-i2m2`` console script lacks the repository root on its import path,
+    which ``python -m`` run there has; the root is added at the end, not a
+    module loaded from its file, because the worker processes of ``--n-jobs``
+    start with this process's import path and must import the benchmark too.
     """
     if not (BENCHMARKS / "compare.py").is_file():
         return None
