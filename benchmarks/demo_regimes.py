@@ -37,7 +37,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sk_i2m2 import I2M2Classifier
-from sk_i2m2.datasets import load_kspace_digits, make_multimodal_classification
+from sk_i2m2.cli import DEMO_MFEAT_VIEWS
+from sk_i2m2.datasets import load_kspace_digits, load_mfeat, make_multimodal_classification
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 SECTION = "demo_regimes"
@@ -56,6 +57,14 @@ def _kspace(source):
         return load_kspace_digits(source)
 
     load.arguments = f"load_kspace_digits({source!r})"
+    return load
+
+
+def _mfeat(views):
+    def load(seed):
+        return load_mfeat(views)
+
+    load.arguments = f"load_mfeat({views!r})"
     return load
 
 
@@ -105,6 +114,10 @@ REGIMES = {
     "kspace-16x15": (
         _kspace("mfeat"),
         "the same from the 2000 16 x 15 mfeat digits (the accuracy benchmark's set)",
+    ),
+    "mfeat": (
+        _mfeat(list(DEMO_MFEAT_VIEWS)),
+        "the earlier demo's data: three feature sets of the same digits, each strong alone",
     ),
 }
 MODELS = ("I2M2", "intra", "inter", "LR concat", "HGB concat")

@@ -16,38 +16,48 @@ from .datasets._mfeat import MFEAT_VIEWS
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-#: What each demo data set shows. ``measured``: test accuracy, mean ± std over
-#: seeds 0-4, of ``benchmarks/demo_regimes.py`` (its RESULTS.md section), which
-#: fits the models as the demo does.
+#: What each demo data set shows. ``measured``: the seeds and the test accuracy
+#: (mean ± std over them) that ``benchmarks/demo_regimes.py`` measured, fitting
+#: the models as the demo does (its RESULTS.md section, *Demo data*).
 DEMO_DATA = {
     "synthetic": {
-        "title": "Synthetic: make_multimodal_classification(1000, intra_strength=0.5, "
+        "title": "synthetic: make_multimodal_classification(1000, intra_strength=0.5, "
         "inter_strength=1.5)",
-        "about": "Each of the two modalities tells a little about the label on its own; "
-        "most of the signal is an XOR across them, which no single modality shows.",
+        "about": "Two modalities of 10 features. Each tells a little about the label on its "
+        "own; most of the signal is an XOR across them, which no single modality shows.",
         "meaning": "intra cannot see the cross-modal XOR and stays far behind; the fused "
         "expert learns it, and I2M2 keeps it.",
-        "measured": "I2M2 0.887 ± 0.012, intra 0.739 ± 0.018, inter 0.886 ± 0.009, "
-        "logistic regression 0.739 ± 0.020",
+        "measured": (
+            "0-14",
+            "I2M2 0.899 ± 0.014, intra 0.748 ± 0.025, inter 0.896 ± 0.016; "
+            "logistic regression 0.748 ± 0.025",
+        ),
     },
     "kspace": {
-        "title": "k-space: magnitude and phase of the 2-D FFT of 1797 8x8 digits "
-        "(load_kspace_digits('sklearn'))",
-        "about": "Each modality alone describes the digit in part; the image is a joint "
+        "title": "k-space: load_kspace_digits('sklearn'), 1797 8x8 digit images",
+        "about": "The magnitude and the phase of each image's 2-D Fourier transform, as "
+        "two modalities. Each alone describes the digit in part; the image is a joint "
         "function of both (the inverse FFT).",
         "meaning": "the per-modality experts and the fused expert each miss part of the "
         "signal; their product, I2M2, does better than either.",
-        "measured": "I2M2 0.946 ± 0.005, intra 0.936 ± 0.006, inter 0.934 ± 0.013, "
-        "logistic regression 0.899 ± 0.012",
+        "measured": (
+            "0-14",
+            "KSPACE",
+        ),
     },
     "mfeat": {
-        "title": "UCI Multiple Features digits (load_mfeat)",
+        "title": "mfeat: load_mfeat(), UCI Multiple Features digits",
         "about": "Several feature sets (views) of the same handwritten digits; each view "
         "recognises digits well on its own.",
         "meaning": "almost everything is within each view: the three models are close.",
-        "measured": None,
+        "measured": (
+            "0-4",
+            "MFEAT",
+        ),
     },
 }
+#: The mfeat views of ``sk-i2m2 demo --data mfeat`` (and of its measured figures).
+DEMO_MFEAT_VIEWS = ("fou", "zer", "mor")
 MODELS = (
     ("both", "I2M2 (intra x inter)"),
     ("intra", "intra (per-modality experts only)"),
@@ -55,9 +65,7 @@ MODELS = (
 )
 
 
-def demo(
-    data=("synthetic", "kspace"), views=("fou", "zer", "mor"), random_state=0, max_epochs=None
-):
+def demo(data=("synthetic", "kspace"), views=DEMO_MFEAT_VIEWS, random_state=0, max_epochs=None):
     """Fit I2M2 and its intra and inter baselines on demo data sets; print test accuracies.
 
     Parameters
@@ -82,10 +90,13 @@ def demo(
     from . import I2M2Classifier
 
     print(
-        "I2M2 multiplies one expert per modality (intra) with one expert on all "
-        "modalities fused (inter).\nEach data set: a stratified 70/30 train/test split "
-        f"and I2M2Classifier(random_state={random_state}); the intra and inter\n"
-        "baselines reuse I2M2's stage-1 experts (warm_start=True).",
+        "I2M2 against its two baselines, each an I2M2Classifier(random_state="
+        f"{random_state}) fitted on\na stratified 70 % of the rows and scored on the other "
+        "30 % (test accuracy):\n"
+        "  I2M2   the product of one expert per modality and one on all modalities fused\n"
+        "  intra  the per-modality experts only: blind to what lies across modalities\n"
+        "  inter  the fused expert only: may miss part of what each modality says alone\n"
+        "The baselines reuse the experts I2M2 trains in its first stage (warm_start=True).",
         flush=True,
     )
     params = {} if max_epochs is None else {"max_epochs": max_epochs}
@@ -114,11 +125,13 @@ def demo(
         )
         print(_indent(f"each expert of the I2M2 model alone: {experts_line}"))
         print(_indent(f"What it means: {spec['meaning']}"))
-        if spec["measured"] is not None:
-            print(_indent(f"Over seeds 0-4 (benchmarks/demo_regimes.py): {spec['measured']}."))
+        seeds, accuracy = spec["measured"]
+        if name != "mfeat" or tuple(views) == DEMO_MFEAT_VIEWS:  # measured on these views
+            print(_indent(f"Over seeds {seeds} (benchmarks/demo_regimes.py): {accuracy}."))
     print(
-        f"\nTest accuracy of one run (seed {random_state}); "
-        "`sk-i2m2 demo --random-state SEED` runs another."
+        f"\nThe accuracies above are one run (seed {random_state}): 'sk-i2m2 demo "
+        "--random-state SEED' runs\nanother, 'sk-i2m2 demo --data mfeat' the three models on "
+        "real digit features, where\nthey are close; 'sk-i2m2 demo --help' lists the options."
     )
 
 
@@ -170,7 +183,7 @@ def main(argv=None):
     demo_parser.add_argument(
         "--views",
         nargs="+",
-        default=["fou", "zer", "mor"],
+        default=list(DEMO_MFEAT_VIEWS),
         choices=list(MFEAT_VIEWS),
         metavar="VIEW",
         help=f"mfeat views to use as modalities with --data mfeat, from "
