@@ -215,6 +215,8 @@ def main(argv=None):
         comparison.add_arguments(benchmark_parser, output_dir=BENCHMARKS)
     args = parser.parse_args(argv)
     if args.command == "demo":
+        if args.max_epochs is not None and args.max_epochs < 1:
+            demo_parser.error(f"--max-epochs must be at least 1, got {args.max_epochs}")
         demo(tuple(args.data), tuple(args.views), args.random_state, args.max_epochs)
     elif args.command == "benchmark":
         if comparison is None:

@@ -29,11 +29,18 @@ def test_demo_help_lists_data_views_and_options(capsys):
         assert choice in text
 
 
-def test_demo_rejects_unknown_data(capsys):
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--data", "cifar"], "invalid choice: 'cifar'"),
+        (["--max-epochs", "0"], "--max-epochs must be at least 1, got 0"),
+    ],
+)
+def test_demo_rejects_bad_arguments(capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:
-        main(["demo", "--data", "cifar"])
+        main(["demo", *argv])
     assert exit_info.value.code == 2
-    assert "invalid choice: 'cifar'" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
 
 
 def test_demo_runs_each_data_set(capsys):
