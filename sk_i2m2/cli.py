@@ -50,10 +50,12 @@ DEMO_DATA = {
         "title": "mfeat: load_mfeat(), UCI Multiple Features digits",
         "about": "Several feature sets (views) of the same handwritten digits; each view "
         "recognises digits well on its own.",
-        "meaning": "almost everything is within each view: the three models are close.",
+        "meaning": "almost everything is within each view: the three models are within "
+        "a point of each other, and of a logistic regression.",
         "measured": (
             "0-4",
-            "MFEAT",
+            "I2M2 0.897 ± 0.010, intra 0.891 ± 0.009, inter 0.888 ± 0.011; logistic "
+            "regression 0.899 ± 0.013",
         ),
     },
 }
