@@ -131,11 +131,16 @@ def demo(data=("synthetic", "kspace"), views=DEMO_MFEAT_VIEWS, random_state=0, m
         seeds, accuracy = spec["measured"]
         if name != "mfeat" or tuple(views) == DEMO_MFEAT_VIEWS:  # measured on these views
             print(_indent(f"Over seeds {seeds} (benchmarks/demo_regimes.py): {accuracy}."))
-    print(
-        f"\nThe accuracies above are one run (seed {random_state}): 'sk-i2m2 demo "
-        "--random-state SEED' runs\nanother, 'sk-i2m2 demo --data mfeat' the three models on "
-        "real digit features, where\nthey are close; 'sk-i2m2 demo --help' lists the options."
+    closing = (
+        f"The accuracies above are one run (seed {random_state}): 'sk-i2m2 demo "
+        "--random-state SEED' runs another"
     )
+    if "mfeat" not in data:
+        closing += (
+            ", 'sk-i2m2 demo --data mfeat' the three models on real digit features, where "
+            "they are close"
+        )
+    print("\n" + textwrap.fill(closing + "; 'sk-i2m2 demo --help' lists the options.", width=88))
 
 
 def _indent(text):
@@ -169,7 +174,7 @@ def main(argv=None):
         help="train I2M2 and its intra and inter baselines on demo data",
         description="Train I2M2, then its intra and inter baselines, on data sets chosen to "
         "show when modelling both kinds of dependency pays, and print their test accuracies "
-        "with what they mean. Takes about 20 s on 2 CPU cores.",
+        "with what they mean. Takes about 15 s of CPU time.",
         epilog="Data sets: synthetic = two modalities whose label lies mostly in an XOR "
         "across them (make_multimodal_classification); kspace = magnitude and phase of the "
         "2-D FFT of 8x8 digit images (load_kspace_digits); mfeat = views of the UCI Multiple "

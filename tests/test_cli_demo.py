@@ -66,4 +66,6 @@ def test_demo_runs_each_data_set(capsys):
     # Figures measured over seeds, beside this run's; mfeat's were measured on its
     # default views only.
     assert len(re.findall(r"Over seeds [\d-]+ \(benchmarks/demo_regimes\.py\)", out)) == 2
-    assert "seed 3" in out
+    assert "one run (seed 3)" in out
+    # mfeat ran: the closing lines do not suggest it.
+    assert "--data mfeat" not in out
