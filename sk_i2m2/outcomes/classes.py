@@ -87,7 +87,7 @@ class ClassesOutcome(Outcome):
         return StageOptions(
             net=StageNet,
             criteria=(ExpertsNLLLoss, ProductOfExpertsNLLLoss),
-            net_kwargs={"classes": list(range(len(classes))), "multilabel": False},
+            net_kwargs={"classes": list(range(len(classes)))},
             criterion_kwargs={
                 "weight": class_weight_tensor(self.class_weight, classes, y, sample_weight)
             },

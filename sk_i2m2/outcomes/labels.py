@@ -22,7 +22,7 @@ from ..nn.ensemble import MeanFoldEnsemble
 from ..nn.losses import ExpertsBCELoss, ProductOfExpertsBCELoss
 from ..nn.product import combine_labels
 from ..training.calibration import fit_held_out_temperature
-from ..training.net import StageNet
+from ..training.net import StageNetMultilabel
 from ._base import Outcome, StageOptions, validation_split
 
 __all__ = [
@@ -68,9 +68,9 @@ class LabelsOutcome(Outcome):
         if self.class_weight is not None:
             weight = label_weight_tensor(self.class_weight, y, sample_weight)
         return StageOptions(
-            net=StageNet,
+            net=StageNetMultilabel,
             criteria=(ExpertsBCELoss, ProductOfExpertsBCELoss),
-            net_kwargs={"classes": list(range(len(attributes["classes_"]))), "multilabel": True},
+            net_kwargs={"classes": list(range(len(attributes["classes_"])))},
             criterion_kwargs={"weight": weight},
         )
 
