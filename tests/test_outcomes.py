@@ -10,7 +10,7 @@ from sklearn.base import RegressorMixin
 from sklearn.model_selection import KFold
 from skorch import NeuralNetRegressor
 
-from sk_i2m2 import I2M2Classifier, I2M2Regressor, I2M2SurvivalAnalysis
+from sk_i2m2 import I2M2Classifier, I2M2Regressor, I2M2SurvivalAnalysis, to_onnx
 from sk_i2m2._base import I2M2Base
 from sk_i2m2._fit import FitDescription, describe_fit
 from sk_i2m2._registry import REGISTRY
@@ -219,3 +219,39 @@ def test_a_new_outcome_type_plugs_in_without_touching_the_package(data, tmp_path
     model.save(tmp_path / "poisson")
     loaded = _I2M2PoissonRegressor.load(tmp_path / "poisson")
     np.testing.assert_allclose(loaded.predict(X), predicted, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------
+# Export: the outcome type gives the step from the experts' outputs to the
+# predictions, so to_onnx needs no branch on the estimator.
+
+
+@pytest.mark.parametrize("estimator", ["multilabel", "survival"])
+def test_onnx_export_takes_the_prediction_head_from_the_outcome(data, tmp_path, estimator):
+    pytest.importorskip("onnxscript")
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    X, _ = data
+    rng = np.random.RandomState(1)
+    if estimator == "multilabel":
+        y = np.column_stack([X["a"][:, 0] > 0, X["b"][:, 0] > 0, rng.rand(60) > 0.5]).astype(int)
+        model = I2M2Classifier(**FAST).fit(X, y)
+        expected, names = model.predict_proba(X), ["probabilities"]
+    else:
+        time = np.exp(-X["a"][:, 0] + 0.3 * rng.randn(60))
+        y = np.array(list(zip(rng.rand(60) > 0.3, time)), dtype=[("event", bool), ("time", float)])
+        model = I2M2SurvivalAnalysis(**FAST).fit(X, y)
+        expected, names = model.predict(X), ["risk_score"]
+    path = to_onnx(model, tmp_path / "model.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [output.name for output in session.get_outputs()] == names
+    (predicted,) = session.run(None, {m: v.astype(np.float32) for m, v in X.items()})
+    np.testing.assert_allclose(predicted, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_an_outcome_without_a_prediction_head_is_not_exported(data, tmp_path):
+    X, rng = data
+    model = _I2M2PoissonRegressor(max_epochs=1, random_state=0, device="cpu")
+    model.fit(X, rng.poisson(1.0, size=60))
+    with pytest.raises(ValueError, match="_PoissonOutcome.*defines no prediction_head"):
+        to_onnx(model, tmp_path / "model.onnx")
