@@ -2,6 +2,7 @@
 
 import dataclasses
 import inspect
+import json
 
 import numpy as np
 import pytest
@@ -10,10 +11,12 @@ from sklearn.base import RegressorMixin
 from sklearn.model_selection import KFold
 from skorch import NeuralNetRegressor
 
+import sk_i2m2
 from sk_i2m2 import I2M2Classifier, I2M2Regressor, I2M2SurvivalAnalysis, to_onnx
 from sk_i2m2._base import I2M2Base
 from sk_i2m2._fit import FitDescription, describe_fit
 from sk_i2m2._registry import REGISTRY
+from sk_i2m2.exceptions import ModelFileError
 from sk_i2m2.nn.cox import combine_log_risk
 from sk_i2m2.nn.ensemble import MeanFoldEnsemble
 from sk_i2m2.outcomes import (
@@ -255,3 +258,19 @@ def test_an_outcome_without_a_prediction_head_is_not_exported(data, tmp_path):
     model.fit(X, rng.poisson(1.0, size=60))
     with pytest.raises(ValueError, match="_PoissonOutcome.*defines no prediction_head"):
         to_onnx(model, tmp_path / "model.onnx")
+
+
+def test_load_finds_a_registered_estimator_class_by_its_saved_name(data, tmp_path):
+    X, rng = data
+    model = _I2M2PoissonRegressor(max_epochs=1, random_state=0, device="cpu")
+    model.fit(X, rng.poisson(1.0, size=60))
+    model.save(tmp_path / "poisson")
+    loaded = sk_i2m2.load(tmp_path / "poisson")
+    assert type(loaded) is _I2M2PoissonRegressor
+    np.testing.assert_allclose(loaded.predict(X), model.predict(X), rtol=1e-5)
+    # A name the registry does not hold as an estimator is refused, even a package class.
+    config_path = tmp_path / "poisson" / "config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "estimator": "PerModality"}))
+    with pytest.raises(ModelFileError, match="'PerModality', which is not an sk-i2m2 estimator"):
+        sk_i2m2.load(tmp_path / "poisson")
