@@ -17,6 +17,7 @@ from sk_i2m2._base import I2M2Base
 from sk_i2m2._fit import FitDescription, describe_fit
 from sk_i2m2._registry import REGISTRY
 from sk_i2m2.exceptions import ModelFileError
+from sk_i2m2.inspection import dependency_report
 from sk_i2m2.nn.cox import combine_log_risk
 from sk_i2m2.nn.ensemble import MeanFoldEnsemble
 from sk_i2m2.outcomes import (
@@ -274,3 +275,12 @@ def test_load_finds_a_registered_estimator_class_by_its_saved_name(data, tmp_pat
     config_path.write_text(json.dumps({**config, "estimator": "PerModality"}))
     with pytest.raises(ModelFileError, match="'PerModality', which is not an sk-i2m2 estimator"):
         sk_i2m2.load(tmp_path / "poisson")
+
+
+def test_dependency_report_refuses_a_class_scorer_for_a_survival_model(data):
+    X, _ = data
+    y = np.array(
+        list(zip(np.arange(60) % 2 == 0, np.arange(1.0, 61.0))), dtype=[("e", bool), ("t", float)]
+    )
+    with pytest.raises(ValueError, match="'accuracy' scores class predictions; a survival model"):
+        dependency_report(I2M2SurvivalAnalysis(), X, y, scoring="accuracy")
