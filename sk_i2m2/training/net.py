@@ -174,9 +174,10 @@ class StageNetMixin:
 
 
 class StageNet(StageNetMixin, NeuralNetClassifier):
-    """skorch ``NeuralNetClassifier`` for one stage of I2M2's experts.
+    """skorch ``NeuralNetClassifier`` for one stage of I2M2's categorical experts.
 
-    It uses skorch's own training loop (restated only where batch losses
+    The net of class labels; :class:`StageNetMultilabel` is its sibling
+    for multilabel targets. It uses skorch's own training loop (restated only where batch losses
     stay on the device, see ``defer_loss_sync``); only extension points
     change:
 
