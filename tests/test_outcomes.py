@@ -29,7 +29,7 @@ from sk_i2m2.outcomes import (
     StageOptions,
 )
 from sk_i2m2.outcomes._base import validation_split
-from sk_i2m2.training.net import StageNetMixin, plain_module
+from sk_i2m2.training.net import ACCELERATED, StageNetMixin, plain_module
 
 FAST = dict(max_epochs=3, random_state=0, device="cpu")
 
@@ -284,3 +284,17 @@ def test_dependency_report_refuses_a_class_scorer_for_a_survival_model(data):
     )
     with pytest.raises(ValueError, match="'accuracy' scores class predictions; a survival model"):
         dependency_report(I2M2SurvivalAnalysis(), X, y, scoring="accuracy")
+
+
+@pytest.mark.parametrize(
+    "outcome, attributes, y",
+    [
+        (ClassesOutcome(), {"classes_": np.array([0, 1])}, np.array([0, 1, 1, 0])),
+        (LabelsOutcome(), {"classes_": np.arange(2)}, np.eye(2, dtype=np.float32)),
+        (GaussianOutcome(), {"n_outputs_": 1}, np.zeros((4, 1), dtype=np.float32)),
+    ],
+)
+def test_each_outcome_net_has_a_data_parallel_variant(outcome, attributes, y):
+    # The estimators of these outcomes take an accelerator.
+    net = outcome.stage_options(attributes, y, None).net
+    assert issubclass(ACCELERATED[net], net)
