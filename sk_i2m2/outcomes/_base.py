@@ -5,9 +5,8 @@ An estimator of the family differs from another only by its outcome: how
 and the skorch net of the two stages, how the models of several folds are
 combined, how the rows are split for early stopping, how the product is
 calibrated and what an exported model predicts. :class:`Outcome` names
-these parts; the fit
-(:mod:`sk_i2m2._fit`) and the estimators call them and never ask which
-outcome they hold.
+these parts; the fit (:mod:`sk_i2m2._fit`) and the estimators call them
+and never ask which outcome they hold.
 """
 
 from __future__ import annotations
