@@ -15,6 +15,7 @@ from sklearn.base import BaseEstimator
 from torch import nn
 
 from ._registry import REGISTRY
+from .fusion import ConcatFusion
 from .nn.encoder_modules import MLP, ConvNet, Flatten, GRUNet
 from .nn.frozen import FrozenModule
 
@@ -57,6 +58,15 @@ class EncoderSpec(BaseEstimator, metaclass=abc.ABCMeta):
     def build(self, sample_shape):
         """Return a fresh ``torch.nn.Module`` for samples of ``sample_shape``."""
 
+    def build_inter(self, sample_shape, fusion):
+        """The module that encodes this modality inside the inter expert.
+
+        ``fusion`` is the inter expert's :class:`~sk_i2m2.fusion.FusionSpec`.
+        The same as :meth:`build` unless a spec says otherwise (see
+        :class:`MLPEncoder`'s ``inter_hidden_sizes``).
+        """
+        return self.build(sample_shape)
+
     def check_sample_shape(self, modality, sample_shape):
         """Raise ``ValueError`` if this encoder cannot take ``sample_shape``."""
         if self.sample_ndims and len(sample_shape) not in self.sample_ndims:
@@ -78,19 +88,44 @@ class MLPEncoder(EncoderSpec):
         Width of each hidden layer; the last one is the feature size.
     dropout : float, default=0.1
         Dropout after every hidden layer.
+    inter_hidden_sizes : "auto", tuple of int or None, default="auto"
+        Hidden layers of this modality's encoder inside the inter expert.
+        ``()`` hands the (standardised) features straight to the fusion:
+        with the concat fusion the inter expert is then one hidden layer
+        (the fusion's ``hidden_size``) on every modality's inputs at once,
+        so an interaction across modalities, such as the agreement of two
+        features' signs, is one hidden layer away. Behind deep encoders the
+        fused features start far below the inputs' scale (torch's default
+        initialisation), and such an interaction can stay unlearnt.
+        ``None`` uses ``hidden_sizes`` (late fusion of deep per-modality
+        features). ``"auto"`` is ``()`` for the concat fusion and ``None``
+        for the others (low-rank tensor fusion multiplies projections of
+        its inputs, which works better on learned features).
     """
 
     sample_ndims = (1,)
+    #: Parameters added since 0.1.0, with the values that rebuild the
+    #: encoders of models saved before them (read by ``load``).
+    saved_before = {"inter_hidden_sizes": None}
 
-    def __init__(self, hidden_sizes=(128, 64), dropout=0.1):
+    def __init__(self, hidden_sizes=(128, 64), dropout=0.1, inter_hidden_sizes="auto"):
         self.hidden_sizes = hidden_sizes
         self.dropout = dropout
+        self.inter_hidden_sizes = inter_hidden_sizes
 
     def feature_axes(self, sample_shape):
         return (0,)
 
     def build(self, sample_shape):
         return MLP(int(sample_shape[0]), tuple(self.hidden_sizes), self.dropout)
+
+    def build_inter(self, sample_shape, fusion):
+        sizes = self.inter_hidden_sizes
+        if sizes == "auto":
+            sizes = () if isinstance(fusion, ConcatFusion) else None
+        if sizes is None:
+            return self.build(sample_shape)
+        return MLP(int(sample_shape[0]), tuple(sizes), self.dropout)
 
 
 def _default_channels(spatial):

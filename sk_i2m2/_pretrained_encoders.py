@@ -65,6 +65,9 @@ class TextEmbedding(EncoderSpec):
     def build(self, sample_shape):
         return self._encoder().build(sample_shape)
 
+    def build_inter(self, sample_shape, fusion):
+        return self._encoder().build_inter(sample_shape, fusion)
+
     def embed_texts(self, modality, texts):
         """Embeddings ``(n, n_features)`` of ``texts``, NaN rows for missing texts."""
         if not callable(self.embed):
