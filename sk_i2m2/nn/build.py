@@ -94,12 +94,13 @@ def build_module(
                 axes = spec.feature_axes(sample_shape)
                 scalers[name] = input_moments(observed(name), axes)
 
-    def make_encoder(name):
+    def make_encoder(name, inter=False):
         scaler = Standardize(*scalers[name]) if name in scalers else None
         if name in frozen:
             return Encoder(nn.Identity(), scaler), int(X[name].shape[1])
         spec = specs[name]
-        body = spec.build(tuple(X[name].shape[1:]))
+        build = spec.build_inter if inter else spec.build
+        body = build(tuple(X[name].shape[1:]))
         encoder = Encoder(body, scaler)
         example = materialize(observed(name)[:2])
         try:
@@ -120,7 +121,7 @@ def build_module(
     experts = {}
     for name in expert_plan(modalities, dependencies):
         if name == INTER:
-            built = {m: make_encoder(m) for m in modalities}
+            built = {m: make_encoder(m, inter=True) for m in modalities}
             sizes = [size for _, size in built.values()]
             experts[INTER] = InterExpert(
                 {m: enc for m, (enc, _) in built.items()},
