@@ -1,5 +1,7 @@
 """The inter expert learns an interaction across modalities with the mini-batch defaults."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -55,3 +57,20 @@ def test_inter_hidden_sizes_none_keeps_late_fusion_of_deep_features():
     encoders = {m: MLPEncoder(hidden_sizes=(8, 4), inter_hidden_sizes=None) for m in X}
     clf = I2M2Classifier(encoders=encoders, max_epochs=1, cv=None, random_state=0).fit(X, Y)
     assert clf.module_.experts["inter"].head[0].in_features == 8
+
+
+def test_model_saved_before_inter_hidden_sizes_loads_with_late_fusion(tmp_path):
+    X, Y = _labels_per_view_and_across(60, seed=0)
+    encoders = {m: MLPEncoder(hidden_sizes=(8, 4), inter_hidden_sizes=None) for m in X}
+    clf = I2M2Classifier(encoders=encoders, max_epochs=1, cv=None, random_state=0).fit(X, Y)
+    clf.save(tmp_path / "model")
+    # A file from before inter_hidden_sizes existed: its inter expert read deep features.
+    config_path = tmp_path / "model" / "config.json"
+    config = json.loads(config_path.read_text())
+    for spec in config["fitted"]["encoders_"].values():
+        del spec["params"]["inter_hidden_sizes"]
+    config["params"]["encoders"] = None
+    config_path.write_text(json.dumps(config))
+    loaded = I2M2Classifier.load(tmp_path / "model")
+    assert all(spec.inter_hidden_sizes is None for spec in loaded.encoders_.values())
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
