@@ -74,3 +74,13 @@ def test_model_saved_before_inter_hidden_sizes_loads_with_late_fusion(tmp_path):
     loaded = I2M2Classifier.load(tmp_path / "model")
     assert all(spec.inter_hidden_sizes is None for spec in loaded.encoders_.values())
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+
+
+def test_low_rank_fusion_keeps_the_encoders_features_by_default():
+    X, Y = _labels_per_view_and_across(60, seed=0)
+    encoders = {m: MLPEncoder(hidden_sizes=(8, 4)) for m in X}
+    clf = I2M2Classifier(
+        encoders=encoders, fusion="lrtf", max_epochs=1, cv=None, random_state=0
+    ).fit(X, Y)
+    # One factor per modality over its 4 encoder features and a constant.
+    assert [f.shape[1] for f in clf.module_.experts["inter"].fusion.factors] == [5, 5]

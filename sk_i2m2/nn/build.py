@@ -99,8 +99,8 @@ def build_module(
         if name in frozen:
             return Encoder(nn.Identity(), scaler), int(X[name].shape[1])
         spec = specs[name]
-        build = spec.build_inter if inter else spec.build
-        body = build(tuple(X[name].shape[1:]))
+        shape = tuple(X[name].shape[1:])
+        body = spec.build_inter(shape, fusion) if inter else spec.build(shape)
         encoder = Encoder(body, scaler)
         example = materialize(observed(name)[:2])
         try:
