@@ -24,33 +24,35 @@ contiguous and channels-last (the layout ``fit`` uses).
 It writes its section of ``RESULTS.md`` next to this file (between the
 ``avmnist-cpu`` markers), whatever the working directory.
 
-Usage::
+Usage, from the repository root::
 
-    python benchmarks/avmnist_cpu.py                # both recipes and the two one-epoch tables
-    python benchmarks/avmnist_cpu.py --recipes warm-start   # the target: <= 5 min on 2 cores
-    python benchmarks/avmnist_cpu.py --quick        # 1,000 training samples, 5 epochs per stage
+    python -m benchmarks.avmnist_cpu                # both recipes and the two one-epoch tables
+    python -m benchmarks.avmnist_cpu --recipes warm-start   # the target: <= 5 min on 2 cores
+    python -m benchmarks.avmnist_cpu --quick        # 1,000 training samples, 5 epochs per stage
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import resource
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from comparison import machine_description, write_results
 from sklearn.datasets import load_digits
 
 import sk_i2m2._base
+from benchmarks.common import (
+    RESULTS,
+    machine_description,
+    script_command,
+    section_start,
+    write_results,
+)
 from sk_i2m2 import I2M2Classifier, _allocator
 from sk_i2m2.encoders import Conv2dEncoder
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 #: The fits of each recipe, in order: (dependencies, warm_start).
 RECIPES = {
     "separate": [("intra", False), ("inter", False), ("both", False)],
@@ -177,18 +179,16 @@ def layout_epoch(X_train, y_train, channels_last):
 def results_section(
     runs, epoch_runs, layout, *, command, elapsed, n_train, n_test, max_epochs, load
 ):
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     budget = "defaults" if max_epochs is None else f"`max_epochs={max_epochs}`"
     lines = [
-        "<!-- avmnist-cpu:start -->",
-        "## AV-MNIST shapes on the CPU: intra, inter and I2M2 with default settings",
-        "",
-        f"- date: {now}",
-        (
-            f"- machine: {machine_description()}; {torch.get_num_threads()} torch thread(s); "
-            f"load average {load[0]:.1f} at the start, {load[1]:.1f} at the end"
+        *section_start(
+            "avmnist-cpu",
+            "AV-MNIST shapes on the CPU: intra, inter and I2M2 with default settings",
+            command,
+            f"{elapsed / 60:.1f} min",
+            machine=f"{machine_description()}; {torch.get_num_threads()} torch thread(s); "
+            f"load average {load[0]:.1f} at the start, {load[1]:.1f} at the end",
         ),
-        f"- command: `{command}` ({elapsed / 60:.1f} min)",
         (
             f"- protocol: `make_avmnist_like` in `benchmarks/avmnist_cpu.py` ({n_train} "
             f"training and {n_test} test samples of a (1, 28, 28) image and a (1, 112, 112) "
@@ -291,7 +291,7 @@ def main():
         runs,
         epoch_runs,
         layout,
-        command=" ".join(["python benchmarks/avmnist_cpu.py", *sys.argv[1:]]),
+        command=script_command("avmnist_cpu"),
         elapsed=time.perf_counter() - start,
         n_train=n_train,
         n_test=args.n_test,

@@ -1,36 +1,41 @@
 """Accuracy benchmark: single-modality experts, intra, inter and I2M2 on offline data.
 
-Used by ``benchmarks/compare.py`` (and ``sk-i2m2 benchmark`` in a source checkout). Every data set
-ships with the package or is generated from a seed, so the benchmark runs
-without network access and repeats exactly on the same machine.
+Run by ``python -m benchmarks.compare`` (and ``sk-i2m2 benchmark`` in a source checkout).
+Every data set ships with the package or is generated from a seed, so the
+benchmark runs without network access and repeats exactly on the same machine.
 """
 
 from __future__ import annotations
 
-import datetime
 import functools
 import hashlib
-import os
-import platform
-import re
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+
+from benchmarks.common import (
+    classification_scores,
+    hgb_concat,
+    logistic_concat,
+    logistic_product,
+    machine_description,
+    mfeat_views,
+    summarize_seeds,
+    summary_cell,
+    synthetic_classification,
+    utc_now,
+)
 
 __all__ = [
     "DATASETS",
     "QUICK",
-    "expected_calibration_error",
     "run_benchmark",
+    "model_names",
     "summarize",
     "check_claims",
-    "write_results",
-    "plot_results",
-    "main",
-    "add_arguments",
-    "run_from_args",
+    "check_calibration",
+    "results_section",
 ]
 
 START_MARKER = "<!-- compare:start -->"
@@ -61,25 +66,6 @@ class Dataset:
     description: str
 
 
-def _mfeat(views):
-    from sk_i2m2.datasets import load_mfeat
-
-    return lambda: load_mfeat(list(views))
-
-
-def _synthetic(intra_strength, inter_strength):
-    from sk_i2m2.datasets import make_multimodal_classification
-
-    return lambda: make_multimodal_classification(
-        n_samples=1000,
-        n_modalities=2,
-        n_features=10,
-        intra_strength=intra_strength,
-        inter_strength=inter_strength,
-        random_state=0,
-    )
-
-
 def _kspace():
     from sk_i2m2.datasets import load_kspace_digits
 
@@ -90,39 +76,39 @@ def _kspace():
 DATASETS = {
     "mfeat-fou-zer": Dataset(
         "mfeat fou+zer",
-        _mfeat(["fou", "zer"]),
+        functools.partial(mfeat_views, ("fou", "zer")),
         "both",
         "UCI Multiple Features digits, Fourier (76) + Zernike (47) views, 2000 x 10 classes",
     ),
     "mfeat-mor-zer": Dataset(
         "mfeat mor+zer",
-        _mfeat(["mor", "zer"]),
+        functools.partial(mfeat_views, ("mor", "zer")),
         "both",
         "UCI Multiple Features digits, morphological (6) + Zernike (47) views",
     ),
     "mfeat-all": Dataset(
         "mfeat all six",
-        _mfeat(["fou", "fac", "kar", "pix", "zer", "mor"]),
+        functools.partial(mfeat_views, ("fou", "fac", "kar", "pix", "zer", "mor")),
         "both",
         "UCI Multiple Features digits, all six views as six modalities",
     ),
     "synthetic-inter": Dataset(
         "synthetic inter",
-        _synthetic(0.0, 2.0),
+        functools.partial(synthetic_classification, 1000, 0.0, 2.0, 0),
         "inter",
         "make_multimodal_classification(1000, 2 modalities x 10 features, "
         "intra_strength=0, inter_strength=2): label = XOR of latents across modalities",
     ),
     "synthetic-intra": Dataset(
         "synthetic intra",
-        _synthetic(0.7, 0.0),
+        functools.partial(synthetic_classification, 1000, 0.7, 0.0, 0),
         "intra",
         "make_multimodal_classification(..., intra_strength=0.7, inter_strength=0): "
         "modalities independent given the label",
     ),
     "synthetic-mixed": Dataset(
         "synthetic mixed",
-        _synthetic(0.5, 1.5),
+        functools.partial(synthetic_classification, 1000, 0.5, 1.5, 0),
         "both",
         "make_multimodal_classification(..., intra_strength=0.5, inter_strength=1.5)",
     ),
@@ -153,117 +139,13 @@ MODELS = {
 EXPERT_PREFIX = "expert: "
 
 #: scikit-learn models a reviewer compares against, on the same splits:
-#: label -> kind (see :func:`fit_baseline`).
+#: label -> ``fit(X_train, y_train, seed) -> predict_proba`` (see ``benchmarks.common``).
+#: The concatenations are of float64 columns.
 BASELINES = {
-    "logistic (concat)": "logistic-concat",
-    "logistic (product)": "logistic-product",
-    "HGB (concat)": "hgb-concat",
+    "logistic (concat)": functools.partial(logistic_concat, dtype=np.float64),
+    "logistic (product)": logistic_product,
+    "HGB (concat)": functools.partial(hgb_concat, dtype=np.float64),
 }
-
-
-def _flatten(X):
-    """Every modality as columns of one table (images and sequences flattened)."""
-    return np.concatenate(
-        [np.asarray(v, dtype=np.float64).reshape(len(v), -1) for v in X.values()], axis=1
-    )
-
-
-def _logistic():
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
-
-
-def fit_baseline(kind, X_train, y_train, seed):
-    """Fit a scikit-learn baseline; return ``predict_proba(X) -> proba`` and its classes.
-
-    ``"logistic-concat"``: ``LogisticRegression`` (default C) on the
-    standardised concatenation of all modalities; ``"logistic-product"``:
-    one such model per modality, combined as the normalised product of
-    their probabilities (softmax of the summed log-probabilities), the
-    linear counterpart of the intra product; ``"hgb-concat"``:
-    ``HistGradientBoostingClassifier`` on the concatenation.
-    """
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    if kind == "logistic-product":
-        models = {
-            m: _logistic().fit(np.asarray(v).reshape(len(v), -1), y_train)
-            for m, v in X_train.items()
-        }
-
-        def predict_proba(X):
-            logs = sum(
-                np.log(
-                    np.clip(
-                        models[m].predict_proba(np.asarray(X[m]).reshape(len(X[m]), -1)),
-                        1e-300,
-                        None,
-                    )
-                )
-                for m in models
-            )
-            logs -= logs.max(axis=1, keepdims=True)
-            proba = np.exp(logs)
-            return proba / proba.sum(axis=1, keepdims=True)
-
-        return predict_proba, next(iter(models.values())).classes_
-    if kind == "logistic-concat":
-        model = _logistic()
-    elif kind == "hgb-concat":
-        model = HistGradientBoostingClassifier(random_state=seed)
-    else:
-        raise ValueError(f"Unknown baseline {kind!r}.")
-    model.fit(_flatten(X_train), y_train)
-    return (lambda X: model.predict_proba(_flatten(X))), model.classes_
-
-
-def expected_calibration_error(y_true, proba, n_bins=15):
-    """Top-label expected calibration error with equal-width confidence bins.
-
-    Parameters
-    ----------
-    y_true : array-like of shape (n_samples,)
-        Class indices (column numbers of ``proba``).
-    proba : ndarray of shape (n_samples, n_classes)
-        Predicted class probabilities.
-    n_bins : int, default=15
-        Number of bins over the confidence range [0, 1].
-
-    Returns
-    -------
-    ece : float
-        ``sum_b |B_b| / n * |accuracy(B_b) - confidence(B_b)|``.
-    """
-    confidence = proba.max(axis=1)
-    correct = proba.argmax(axis=1) == np.asarray(y_true)
-    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
-    ece = 0.0
-    for b in np.unique(bins):
-        in_bin = bins == b
-        ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-    return float(ece)
-
-
-def _scores(proba, classes, y_test):
-    from sklearn.metrics import log_loss, roc_auc_score
-
-    y_index = np.searchsorted(classes, y_test)
-    if proba.shape[1] == 2:
-        auroc = roc_auc_score(y_index, proba[:, 1])
-    else:
-        auroc = roc_auc_score(
-            y_index, proba, multi_class="ovr", average="macro", labels=np.arange(proba.shape[1])
-        )
-    return {
-        "accuracy": float((proba.argmax(axis=1) == y_index).mean()),
-        "auroc": float(auroc),
-        "log_loss": float(log_loss(y_index, proba, labels=np.arange(proba.shape[1]))),
-        "brier": float(np.mean(np.sum((proba - np.eye(proba.shape[1])[y_index]) ** 2, axis=1))),
-        "ece": expected_calibration_error(y_index, proba),
-    }
 
 
 @functools.cache
@@ -288,13 +170,13 @@ def _run_one(name, model, seed, max_epochs, test_size, threads):
         )
         if model in BASELINES:
             start = time.perf_counter()
-            predict_proba, classes = fit_baseline(BASELINES[model], X_train, y_train, seed)
+            predict_proba = BASELINES[model](X_train, y_train, seed)
             seconds = time.perf_counter() - start
             return {
                 "dataset": name,
                 "model": model,
                 "seed": seed,
-                **_scores(predict_proba(X_test), classes, y_test),
+                **classification_scores(predict_proba(X_test), np.unique(y_train), y_test),
                 "fit_seconds": seconds,
             }
         if model.startswith(EXPERT_PREFIX):
@@ -312,7 +194,7 @@ def _run_one(name, model, seed, max_epochs, test_size, threads):
             "dataset": name,
             "model": model,
             "seed": seed,
-            **_scores(clf.predict_proba(X_test), clf.classes_, y_test),
+            **classification_scores(clf.predict_proba(X_test), clf.classes_, y_test),
             "fit_seconds": seconds,
         }
     finally:
@@ -425,10 +307,9 @@ def summarize(results):
         ``<metric>_mean`` and ``<metric>_std`` (population std over seeds,
         0 for one seed) for accuracy, auroc, log_loss, brier, ece and fit_seconds.
     """
-    metrics = ["accuracy", "auroc", "log_loss", "brier", "ece", "fit_seconds"]
-    grouped = results.groupby(["dataset", "model"], sort=False)[metrics]
-    summary = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=0).add_suffix("_std"))
-    return summary
+    return summarize_seeds(
+        results, ["accuracy", "auroc", "log_loss", "brier", "ece", "fit_seconds"]
+    )
 
 
 def check_claims(summary):
@@ -509,44 +390,15 @@ def check_calibration(summary, ece_margin=0.005):
     return checks
 
 
-def machine_description():
-    """One line naming the CPU (and GPU, if used), core count and library versions."""
-    import sklearn
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            found = re.search(r"model name\s*:\s*(.+)", f.read())
-        if found:
-            cpu = found.group(1).strip()
-    except OSError:
-        pass
-    parts = [f"{cpu}, {os.cpu_count()} cores", platform.system()]
-    if torch.cuda.is_available():
-        parts.append(f"GPU {torch.cuda.get_device_name()}")
-    parts.append(
-        f"Python {platform.python_version()}, torch {torch.__version__}, "
-        f"scikit-learn {sklearn.__version__}"
-    )
-    return "; ".join(parts)
-
-
-def _fmt(summary, key, metric, digits=3):
-    mean, std = summary.loc[key, f"{metric}_mean"], summary.loc[key, f"{metric}_std"]
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
 def results_section(summary, checks, *, command, seeds, max_epochs, plot_name=None, elapsed=None):
     """The RESULTS.md section (between the compare markers) as a string."""
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     names = list(summary.index.get_level_values(0).unique())
     epochs = "default" if max_epochs is None else str(max_epochs)
     lines = [
         START_MARKER,
         "## Accuracy: single-modality experts, intra, inter and I2M2",
         "",
-        f"- date: {now}",
+        f"- date: {utc_now()}",
         f"- machine: {machine_description()}",
         f"- command: `{command}`" + (f" ({elapsed / 60:.1f} min)" if elapsed else ""),
         f"- protocol: per seed ({', '.join(map(str, seeds))}) a stratified 70/30 "
@@ -610,223 +462,12 @@ def results_section(summary, checks, *, command, seeds, max_epochs, plot_name=No
         key = (name, model)
         label = f"**{model}**" if model == "I2M2" else model
         lines.append(
-            f"| {DATASETS[name].title} | {label} | {_fmt(summary, key, 'accuracy')} | "
-            f"{_fmt(summary, key, 'auroc')} | {_fmt(summary, key, 'log_loss')} | "
-            f"{_fmt(summary, key, 'brier')} | {_fmt(summary, key, 'ece')} | "
+            f"| {DATASETS[name].title} | {label} | {summary_cell(summary, key, 'accuracy')} | "
+            f"{summary_cell(summary, key, 'auroc')} | {summary_cell(summary, key, 'log_loss')} | "
+            f"{summary_cell(summary, key, 'brier')} | {summary_cell(summary, key, 'ece')} | "
             f"{summary.loc[key, 'fit_seconds_mean']:.2f} |"
         )
     if plot_name:
         lines += ["", f"![Test accuracy per data set and model]({plot_name})"]
     lines.append(END_MARKER)
     return "\n".join(lines) + "\n"
-
-
-def write_results(section, path, name="compare"):
-    """Put ``section`` between the ``name`` markers of ``path``.
-
-    Only the text between ``<!-- name:start -->`` and ``<!-- name:end -->``
-    is replaced; other sections of the file are kept. A file without the
-    markers gets the section appended; a missing file is created.
-
-    Parameters
-    ----------
-    section : str
-        Text starting with the start marker and ending with the end marker.
-    path : str or Path
-        The RESULTS.md file.
-    name : str, default="compare"
-        Name of the section in its markers.
-    """
-    start_marker, end_marker = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    path = Path(path)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("# Benchmarks\n\n" + section, encoding="utf-8")
-        return
-    text = path.read_text(encoding="utf-8")
-    start, end = text.find(start_marker), text.find(end_marker)
-    if start != -1 and end > start:
-        text = text[:start] + section.rstrip("\n") + text[end + len(end_marker) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
-
-
-def _require_matplotlib():
-    try:
-        import matplotlib
-    except ImportError as error:
-        raise ImportError(
-            "The benchmark's bar chart needs matplotlib: pip install 'sk-i2m2[plot]' "
-            "(or pass --no-plot)."
-        ) from error
-    return matplotlib
-
-
-def plot_results(summary, path):
-    """Bar chart of test accuracy (mean ± std) per model, one panel per data set.
-
-    Parameters
-    ----------
-    summary : pandas.DataFrame
-        Output of :func:`summarize`.
-    path : str or Path
-        PNG file to write.
-    """
-    matplotlib = _require_matplotlib()
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(summary.index.get_level_values(0).unique())
-    n_cols = min(4, len(names))
-    n_rows = -(-len(names) // n_cols)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.2 * n_cols, 2.9 * n_rows), squeeze=False)
-    colors = {
-        "intra": "#4c72b0",
-        "inter (concat)": "#dd8452",
-        "inter (lrtf)": "#c44e52",
-        "I2M2": "#55a868",
-    }
-    for ax, name in zip(axes.flat, names):
-        part = summary.loc[name]
-        models = list(part.index)
-        ax.bar(
-            range(len(models)),
-            part["accuracy_mean"],
-            yerr=part["accuracy_std"],
-            color=[colors.get(m, "#a0a0a0") for m in models],
-            capsize=2,
-        )
-        ax.set_xticks(range(len(models)))
-        ax.set_xticklabels(
-            [m.replace(EXPERT_PREFIX, "") for m in models], rotation=60, ha="right", fontsize=7
-        )
-        low = max(0.0, float((part["accuracy_mean"] - part["accuracy_std"]).min()) - 0.05)
-        ax.set_ylim(low, 1.0)
-        ax.set_title(DATASETS[name].title, fontsize=9)
-        ax.tick_params(axis="y", labelsize=7)
-        ax.grid(axis="y", alpha=0.3)
-    for ax in list(axes.flat)[len(names) :]:
-        ax.axis("off")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("test accuracy (mean ± std)", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-
-
-def main(
-    *,
-    quick=False,
-    datasets=None,
-    seeds=None,
-    max_epochs=None,
-    output_dir="benchmarks",
-    plot=True,
-    n_jobs=1,
-    command="sk-i2m2 benchmark",
-    verbose=1,
-):
-    """Run the benchmark and write ``RESULTS.md`` (and ``compare.png``) to ``output_dir``.
-
-    Parameters
-    ----------
-    quick : bool, default=False
-        Use :data:`QUICK` for the settings not given.
-    datasets, seeds, max_epochs : optional
-        See :func:`run_benchmark`; ``None`` takes the full (or quick) setting.
-    output_dir : str or Path, default="benchmarks"
-        Folder of ``RESULTS.md`` and ``compare.png``.
-    plot : bool, default=True
-        Write the bar chart (needs matplotlib).
-    n_jobs : int, default=1
-        Parallel fits.
-    command : str
-        The command line recorded in RESULTS.md.
-    verbose : int, default=1
-        1 prints progress and the claims.
-
-    Returns
-    -------
-    summary : pandas.DataFrame
-        Output of :func:`summarize`.
-    """
-    if plot:
-        _require_matplotlib()  # fail before training, not after
-    defaults = QUICK if quick else {"datasets": None, "seeds": 5, "max_epochs": None}
-    datasets = defaults["datasets"] if datasets is None else datasets
-    seeds = defaults["seeds"] if seeds is None else seeds
-    max_epochs = defaults["max_epochs"] if max_epochs is None else max_epochs
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-
-    start = time.perf_counter()
-    results = run_benchmark(datasets, seed_list, max_epochs, n_jobs=n_jobs, verbose=verbose)
-    summary = summarize(results)
-    checks = check_claims(summary)
-    elapsed = time.perf_counter() - start
-
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    plot_name = None
-    if plot:
-        plot_name = "compare.png"
-        plot_results(summary, output_dir / plot_name)
-    section = results_section(
-        summary,
-        checks,
-        command=command,
-        seeds=seed_list,
-        max_epochs=max_epochs,
-        plot_name=plot_name,
-        elapsed=elapsed,
-    )
-    write_results(section, output_dir / "RESULTS.md")
-    if verbose:
-        for c in checks:
-            status = "holds" if c["holds"] else "DOES NOT HOLD"
-            print(f"{DATASETS[c['dataset']].title}: {c['claim']}: {status} ({c['evidence']})")
-        print(f"Wrote {output_dir / 'RESULTS.md'} in {elapsed / 60:.1f} min.")
-    return summary
-
-
-def add_arguments(parser, output_dir="benchmarks"):
-    """Add the benchmark's command-line options to an ``argparse`` parser."""
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="fewer data sets, seeds and epochs (a few minutes on 2 CPU cores)",
-    )
-    parser.add_argument(
-        "--datasets",
-        nargs="+",
-        default=None,
-        choices=list(DATASETS),
-        metavar="NAME",
-        help=f"data sets to run (default: all of {', '.join(DATASETS)})",
-    )
-    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 5)")
-    parser.add_argument(
-        "--max-epochs", type=int, default=None, help="override I2M2Classifier's max_epochs"
-    )
-    parser.add_argument("--n-jobs", type=int, default=1, help="fits run in parallel processes")
-    parser.add_argument(
-        "--output-dir",
-        default=str(output_dir),
-        help=f"folder of RESULTS.md and compare.png (default: {output_dir})",
-    )
-    parser.add_argument("--no-plot", action="store_true", help="skip the PNG bar chart")
-    return parser
-
-
-def run_from_args(args, command):
-    """Run :func:`main` with options parsed by a parser from :func:`add_arguments`."""
-    return main(
-        quick=args.quick,
-        datasets=args.datasets,
-        seeds=args.seeds,
-        max_epochs=args.max_epochs,
-        output_dir=args.output_dir,
-        plot=not args.no_plot,
-        n_jobs=args.n_jobs,
-        command=command,
-    )

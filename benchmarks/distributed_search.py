@@ -16,31 +16,34 @@ imported in place of Dask's ``distributed`` package.)
 It writes its section of ``RESULTS.md`` next to this file (between the
 ``distributed`` markers), whatever the working directory.
 
-Usage::
+Usage, from the repository root::
 
-    python benchmarks/distributed_search.py                      # 24 fits, 20 epochs, a few minutes
-    python benchmarks/distributed_search.py --max-epochs 2 --n-samples 300 --no-write   # smoke run
+    python -m benchmarks.distributed_search                      # 24 fits, 20 epochs, a few minutes
+    python -m benchmarks.distributed_search --max-epochs 2 --n-samples 300 --no-write   # smoke run
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import sys
 import time
 from pathlib import Path
 
 import joblib
 import numpy as np
 import torch
-from comparison import machine_description, write_results
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
+from benchmarks.common import (
+    RESULTS,
+    machine_description,
+    script_command,
+    section_start,
+    write_results,
+)
 from sk_i2m2 import I2M2Classifier, ModalityDict
 from sk_i2m2.datasets import load_mfeat
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 GRID = {"lr": [1e-3, 3e-3, 1e-2], "fusion": ["concat", "lrtf"]}
 N_FOLDS = 4
 
@@ -100,13 +103,13 @@ def run_ray(X, y, max_epochs):
 
 def results_section(rows, *, command, n_samples, max_epochs, load):
     lines = [
-        "<!-- distributed:start -->",
-        "## Distributed search: GridSearchCV on 1 process, Dask and Ray",
-        "",
-        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"- machine: {machine_description()}; {torch.get_num_threads()} torch thread(s) in "
-        f"the main process; load average {load[0]:.1f} at the start, {load[1]:.1f} at the end",
-        f"- command: `{command}`",
+        *section_start(
+            "distributed",
+            "Distributed search: GridSearchCV on 1 process, Dask and Ray",
+            command,
+            machine=f"{machine_description()}; {torch.get_num_threads()} torch thread(s) in "
+            f"the main process; load average {load[0]:.1f} at the start, {load[1]:.1f} at the end",
+        ),
         f"- protocol: `load_mfeat(['fou', 'zer'])` ({n_samples} samples, 10 classes); "
         f"`GridSearchCV(I2M2Classifier(max_epochs={max_epochs}, cv=None, random_state=0), "
         f"{GRID}, cv=StratifiedKFold({N_FOLDS}, shuffle=True, random_state=0), refit=False)`, "
@@ -151,7 +154,7 @@ def main(argv=None):
     results.append(("Ray", 2, run_ray(X, y, args.max_epochs)))
     section = results_section(
         results,
-        command=" ".join(["python benchmarks/distributed_search.py", *sys.argv[1:]]),
+        command=script_command("distributed_search"),
         n_samples=len(y),
         max_epochs=args.max_epochs,
         load=(load_start, os.getloadavg()[0]),

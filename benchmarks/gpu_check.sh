@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # One prepared run on a CUDA machine, under 8 minutes on an H100, in four steps:
 #   cuda-tests    the CUDA tests (tests/ -k cuda)                                  <= 120 s
-#   speed         benchmarks/speed.py: the CPU MLP case and the AV-MNIST-shaped
+#   speed         python -m benchmarks.speed: the CPU MLP case and the AV-MNIST-shaped
 #                 case on CUDA (ratio to a hand loop, set-up time apart from the
 #                 epochs, joint fine-tune and predict_proba samples/s)             <= 150 s
-#   large-batch   benchmarks/large_batch.py --device cuda (batch 32, 256, 1024;
+#   large-batch   python -m benchmarks.large_batch --device cuda (batch 32, 256, 1024;
 #                 one seed; lr_schedule constant and auto)                          <= 120 s
-#   small-cohort  benchmarks/small_cohort_devices.py: a 200-row set of
+#   small-cohort  python -m benchmarks.small_cohort_devices: a 200-row set of
 #                 small_cohorts.py fitted with the defaults on the CPU and on CUDA  <= 100 s
 # Each step has its own time limit, and none runs past the total budget
 # (GPU_CHECK_BUDGET, 470 s). A step that fails or times out does not stop the
@@ -91,7 +91,6 @@ run_step() {
     "$py" -m pip install -q --no-index --no-deps --target "$work/site" .whl/*.whl \
       && echo "wheels in .whl/ install offline" || echo "WARNING: the wheels in .whl/ do not install"
   fi
-  export PYTHONPATH=$PWD:${PYTHONPATH:-}
   export PYTHONUNBUFFERED=1
   "$py" -c "import torch, skorch; print('versions:', 'CUDA', \
 torch.version.cuda, '(available:', str(torch.cuda.is_available()) + '),', 'skorch', \
@@ -110,11 +109,12 @@ skorch.__version__)" | tee -a "$work/env.log"
   # shellcheck disable=SC2046  # one argument per test file
   run_step cuda-tests 120 "$py" -m pytest -q -p no:cacheprovider -k cuda \
     $(grep -l requires_cuda tests/test_*.py)
-  run_step speed 150 "$py" benchmarks/speed.py --no-conv --no-accuracy \
+  # The steps run as modules from the repository root (see benchmarks/__init__.py).
+  run_step speed 150 "$py" -m benchmarks.speed --no-conv --no-accuracy \
     ${speed_size[@]+"${speed_size[@]}"} ${speed_args[@]+"${speed_args[@]}"}
-  run_step large-batch 120 "$py" benchmarks/large_batch.py --seeds 0 --no-variants \
+  run_step large-batch 120 "$py" -m benchmarks.large_batch --seeds 0 --no-variants \
     "${large_size[@]}" --output "$work/large_batch.md"
-  run_step small-cohort 100 "$py" benchmarks/small_cohort_devices.py "${small_size[@]}" \
+  run_step small-cohort 100 "$py" -m benchmarks.small_cohort_devices "${small_size[@]}" \
     --output "$work/small_cohort.md"
 
   results=benchmarks/RESULTS.md
@@ -122,7 +122,7 @@ skorch.__version__)" | tee -a "$work/env.log"
     results=$work/RESULTS.md
     cp benchmarks/RESULTS.md "$results"
   fi
-  report=(benchmarks/gpu_check_report.py "$work" --output "$results" --command "$command")
+  report=(-m benchmarks.gpu_check_report "$work" --output "$results" --command "$command")
   [ "$dry" = 1 ] && report+=(--dry-run)
   echo
   "$py" "${report[@]}" | tee "$work/section.md" || echo "== report FAILED"

@@ -16,6 +16,10 @@ named after the run's date, so that earlier runs stay in the file:
 
 With ``--dry-run`` the section says so in its title: a dry run's figures are
 toy sizes on the CPU, written to a scratch copy of RESULTS.md.
+
+Run from the repository root (``gpu_check.sh`` does)::
+
+    python -m benchmarks.gpu_check_report WORK_FOLDER --output RESULTS_MD --command COMMAND
 """
 
 from __future__ import annotations
@@ -23,10 +27,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import re
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 STATUS = {
     0: "ok",
@@ -133,7 +134,8 @@ def machine_line(env_log):
             break
     try:
         import torch
-        from comparison import machine_description
+
+        from benchmarks.common import machine_description
 
         description = machine_description()
         if gpu is None and torch.cuda.is_available():
@@ -229,7 +231,7 @@ def main(argv=None):
     parser.add_argument("--command", required=True, help="the command that ran the check")
     parser.add_argument("--dry-run", action="store_true")
     args = parser.parse_args(argv)
-    from comparison import write_results
+    from benchmarks.common import write_results
 
     text = section(args.folder, command=args.command, dry_run=args.dry_run)
     marker = re.match(r"<!-- (.+):start -->", text).group(1)

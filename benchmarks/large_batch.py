@@ -20,35 +20,36 @@ It writes its section of ``RESULTS.md`` next to this file (between the
 ``--device cuda`` fits on a GPU; ``--n-samples`` (a stratified subsample)
 and ``--max-epochs`` shrink the run for a dry run.
 
-Usage::
+Usage, from the repository root::
 
-    python benchmarks/large_batch.py                     # 32, 256, 1024 x 3 seeds, about 40 min
-    python benchmarks/large_batch.py --batch-sizes 32 1024 --seeds 0 --no-variants --no-write
-    python benchmarks/large_batch.py --device cuda --seeds 0 --no-variants --output gpu.md
+    python -m benchmarks.large_batch                     # 32, 256, 1024 x 3 seeds, about 40 min
+    python -m benchmarks.large_batch --batch-sizes 32 1024 --seeds 0 --no-variants --no-write
+    python -m benchmarks.large_batch --device cuda --seeds 0 --no-variants --output gpu.md
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import math
 import os
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from comparison import machine_description, write_results
 from sklearn.metrics import accuracy_score, log_loss
 from sklearn.model_selection import train_test_split
 
+from benchmarks.common import (
+    RESULTS,
+    machine_description,
+    script_command,
+    section_start,
+    write_results,
+)
 from sk_i2m2 import I2M2Classifier
 from sk_i2m2.callbacks import LargeBatchLR
 from sk_i2m2.datasets import load_kspace_digits
 from sk_i2m2.training.schedule import REFERENCE_BATCH_SIZE
-
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
 def recipes(batch_size, n_train, variants=True):
@@ -146,18 +147,16 @@ def summary_rows(runs, batch_sizes, seeds):
 
 
 def results_section(runs, batch_sizes, seeds, *, command, elapsed, load, notes=()):
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        "<!-- large-batch:start -->",
-        "## Large batches: `lr_schedule` (learning rate scaled with the batch size)",
-        "",
-        f"- date: {now}",
-        (
-            f"- machine: {machine_description()}; {torch.get_num_threads()} torch thread(s); "
+        *section_start(
+            "large-batch",
+            "Large batches: `lr_schedule` (learning rate scaled with the batch size)",
+            command,
+            f"{elapsed / 60:.1f} min",
+            machine=f"{machine_description()}; {torch.get_num_threads()} torch thread(s); "
             f"load average {load[0]:.1f} at the start, {load[1]:.1f} at the end "
-            "(the machine is shared, so fit times are indicative)"
+            "(the machine is shared, so fit times are indicative)",
         ),
-        f"- command: `{command}` ({elapsed / 60:.1f} min)",
         *(f"- {note}" for note in notes),
         (
             "- protocol: `load_kspace_digits()` (two (n, 1, 16, 15) image modalities, 2000 "
@@ -254,7 +253,7 @@ def main():
         runs,
         args.batch_sizes,
         args.seeds,
-        command=" ".join(["python benchmarks/large_batch.py", *sys.argv[1:]]),
+        command=script_command("large_batch"),
         elapsed=time.perf_counter() - start,
         load=(load_start, os.getloadavg()[0]),
         notes=notes,

@@ -15,24 +15,21 @@ Three measurements, each over several seeds of a stratified 70/30 split:
 
 It writes its section of ``RESULTS.md`` next to this file.
 
-Usage::
+Usage, from the repository root::
 
-    python benchmarks/missing.py            # 3 seeds, default epochs (about 30 min on 2 cores)
-    python benchmarks/missing.py --quick    # 1 seed, 30 epochs (a few minutes)
+    python -m benchmarks.missing            # 3 seeds, default epochs (about 30 min on 2 cores)
+    python -m benchmarks.missing --quick    # 1 seed, 30 epochs (a few minutes)
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
-from comparison import machine_description, write_results
 from sklearn.model_selection import train_test_split
 
+from benchmarks.common import RESULTS, mean_std, script_command, section_start, write_results
 from sk_i2m2 import I2M2Classifier
 from sk_i2m2.datasets import load_mfeat, make_multimodal_classification
 from sk_i2m2.inspection import dependency_report
@@ -111,18 +108,11 @@ def verdicts(seeds, params, n_samples, cv):
     return rows
 
 
-def _mean_std(values):
-    return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
-
-
 def section(removed, missing, reports, *, command, minutes, seeds, params):
     lines = [
-        "<!-- missing:start -->",
-        "## Missing modalities and dependency diagnosis",
-        "",
-        f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"- machine: {machine_description()}",
-        f"- command: `{command}` ({minutes:.1f} min)",
+        *section_start(
+            "missing", "Missing modalities and dependency diagnosis", command, f"{minutes:.1f} min"
+        ),
         f"- protocol: seeds {list(seeds)}, a stratified 70/30 train/test split per seed; "
         f"`I2M2Classifier` with default hyperparameters{' and ' if params else ''}"
         f"{', '.join(f'{k}={v}' for k, v in params.items())}. A single-view expert is the "
@@ -141,8 +131,8 @@ def section(removed, missing, reports, *, command, minutes, seeds, params):
         best = [r["best_single"] for r in sel]
         holds = "yes" if np.mean(dropout) >= np.mean(best) - 0.02 else "**no**"
         lines.append(
-            f"| {view} | {_mean_std(dropout)} | "
-            f"{_mean_std([r['drop_inter'] for r in sel])} | {_mean_std(best)} | "
+            f"| {view} | {mean_std(dropout)} | "
+            f"{mean_std([r['drop_inter'] for r in sel])} | {mean_std(best)} | "
             f"{holds if view != '(none)' else ''} |"
         )
     lines += [
@@ -155,11 +145,11 @@ def section(removed, missing, reports, *, command, minutes, seeds, params):
         "",
         "| model | test accuracy (complete test rows) |",
         "|---|---|",
-        f"| I2M2 | {_mean_std([r['I2M2'] for r in missing])} |",
+        f"| I2M2 | {mean_std([r['I2M2'] for r in missing])} |",
     ]
     for view in [*VIEWS, "inter"]:
         label = f"expert: {view}" if view != "inter" else "inter expert (stage 1)"
-        lines.append(f"| {label} | {_mean_std([r[view] for r in missing])} |")
+        lines.append(f"| {label} | {mean_std([r[view] for r in missing])} |")
     beats = all(
         np.mean([r["I2M2"] for r in missing]) > np.mean([r[v] for r in missing]) for v in VIEWS
     )
@@ -200,11 +190,11 @@ def main(argv=None):
     missing = missing_rows(seeds, params)
     reports = verdicts(seeds, params, n_samples=1000, cv=5)
     minutes = (time.perf_counter() - start) / 60
-    command = " ".join(["python benchmarks/missing.py", *(argv or sys.argv[1:])])
+    command = script_command("missing", argv)
     text = section(
         removed, missing, reports, command=command, minutes=minutes, seeds=seeds, params=params
     )
-    write_results(text, Path(__file__).resolve().parent / "RESULTS.md", name="missing")
+    write_results(text, RESULTS, name="missing")
     print(text)
 
 

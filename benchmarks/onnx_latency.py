@@ -18,18 +18,16 @@ onnxruntime's and ``predict_proba``'s probabilities is reported too.
 It writes its section of ``RESULTS.md`` next to this file (between the
 ``onnx-latency`` markers), whatever the working directory.
 
-Usage::
+Usage, from the repository root::
 
-    python benchmarks/onnx_latency.py                 # about a minute
-    python benchmarks/onnx_latency.py --no-write      # print only
+    python -m benchmarks.onnx_latency                 # about a minute
+    python -m benchmarks.onnx_latency --no-write      # print only
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,14 +35,19 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
-from comparison import machine_description, write_results
 
 import sk_i2m2
+from benchmarks.common import (
+    RESULTS,
+    machine_description,
+    script_command,
+    section_start,
+    write_results,
+)
 from sk_i2m2 import I2M2Classifier
 from sk_i2m2.datasets import load_mfeat
 from sk_i2m2.nn.product import combine
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 BATCH = 256
 
 
@@ -99,12 +102,13 @@ def time_model(name, clf, X, threads):
 
 def results_section(results, *, command, threads, elapsed):
     lines = [
-        "<!-- onnx-latency:start -->",
-        "## ONNX export: prediction latency, onnxruntime against torch on the CPU",
-        "",
-        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"- machine: {machine_description()}; onnxruntime {ort.__version__}",
-        f"- command: `{command}` ({elapsed:.0f} s)",
+        *section_start(
+            "onnx-latency",
+            "ONNX export: prediction latency, onnxruntime against torch on the CPU",
+            command,
+            f"{elapsed:.0f} s",
+            machine=f"{machine_description()}; onnxruntime {ort.__version__}",
+        ),
         f"- protocol: {threads} thread(s) for torch and onnxruntime alike; median over 200 "
         f"single-sample calls and 30 calls on {BATCH} rows, after 3 warm-up calls. "
         "`predict_proba` is the estimator's call (input checks included), `torch module` "
@@ -143,7 +147,7 @@ def main(argv=None):
     results.append(time_model("image 1x28x28 + sequence 20x8 (conv, GRU)", clf, X, args.threads))
     section = results_section(
         results,
-        command=" ".join(["python benchmarks/onnx_latency.py", *sys.argv[1:]]),
+        command=script_command("onnx_latency"),
         threads=args.threads,
         elapsed=time.perf_counter() - start,
     )

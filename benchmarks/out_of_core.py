@@ -19,16 +19,15 @@ are not counted as held (see ``tests/test_lazy.py``).
 It writes its section of ``RESULTS.md`` next to this file (between the
 ``out-of-core`` markers), whatever the working directory.
 
-Usage::
+Usage, from the repository root::
 
-    python benchmarks/out_of_core.py               # 20000 x 2 x 512 floats, 3 epochs, 1.5 GB memmap
-    python benchmarks/out_of_core.py --n 2000 --features 32 --epochs 1 --memory-mb 50 --no-write
+    python -m benchmarks.out_of_core               # 20000 x 2 x 512 floats, 3 epochs, 1.5 GB memmap
+    python -m benchmarks.out_of_core --n 2000 --features 32 --epochs 1 --memory-mb 50 --no-write
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import subprocess
@@ -41,12 +40,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # the checkout's sk_i2m2 before any installed one
+from benchmarks.common import (
+    RESULTS,
+    machine_description,
+    script_command,
+    section_start,
+    write_results,
+)
+from sk_i2m2 import FileModality, I2M2Classifier
 
-from comparison import machine_description, write_results  # noqa: E402
-
-from sk_i2m2 import FileModality, I2M2Classifier  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_data(n, n_features, seed=0):
@@ -163,12 +166,12 @@ def peak_memory(memory_mb, n_features=1000):
                 str(n),
                 str(n_features),
             ],
-            cwd=HERE.parent,
+            cwd=ROOT,
             capture_output=True,
             text=True,
             env={
                 **os.environ,
-                "PYTHONPATH": str(HERE.parent),
+                "PYTHONPATH": str(ROOT),
                 "MALLOC_MMAP_THRESHOLD_": str(2**20),
             },
             check=False,
@@ -181,20 +184,18 @@ def peak_memory(memory_mb, n_features=1000):
 
 
 def results_section(rows, memory, *, args, command, elapsed, load):
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     reference = rows[0][1]
     mib = 2**20
     lines = [
-        "<!-- out-of-core:start -->",
-        "## Out-of-core: modalities read a batch at a time",
-        "",
-        f"- date: {now}",
-        (
-            f"- machine: {machine_description()}; {torch.get_num_threads()} torch thread(s); "
+        *section_start(
+            "out-of-core",
+            "Out-of-core: modalities read a batch at a time",
+            command,
+            f"{elapsed / 60:.1f} min",
+            machine=f"{machine_description()}; {torch.get_num_threads()} torch thread(s); "
             f"load average {load[0]:.1f} at the start, {load[1]:.1f} at the end "
-            "(the machine is shared, so times are indicative)"
+            "(the machine is shared, so times are indicative)",
         ),
-        f"- command: `{command}` ({elapsed / 60:.1f} min)",
         (
             f"- protocol: two vector modalities of {args.features} float32 features, "
             f"{args.n} samples (XOR labels); `I2M2Classifier(max_epochs={args.epochs}, "
@@ -278,15 +279,15 @@ def main():
         rows,
         memory,
         args=args,
-        command=" ".join(["python benchmarks/out_of_core.py", *sys.argv[1:]]),
+        command=script_command("out_of_core"),
         elapsed=time.perf_counter() - start,
         load=(load_start, os.getloadavg()[0]),
     )
     if args.no_write:
         print(section)
     else:
-        write_results(section, HERE / "RESULTS.md", name="out-of-core")
-        print(f"Wrote {HERE / 'RESULTS.md'}.")
+        write_results(section, RESULTS, name="out-of-core")
+        print(f"Wrote {RESULTS}.")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """Regression: I2M2Regressor against ridge regression and gradient boosting.
 
-Run from a source checkout::
+Run from the repository root::
 
-    PYTHONPATH=. python benchmarks/regression.py              # all sets, 5 seeds
-    PYTHONPATH=. python benchmarks/regression.py --quick      # 2 seeds, small sets, few epochs
+    python -m benchmarks.regression              # all sets, 5 seeds
+    python -m benchmarks.regression --quick      # 2 seeds, small sets, few epochs
 
 and the section between ``<!-- regression:start -->`` and
 ``<!-- regression:end -->`` of ``benchmarks/RESULTS.md`` is rewritten
@@ -33,18 +33,20 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import shlex
-import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from comparison import machine_description, write_results
+from benchmarks.common import (
+    RESULTS,
+    flatten,
+    run_tasks,
+    script_command,
+    section_start,
+    summarize_seeds,
+    write_results,
+)
 
 SECTION = "regression"
 TEST_SIZE = 0.3
@@ -98,10 +100,6 @@ def _sets(n_synthetic):
 MODELS = ["I2M2", "I2M2 intra", "I2M2 inter", "Ridge concat", "HGB concat"]
 
 
-def _concat(X):
-    return np.hstack([np.asarray(x, dtype=np.float64).reshape(len(x), -1) for x in X.values()])
-
-
 def fit_and_score(model, X_train, y_train, X_test, y_test, seed, i2m2_params):
     """Fit one model; return its test metrics and fit time."""
     from sklearn.ensemble import HistGradientBoostingRegressor
@@ -126,9 +124,9 @@ def fit_and_score(model, X_train, y_train, X_test, y_test, seed, i2m2_params):
             reg = make_pipeline(StandardScaler(), Ridge())
         else:
             reg = HistGradientBoostingRegressor(random_state=seed)
-        reg.fit(_concat(X_train), y_train)
+        reg.fit(flatten(X_train, np.float64), y_train)
         seconds = time.perf_counter() - start
-        pred = reg.predict(_concat(X_test))
+        pred = reg.predict(flatten(X_test, np.float64))
     return {
         "r2": r2_score(y_test, pred),
         "rmse": root_mean_squared_error(y_test, pred),
@@ -156,15 +154,14 @@ def run_task(dataset, seed, sets, models, i2m2_params):
 
 def results_section(summary, sets, command, seeds, elapsed, i2m2_params):
     """The Markdown section of RESULTS.md."""
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     params = ", ".join(f"{k}={v!r}" for k, v in i2m2_params.items())
     lines = [
-        f"<!-- {SECTION}:start -->",
-        "## Regression: I2M2Regressor against ridge regression and gradient boosting",
-        "",
-        f"- date: {now}",
-        f"- machine: {machine_description()}",
-        f"- command: `{command}` ({elapsed / 60:.1f} min)",
+        *section_start(
+            SECTION,
+            "Regression: I2M2Regressor against ridge regression and gradient boosting",
+            command,
+            f"{elapsed / 60:.1f} min",
+        ),
         f"- protocol: per seed ({', '.join(map(str, seeds))}): a 70/30 train/test split "
         "(`random_state=seed`; synthetic sets drawn with `random_state=seed`). `I2M2`, "
         "`I2M2 intra`, `I2M2 inter`: `I2M2Regressor(random_state=seed"
@@ -195,13 +192,9 @@ def results_section(summary, sets, command, seeds, elapsed, i2m2_params):
 
 
 def summarize(results):
-    """Mean and standard deviation over seeds of each metric, per data set and model."""
+    """Mean and standard deviation (ddof=1) over seeds of each metric, per data set and model."""
     order = {name: i for i, name in enumerate(dict.fromkeys(results["dataset"]))}
-    grouped = results.groupby(["dataset", "model"], sort=False)[
-        ["r2", "rmse", "nll", "fit_seconds"]
-    ]
-    summary = grouped.agg(["mean", "std"])
-    summary.columns = [f"{metric}_{stat}" for metric, stat in summary.columns]
+    summary = summarize_seeds(results, ["r2", "rmse", "nll", "fit_seconds"], ddof=1)
     model_order = {m: i for i, m in enumerate(MODELS)}
     keys = sorted(summary.index, key=lambda k: (order[k[0]], model_order[k[1]]))
     return summary.loc[keys]
@@ -221,13 +214,12 @@ def main(argv=None):
     parser.add_argument("--n-jobs", type=int, default=1, help="parallel processes")
     parser.add_argument(
         "--output",
-        default=str(Path(__file__).parent / "RESULTS.md"),
+        default=str(RESULTS),
         help="RESULTS.md to update ('-' prints only)",
     )
     args = parser.parse_args(argv)
 
     import pandas as pd
-    from joblib import Parallel, delayed
 
     seeds = args.seeds if args.seeds is not None else (2 if args.quick else 5)
     n_synthetic = args.n_synthetic or (300 if args.quick else 2000)
@@ -239,33 +231,24 @@ def main(argv=None):
     models = args.models or MODELS
     i2m2_params = {"max_epochs": 10} if args.quick else {}
 
-    # Worker processes import this folder's modules.
-    here = str(Path(__file__).resolve().parent)
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
-    import regression
+    # By reference to the importable module, not to __main__.
+    from benchmarks import regression
 
     start = time.perf_counter()
-    tasks = [(n, s) for n in names for s in range(seeds)]
-    jobs = Parallel(n_jobs=args.n_jobs, return_as="generator")(
-        delayed(regression.run_task)(n, s, sets, models, i2m2_params) for n, s in tasks
+    rows = run_tasks(
+        regression.run_task,
+        [(n, s, sets, models, i2m2_params) for n in names for s in range(seeds)],
+        args.n_jobs,
+        lambda r: (
+            f"{r['dataset']:<18} {r['model']:<13} seed {r['seed']}: R² {r['r2']:.3f} "
+            f"RMSE {r['rmse']:.3f} ({r['fit_seconds']:.1f}s)"
+        ),
     )
-    rows = []
-    for task_rows in jobs:
-        for r in task_rows:
-            print(
-                f"{r['dataset']:<18} {r['model']:<13} seed {r['seed']}: R² {r['r2']:.3f} "
-                f"RMSE {r['rmse']:.3f} ({r['fit_seconds']:.1f}s)",
-                flush=True,
-            )
-        rows += task_rows
     elapsed = time.perf_counter() - start
     summary = summarize(pd.DataFrame(rows))
     pd.set_option("display.width", 200)
     print(summary.round(3).to_string())
-    shown = list(argv if argv is not None else sys.argv[1:])
-    command = "PYTHONPATH=. python benchmarks/regression.py" + "".join(
-        " " + shlex.quote(a) for a in shown
-    )
+    command = script_command("regression", argv)
     section = results_section(summary, sets, command, list(range(seeds)), elapsed, i2m2_params)
     if args.output == "-":
         print(section)

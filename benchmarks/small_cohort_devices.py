@@ -9,25 +9,22 @@ costs a user's first fit pays too: CUDA context, kernels, cuDNN), then one
 fit per seed, whose median is the figure. The last line printed is
 ``small-cohort ratio <median fit time on the last device / on the first>``.
 
-Usage::
+Usage, from the repository root::
 
-    PYTHONPATH=. python benchmarks/small_cohort_devices.py                 # cpu, cuda; 3 seeds
-    PYTHONPATH=. python benchmarks/small_cohort_devices.py --devices cpu --seeds 1
+    python -m benchmarks.small_cohort_devices                 # cpu, cuda; 3 seeds
+    python -m benchmarks.small_cohort_devices --devices cpu --seeds 1
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import small_cohorts
-
+from benchmarks import small_cohorts
 from sk_i2m2 import I2M2Classifier
 
 

@@ -1,9 +1,9 @@
 """Small cohorts: I2M2Classifier against the models a statistician would fit.
 
-Run from a source checkout::
+Run from the repository root::
 
-    PYTHONPATH=. python benchmarks/small_cohorts.py            # all sets, 10 seeds
-    PYTHONPATH=. python benchmarks/small_cohorts.py --quick    # 3 seeds, fewer sets
+    python -m benchmarks.small_cohorts            # all sets, 10 seeds
+    python -m benchmarks.small_cohorts --quick    # 3 seeds, fewer sets
 
 and the section between ``<!-- small:start -->`` and ``<!-- small:end -->`` of
 ``benchmarks/RESULTS.md`` is rewritten.
@@ -39,16 +39,29 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import shlex
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from comparison import expected_calibration_error, write_results
+from benchmarks.common import (
+    RESULTS,
+    breast_cancer_views,
+    classification_scores,
+    digits_image_table,
+    hgb_concat,
+    logistic_concat,
+    logistic_cv_concat,
+    logistic_product,
+    mfeat_views,
+    mlp_concat,
+    run_tasks,
+    script_command,
+    summarize_seeds,
+    synthetic_classification,
+    write_results,
+)
 
 SECTION = "small"
 TEST_SIZE = 0.3
@@ -67,54 +80,9 @@ class SmallSet:
     description: str = ""
 
 
-@functools.cache
-def _breast_cancer():
-    from sklearn.datasets import load_breast_cancer
-
-    data = load_breast_cancer()
-    names = [str(f) for f in data.feature_names]
-    view_of = {f: "error" if f.endswith(" error") else f.split(" ")[0] for f in names}
-    X = {
-        view: data.data[:, [i for i, f in enumerate(names) if view_of[f] == view]].astype(
-            np.float32
-        )
-        for view in ("mean", "error", "worst")
-    }
-    assert all(x.shape[1] == 10 for x in X.values())
-    return X, data.target
-
-
-@functools.cache
-def _mfeat(views):
-    from sk_i2m2.datasets import load_mfeat
-
-    X, y = load_mfeat(list(views))
-    return {m: np.asarray(X[m]) for m in views}, np.asarray(y)
-
-
-@functools.cache
-def _digits():
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    images = data.images.astype(np.float32)  # (1797, 8, 8), ink 0..16
-    table = np.concatenate([images.sum(axis=2), images.sum(axis=1)], axis=1) / 16.0
-    return {"image": images[:, None] / 16.0, "table": table.astype(np.float32)}, data.target
-
-
 def _synthetic(intra, inter):
     def make(n, seed):
-        from sk_i2m2.datasets import make_multimodal_classification
-
-        X, y = make_multimodal_classification(
-            n_samples=n,
-            n_modalities=2,
-            n_features=10,
-            intra_strength=intra,
-            inter_strength=inter,
-            random_state=seed,
-        )
-        return {m: np.asarray(X[m]) for m in X}, np.asarray(y)
+        return synthetic_classification(n, intra, inter, seed)
 
     return make
 
@@ -124,7 +92,7 @@ def _sets():
     for n in (80, 150, 569):
         sets[f"bc-{n}"] = SmallSet(
             f"breast cancer n={n}",
-            _breast_cancer,
+            breast_cancer_views,
             n,
             description="load_breast_cancer() as three views of 10 features: mean, error "
             "and worst values of the nuclei measurements; 2 classes",
@@ -133,7 +101,7 @@ def _sets():
         for n in (100, 300):
             sets[f"mfeat-{'-'.join(views)}-{n}"] = SmallSet(
                 f"mfeat {'+'.join(views)} n={n}",
-                functools.partial(_mfeat, views),
+                functools.partial(mfeat_views, views),
                 n,
                 description=f"load_mfeat({list(views)}): UCI Multiple Features digits, 10 classes",
             )
@@ -155,7 +123,7 @@ def _sets():
     for n in (150, 300):
         sets[f"digits-{n}"] = SmallSet(
             f"digits image+table n={n}",
-            _digits,
+            digits_image_table,
             n,
             description="load_digits(): the 8x8 image (n, 1, 8, 8), ink / 16, and a table of "
             "its 8 row and 8 column ink sums; 10 classes",
@@ -204,16 +172,9 @@ def load_split(name, seed):
 # Models: name -> fit(X_train, y_train, seed) -> {suffix: (predict_proba, fit_seconds)}
 
 
-def _flat(X):
-    return np.concatenate([np.asarray(x).reshape(len(x), -1) for x in X.values()], axis=1)
-
-
-def _logistic():
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
+def _sklearn(fit):
+    """A baseline of ``benchmarks.common``, timed by :func:`run_task`."""
+    return lambda X, y, seed: {"": fit(X, y, seed)}
 
 
 def _i2m2(**params):
@@ -237,64 +198,11 @@ def _stage_seconds(clf):
     }
 
 
-def _lr_concat(X, y, seed):
-    model = _logistic().fit(_flat(X), y)
-    return {"": lambda Xn: model.predict_proba(_flat(Xn))}
-
-
-def _lr_product(X, y, seed):
-    from scipy.special import softmax
-
-    models = {m: _logistic().fit(np.asarray(x).reshape(len(x), -1), y) for m, x in X.items()}
-
-    def predict(Xn):
-        logs = sum(
-            m.predict_log_proba(np.asarray(Xn[k]).reshape(len(Xn[k]), -1))
-            for k, m in models.items()
-        )
-        return softmax(logs, axis=1)
-
-    return {"": predict}
-
-
-def _lrcv_concat(X, y, seed):
-    import warnings
-
-    from sklearn.linear_model import LogisticRegressionCV
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    with warnings.catch_warnings():
-        # scikit-learn 1.9 announces new defaults; the current ones are measured.
-        warnings.simplefilter("ignore", FutureWarning)
-        model = make_pipeline(StandardScaler(), LogisticRegressionCV(max_iter=5000))
-        model.fit(_flat(X), y)
-    return {"": lambda Xn: model.predict_proba(_flat(Xn))}
-
-
-def _mlp(X, y, seed):
-    from sklearn.neural_network import MLPClassifier
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    model = make_pipeline(
-        StandardScaler(), MLPClassifier(early_stopping=True, random_state=seed)
-    ).fit(_flat(X), y)
-    return {"": lambda Xn: model.predict_proba(_flat(Xn))}
-
-
-def _hgb(X, y, seed):
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    model = HistGradientBoostingClassifier(random_state=seed).fit(_flat(X), y)
-    return {"": lambda Xn: model.predict_proba(_flat(Xn))}
-
-
 def _regime(name, capacity=None, **kwargs):
     """A prototype regime of ``small_regimes.py`` (imported lazily: it needs sk_i2m2)."""
 
     def fit(X, y, seed):
-        import small_regimes
+        from benchmarks import small_regimes
 
         params = dict(kwargs)
         if capacity is not None:
@@ -308,11 +216,11 @@ MODELS = {
     "I2M2": _i2m2(),
     "I2M2 intra": _i2m2(dependencies="intra"),
     "I2M2 inter": _i2m2(dependencies="inter"),
-    "LR concat": _lr_concat,
-    "LR product": _lr_product,
-    "LRCV concat": _lrcv_concat,
-    "HGB concat": _hgb,
-    "MLP concat": _mlp,
+    "LR concat": _sklearn(logistic_concat),
+    "LR product": _sklearn(logistic_product),
+    "LRCV concat": _sklearn(logistic_cv_concat),
+    "HGB concat": _sklearn(hgb_concat),
+    "MLP concat": _sklearn(mlp_concat),
     # The L-BFGS defaults against their alternatives (weight_decay="auto" is
     # 1 / n_train and n_iter_no_change="auto" is 3 with L-BFGS).
     "regime: patience 10": _i2m2(n_iter_no_change=10),
@@ -346,26 +254,6 @@ DEFAULT_MODELS = [
 LOGISTIC = ("LR concat", "LR product", "LRCV concat")
 
 
-def _scores(proba, y_test, classes):
-    from sklearn.metrics import log_loss, roc_auc_score
-
-    y_index = np.searchsorted(classes, y_test)
-    proba = np.clip(proba, 1e-15, None)
-    proba = proba / proba.sum(axis=1, keepdims=True)
-    if proba.shape[1] == 2:
-        auroc = roc_auc_score(y_index, proba[:, 1])
-    else:
-        auroc = roc_auc_score(
-            y_index, proba, multi_class="ovr", average="macro", labels=np.arange(proba.shape[1])
-        )
-    return {
-        "accuracy": float((proba.argmax(axis=1) == y_index).mean()),
-        "auroc": float(auroc),
-        "log_loss": float(log_loss(y_index, proba, labels=np.arange(proba.shape[1]))),
-        "ece": expected_calibration_error(y_index, proba),
-    }
-
-
 def run_task(name, seed, models):
     """Fit every model on one split; return one row per (model variant).
 
@@ -392,7 +280,7 @@ def run_task(name, seed, models):
                     "dataset": name,
                     "model": label,
                     "seed": seed,
-                    **_scores(predict(X_test), y_test, classes),
+                    **classification_scores(predict(X_test), classes, y_test),
                     "fit_seconds": seconds_v,
                     "stage1_seconds": info.get("stage1", np.nan),
                     "stage2_seconds": info.get("stage2", np.nan),
@@ -410,11 +298,6 @@ METRICS = [
     "stage1_seconds",
     "stage2_seconds",
 ]
-
-
-def summarize(results):
-    grouped = results.groupby(["dataset", "model"], sort=False)[METRICS]
-    return grouped.mean().add_suffix("_mean").join(grouped.std(ddof=0).add_suffix("_std"))
 
 
 def target_checks(summary):
@@ -484,14 +367,14 @@ def main(argv=None):
     parser.add_argument("--notes", default="", help="extra line for the protocol notes")
     parser.add_argument(
         "--output",
-        default=str(Path(__file__).parent / "RESULTS.md"),
+        default=str(RESULTS),
         help="RESULTS.md to update ('-' prints only)",
     )
     args = parser.parse_args(argv)
 
     import pandas as pd
-    from joblib import Parallel, delayed
-    from small_cohorts_report import results_section
+
+    from benchmarks.small_cohorts_report import results_section
 
     seeds = args.seeds if args.seeds is not None else (3 if args.quick else 10)
     names = args.datasets or (QUICK_SETS if args.quick else list(SETS))
@@ -505,31 +388,23 @@ def main(argv=None):
         results = results.sort_values("dataset", key=lambda c: c.map(order), kind="stable")
         elapsed = float(results.groupby(["dataset", "model"])["fit_seconds"].sum().sum())
     else:
-        # Worker processes import this folder's modules (comparison, small_regimes).
-        here = str(Path(__file__).resolve().parent)
-        os.environ["PYTHONPATH"] = os.pathsep.join(
-            p for p in (here, os.environ.get("PYTHONPATH")) if p
-        )
         # By reference to the importable module, not to __main__.
-        import small_cohorts
+        from benchmarks import small_cohorts
 
-        jobs = Parallel(n_jobs=args.n_jobs, return_as="generator")(
-            delayed(small_cohorts.run_task)(n, s, models) for n, s in tasks
+        rows = run_tasks(
+            small_cohorts.run_task,
+            [(n, s, models) for n, s in tasks],
+            args.n_jobs,
+            lambda r: (
+                f"{r['dataset']:<22} {r['model']:<26} seed {r['seed']}: acc "
+                f"{r['accuracy']:.3f} ll {r['log_loss']:.3f} ({r['fit_seconds']:.1f}s)"
+            ),
         )
-        rows = []
-        for task_rows in jobs:
-            for r in task_rows:
-                print(
-                    f"{r['dataset']:<22} {r['model']:<26} seed {r['seed']}: acc "
-                    f"{r['accuracy']:.3f} ll {r['log_loss']:.3f} ({r['fit_seconds']:.1f}s)",
-                    flush=True,
-                )
-            rows += task_rows
         elapsed = time.perf_counter() - start
         results = pd.DataFrame(rows)
     if args.raw:
         results.to_csv(args.raw, index=False)
-    summary = summarize(results)
+    summary = summarize_seeds(results, METRICS)
     checks = target_checks(summary)
     pd.set_option("display.width", 200)
     print(
@@ -551,9 +426,7 @@ def main(argv=None):
         i = shown.index("--notes")
         del shown[i : i + 2]
     shown = [os.path.basename(a) if a.endswith(".csv") else a for a in shown]
-    command = "PYTHONPATH=. python benchmarks/small_cohorts.py" + "".join(
-        " " + shlex.quote(a) for a in shown
-    )
+    command = script_command("small_cohorts", shown)
     section = results_section(
         summary,
         checks,

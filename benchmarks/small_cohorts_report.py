@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-from comparison import machine_description
-from small_cohorts import SECTION, SETS, TEST_SIZE
-
-
-def _fmt(summary, key, metric, digits=3):
-    return (
-        f"{summary.loc[key, metric + '_mean']:.{digits}f} ± "
-        f"{summary.loc[key, metric + '_std']:.{digits}f}"
-    )
+from benchmarks.common import section_start, summary_cell
+from benchmarks.small_cohorts import SECTION, SETS, TEST_SIZE
 
 
 def results_section(summary, checks, *, command, seeds, elapsed, notes=""):
-    import datetime
-
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     names = list(summary.index.get_level_values(0).unique())
     lines = [
-        f"<!-- {SECTION}:start -->",
-        "## Small cohorts: I2M2 against logistic regression and gradient boosting",
-        "",
-        f"- date: {now}",
-        f"- machine: {machine_description()}",
-        f"- command: `{command}` ({elapsed / 60:.1f} min"
-        + (" of fitting, summed over fits)" if "--from-raw" in command else ")"),
+        *section_start(
+            SECTION,
+            "Small cohorts: I2M2 against logistic regression and gradient boosting",
+            command,
+            f"{elapsed / 60:.1f} min"
+            + (" of fitting, summed over fits" if "--from-raw" in command else ""),
+        ),
         f"- protocol: per seed ({', '.join(map(str, seeds))}): sets drawn from a fixed pool "
         "are first subsampled to n rows (stratified, `random_state=seed`), synthetic sets "
         "are drawn with `random_state=seed`; then a stratified 70/30 train/test split "
@@ -117,9 +107,9 @@ def results_section(summary, checks, *, command, seeds, elapsed, notes=""):
         key = (name, model)
         label = f"**{model}**" if model == "I2M2" else model
         lines.append(
-            f"| {SETS[name].title} | {label} | {_fmt(summary, key, 'accuracy')} | "
-            f"{_fmt(summary, key, 'auroc')} | {_fmt(summary, key, 'log_loss')} | "
-            f"{_fmt(summary, key, 'ece')} | {summary.loc[key, 'fit_seconds_mean']:.2f} |"
+            f"| {SETS[name].title} | {label} | {summary_cell(summary, key, 'accuracy')} | "
+            f"{summary_cell(summary, key, 'auroc')} | {summary_cell(summary, key, 'log_loss')} | "
+            f"{summary_cell(summary, key, 'ece')} | {summary.loc[key, 'fit_seconds_mean']:.2f} |"
         )
     lines.append(f"<!-- {SECTION}:end -->")
     return "\n".join(lines) + "\n"

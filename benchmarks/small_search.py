@@ -1,8 +1,8 @@
 """A clinical GridSearchCV on small cohorts: 8 candidates x 5 folds, timed as users run it.
 
-Run from a source checkout::
+Run from the repository root::
 
-    PYTHONPATH=. python benchmarks/small_search.py
+    python -m benchmarks.small_search
 
 On each set, ``GridSearchCV(I2M2Classifier(random_state=0), grid, cv=5)``
 with 8 candidates (``dependencies`` both / intra, ``fusion`` concat / lrtf,
@@ -24,17 +24,20 @@ The section between ``<!-- small_search:start -->`` and
 from __future__ import annotations
 
 import argparse
-import datetime
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from comparison import machine_description, write_results
-from small_cohorts import load_split
-from threads import busy_core
+from benchmarks.common import (
+    RESULTS,
+    busy_core,
+    flatten,
+    script_command,
+    section_start,
+    standard_logistic,
+    write_results,
+)
+from benchmarks.small_cohorts import load_split
 
 SECTION = "small_search"
 TARGET_SECONDS = 60
@@ -67,17 +70,12 @@ def i2m2_search(X, y):
 
 
 def logistic_search(X, y):
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
-    flat = np.concatenate([np.asarray(x).reshape(len(y), -1) for x in X.values()], axis=1)
-    pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
     grid = {"logisticregression__C": np.logspace(-3, 4, 8)}
-    search = GridSearchCV(pipe, grid, cv=5)
+    search = GridSearchCV(standard_logistic(), grid, cv=5)
     start = time.perf_counter()
-    search.fit(flat, y)
+    search.fit(flatten(X), y)
     return time.perf_counter() - start, search.best_score_
 
 
@@ -85,7 +83,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--output",
-        default=str(Path(__file__).parent / "RESULTS.md"),
+        default=str(RESULTS),
         help="RESULTS.md to update ('-' prints only)",
     )
     args = parser.parse_args(argv)
@@ -103,12 +101,11 @@ def main(argv=None):
                 flush=True,
             )
     lines = [
-        f"<!-- {SECTION}:start -->",
-        "## A clinical GridSearchCV: 8 candidates x 5 folds on small cohorts",
-        "",
-        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
-        f"- machine: {machine_description()}",
-        "- command: `PYTHONPATH=. python benchmarks/small_search.py`",
+        *section_start(
+            SECTION,
+            "A clinical GridSearchCV: 8 candidates x 5 folds on small cohorts",
+            script_command("small_search", argv),
+        ),
         f"- grid: `{GRID}` over `I2M2Classifier(random_state=0)` defaults, `cv=5`, one "
         "process, torch's default threads; the logistic search tunes `C` over 8 values "
         "(`np.logspace(-3, 4, 8)`) of `StandardScaler` + `LogisticRegression` on the "

@@ -8,13 +8,13 @@ time includes everything ``fit`` does (validation, input statistics, model
 construction). The last line printed is ``ratio <classifier time / hand loop
 time>``.
 
-Usage::
+Usage, from the repository root::
 
-    python benchmarks/speed.py --quick        # CPU cases, a few minutes
-    python benchmarks/speed.py                # CPU cases, and the AV-MNIST case on CUDA
-    python benchmarks/speed.py --no-conv      # skip the CPU conv case
-    python benchmarks/speed.py --frozen       # frozen-backbone case only
-    python benchmarks/speed.py --device cpu --avmnist --n-samples 200 --epochs 1
+    python -m benchmarks.speed --quick        # CPU cases, a few minutes
+    python -m benchmarks.speed                # CPU cases, and the AV-MNIST case on CUDA
+    python -m benchmarks.speed --no-conv      # skip the CPU conv case
+    python -m benchmarks.speed --frozen       # frozen-backbone case only
+    python -m benchmarks.speed --device cpu --avmnist --n-samples 200 --epochs 1
                                               # every case at toy size, AV-MNIST on the CPU
 
 The CPU conv case trains the default Conv2d experts on AV-MNIST shapes

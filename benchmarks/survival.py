@@ -1,9 +1,9 @@
 """Survival: I2M2SurvivalAnalysis against Cox models and a random survival forest.
 
-Run from a source checkout (needs scikit-survival, ``pip install -e ".[survival]"``)::
+Run from the repository root (needs scikit-survival, ``pip install -e ".[survival]"``)::
 
-    PYTHONPATH=. python benchmarks/survival.py              # all sets, 10 seeds
-    PYTHONPATH=. python benchmarks/survival.py --quick      # 2 seeds
+    python -m benchmarks.survival              # all sets, 10 seeds
+    python -m benchmarks.survival --quick      # 2 seeds
 
 and the section between ``<!-- survival:start -->`` and ``<!-- survival:end -->``
 of ``benchmarks/RESULTS.md`` is rewritten (``--output -`` only prints it).
@@ -43,19 +43,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
-import sys
 import time
 import warnings
-from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.exceptions import FitFailedWarning
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from comparison import machine_description, write_results
+from benchmarks.common import (
+    RESULTS,
+    flatten,
+    mean_std,
+    script_command,
+    section_start,
+    write_results,
+)
 
 SECTION = "survival"
 N_TIMES = 8
@@ -159,10 +161,6 @@ REAL = ["breast cancer", "GBSG2", "veterans", "AIDS"]
 SMALL = REAL
 
 
-def _flat(views):
-    return np.hstack([v.reshape(len(v), -1) for v in views.values()])
-
-
 def _eval_times(y_train, y_test):
     event_field, time_field = y_test.dtype.names
     times = np.quantile(y_test[time_field][y_test[event_field]], np.linspace(0.1, 0.8, N_TIMES))
@@ -259,7 +257,7 @@ def run_seed(name, seed, batch_effect):
     v_test = {m: v[test] for m, v in views.items()}
     y_train, y_test = y[train], y[test]
     times = _eval_times(y_train, y_test)
-    flat_train, flat_test = _flat(v_train), _flat(v_test)
+    flat_train, flat_test = flatten(v_train), flatten(v_test)
     rows = []
 
     def record(model, start, risk, functions):
@@ -294,10 +292,6 @@ def run_seed(name, seed, batch_effect):
         "RSF concat", start, forest.predict(flat_test), forest.predict_survival_function(flat_test)
     )
     return rows
-
-
-def _fmt(values, digits=3):
-    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
 
 
 def _claims(results):
@@ -345,7 +339,7 @@ def _tables(results):
             rows = subset[subset["model"] == model]
             if rows.empty:
                 continue
-            cells = [_fmt(rows[key]) for key in METRICS]
+            cells = [mean_std(rows[key]) for key in METRICS]
             lines.append(f"| {model} | " + " | ".join(cells) + f" | {rows['fit_s'].mean():.2f} |")
         lines.append("")
     return lines
@@ -353,12 +347,12 @@ def _tables(results):
 
 def section(results, seeds, command, minutes):
     lines = [
-        f"<!-- {SECTION}:start -->",
-        "## Survival: I2M2SurvivalAnalysis against Cox models and a random survival forest",
-        "",
-        f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"- machine: {machine_description()}",
-        f"- command: `{command}` ({minutes:.1f} min)",
+        *section_start(
+            SECTION,
+            "Survival: I2M2SurvivalAnalysis against Cox models and a random survival forest",
+            command,
+            f"{minutes:.1f} min",
+        ),
         f"- protocol: per seed ({', '.join(map(str, seeds))}) a 70/30 train/test split "
         "stratified on the event, `random_state=seed`; test metrics, mean ± std over "
         "seeds (higher is better except IBS). See `benchmarks/survival.py` for the models.",
@@ -387,7 +381,7 @@ def main(argv=None):
     parser.add_argument("--n-jobs", type=int, default=1, help="parallel processes")
     parser.add_argument(
         "--output",
-        default=str(Path(__file__).resolve().parent / "RESULTS.md"),
+        default=str(RESULTS),
         help="RESULTS.md to update, or - to print",
     )
     args = parser.parse_args(argv)
@@ -406,8 +400,7 @@ def main(argv=None):
     )
     results = pd.DataFrame([row for part in parts for row in part])
     minutes = (time.perf_counter() - start) / 60
-    command = "python benchmarks/survival.py " + shlex.join(argv or sys.argv[1:])
-    text = section(results, seeds, command.strip(), minutes)
+    text = section(results, seeds, script_command("survival", argv), minutes)
     if args.output == "-":
         print(text)
     else:

@@ -22,22 +22,18 @@ and the mean over labels of the binary log loss.
 
 It writes its section of ``RESULTS.md`` next to this file.
 
-Usage::
+Usage, from the repository root::
 
-    python benchmarks/targets.py            # 5 seeds, default settings (about 30 min on 2 cores)
-    python benchmarks/targets.py --quick    # 1 seed, 5 epochs, 20 boosting rounds, 600 samples
+    python -m benchmarks.targets            # 5 seeds, default settings (about 30 min on 2 cores)
+    python -m benchmarks.targets --quick    # 1 seed, 5 epochs, 20 boosting rounds, 600 samples
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
-from comparison import machine_description, write_results
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
@@ -46,6 +42,14 @@ from sklearn.multioutput import MultiOutputClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from benchmarks.common import (
+    RESULTS,
+    flatten,
+    mean_std,
+    script_command,
+    section_start,
+    write_results,
+)
 from sk_i2m2 import I2M2Classifier
 from sk_i2m2.datasets import load_mfeat
 
@@ -77,10 +81,6 @@ def synthetic_multilabel(n_samples=2000, flip=0.1, random_state=0):
     ].astype(int)
     flipped = rng.rand(*Y.shape) < flip
     return X, np.where(flipped, 1 - Y, Y)
-
-
-def _concat(X):
-    return np.hstack([np.asarray(v, dtype=np.float64).reshape(len(v), -1) for v in X.values()])
 
 
 def _positive_proba(model, X):
@@ -117,15 +117,15 @@ def run(data, seeds, params, n_samples=None, hgb_params=None):
                 make_pipeline(
                     StandardScaler(), MultiOutputClassifier(LogisticRegression(max_iter=2000))
                 ),
-                _concat(X_tr),
-                _concat(X_te),
+                flatten(X_tr, np.float64),
+                flatten(X_te, np.float64),
             ),
             "gradient boosting per label": (
                 MultiOutputClassifier(
                     HistGradientBoostingClassifier(random_state=seed, **(hgb_params or {}))
                 ),
-                _concat(X_tr),
-                _concat(X_te),
+                flatten(X_tr, np.float64),
+                flatten(X_te, np.float64),
             ),
         }
         for name, (model, fit_X, test_X) in models.items():
@@ -138,10 +138,6 @@ def run(data, seeds, params, n_samples=None, hgb_params=None):
     return results
 
 
-def _mean_std(values, digits=3):
-    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
-
-
 def _table(rows):
     lines = [
         "| model | subset accuracy | macro AUROC | log loss (mean over labels) | fit time (s) |",
@@ -150,10 +146,10 @@ def _table(rows):
     for name in MODELS:
         sel = [r for r in rows if r["model"] == name]
         lines.append(
-            f"| {name} | {_mean_std([r['subset_accuracy'] for r in sel])} | "
-            f"{_mean_std([r['macro_auroc'] for r in sel])} | "
-            f"{_mean_std([r['log_loss'] for r in sel])} | "
-            f"{_mean_std([r['fit_s'] for r in sel], 1)} |"
+            f"| {name} | {mean_std([r['subset_accuracy'] for r in sel])} | "
+            f"{mean_std([r['macro_auroc'] for r in sel])} | "
+            f"{mean_std([r['log_loss'] for r in sel])} | "
+            f"{mean_std([r['fit_s'] for r in sel], 1)} |"
         )
     return lines
 
@@ -161,12 +157,12 @@ def _table(rows):
 def section(results, *, command, minutes, seeds, params, n_samples, hgb_params):
     subset = f" ({n_samples} samples drawn at random)" if n_samples else ""
     lines = [
-        "<!-- targets:start -->",
-        "## Multilabel outcomes: I2M2 against per-label baselines",
-        "",
-        f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"- machine: {machine_description()}",
-        f"- command: `{command}` ({minutes:.1f} min)",
+        *section_start(
+            "targets",
+            "Multilabel outcomes: I2M2 against per-label baselines",
+            command,
+            f"{minutes:.1f} min",
+        ),
         f"- protocol: seeds {list(seeds)}, a random 70/30 train/test split per seed"
         f"{subset}; `I2M2Classifier` with default hyperparameters"
         f"{' and ' if params else ''}{', '.join(f'{k}={v}' for k, v in params.items())}; "
@@ -209,7 +205,7 @@ def main(argv=None):
         "synthetic": run(synthetic_multilabel(), seeds, params, n_samples, hgb_params),
     }
     minutes = (time.perf_counter() - start) / 60
-    command = " ".join(["python benchmarks/targets.py", *(argv or sys.argv[1:])])
+    command = script_command("targets", argv)
     text = section(
         results,
         command=command,
@@ -219,7 +215,7 @@ def main(argv=None):
         n_samples=n_samples,
         hgb_params=hgb_params,
     )
-    write_results(text, Path(__file__).resolve().parent / "RESULTS.md", name="targets")
+    write_results(text, RESULTS, name="targets")
     print(text)
 
 

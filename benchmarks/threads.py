@@ -1,9 +1,9 @@
 """Torch threads on a small machine: when a second thread pays, and what users wait for.
 
-Run from a source checkout::
+Run from the repository root::
 
-    PYTHONPATH=. python benchmarks/threads.py            # operators and README examples
-    PYTHONPATH=. python benchmarks/threads.py --quick    # operators and the five-line example
+    python -m benchmarks.threads            # operators and README examples
+    python -m benchmarks.threads --quick    # operators and the five-line example
 
 Two parts, each measured on the idle machine and again while a busy-loop
 process holds one core (as on a shared laptop, CI runner or notebook server):
@@ -23,8 +23,6 @@ of ``benchmarks/RESULTS.md`` is rewritten.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import datetime
 import os
 import re
 import subprocess
@@ -33,26 +31,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from comparison import machine_description, write_results
+from benchmarks.common import RESULTS, busy_core, script_command, section_start, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "threads"
-
-
-@contextlib.contextmanager
-def busy_core(enabled):
-    """A process spinning on one core while the block runs (nothing when not ``enabled``)."""
-    if not enabled:
-        yield
-        return
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        time.sleep(0.5)  # let it take its core
-        yield
-    finally:
-        spinner.kill()
-        spinner.wait()
 
 
 def operator_rows(threads):
@@ -156,12 +138,9 @@ def wall_seconds(argv, one_thread):
 
 def results_section(operators, users, *, command, threads):
     lines = [
-        f"<!-- {SECTION}:start -->",
-        "## Threads: one where the work is small, idle and with a busy core",
-        "",
-        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
-        f"- machine: {machine_description()}",
-        f"- command: `{command}`",
+        *section_start(
+            SECTION, "Threads: one where the work is small, idle and with a busy core", command
+        ),
         "- busy core: a `python -c 'while True: pass'` process running beside the measurement.",
         "",
         f"Forward + backward pass, milliseconds, 1 thread against {threads} (torch's default "
@@ -202,7 +181,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="only the five-line example")
     parser.add_argument(
         "--output",
-        default=str(Path(__file__).parent / "RESULTS.md"),
+        default=str(RESULTS),
         help="RESULTS.md to update ('-' prints only)",
     )
     args = parser.parse_args(argv)
@@ -224,9 +203,9 @@ def main(argv=None):
     for load, rows in operators.items():
         for name, mflop, one, many in rows:
             print(f"{load:<5} {name:<50} {mflop:9.1f} MFLOP  {one:7.2f} ms  {many:7.2f} ms")
-    shown = " ".join(argv if argv is not None else sys.argv[1:])
-    command = f"PYTHONPATH=. python benchmarks/threads.py {shown}".strip()
-    section = results_section(operators, users, command=command, threads=threads)
+    section = results_section(
+        operators, users, command=script_command("threads", argv), threads=threads
+    )
     if args.output != "-":
         write_results(section, args.output, name=SECTION)
     print(section)

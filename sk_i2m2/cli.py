@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import importlib
+import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -114,9 +114,16 @@ def main(argv=None):
 
 
 def _comparison_module():
-    """``benchmarks/comparison.py`` of a source checkout, or ``None``."""
-    if not (BENCHMARKS / "comparison.py").is_file():
+    """``benchmarks/compare.py`` of a source checkout, or ``None``.
+
+    ``benchmarks`` is a package beside ``sk_i2m2`` that is not installed. The
+    ``sk-i2m2`` console script lacks the repository root on its import path,
+    which ``python -m`` run there has; the root is added at the end, not a
+    module loaded from its file, because the worker processes of ``--n-jobs``
+    start with this process's import path and must import the benchmark too.
+    """
+    if not (BENCHMARKS / "compare.py").is_file():
         return None
-    if str(BENCHMARKS) not in sys.path:
-        sys.path.insert(0, str(BENCHMARKS))
-    return importlib.import_module("comparison")
+    if importlib.util.find_spec("benchmarks") is None:
+        sys.path.append(str(BENCHMARKS.parent))
+    return importlib.import_module("benchmarks.compare")

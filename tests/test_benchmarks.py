@@ -1,4 +1,4 @@
-"""benchmarks/gpu_check.sh: its report, and the speed.py output it reads.
+"""benchmarks/: the shared module, gpu_check.sh's report and the speed.py output it reads.
 
 The full dry run (every step of the GPU check on the CPU at toy sizes, about
 a minute) runs with ``GPU_CHECK_DRY_RUN=1``::
@@ -8,6 +8,7 @@ a minute) runs with ``GPU_CHECK_DRY_RUN=1``::
 
 import contextlib
 import datetime
+import importlib
 import io
 import os
 import shutil
@@ -15,14 +16,48 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from benchmarks import gpu_check_report, speed
+from benchmarks.common import expected_calibration_error, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
+SCRIPTS = sorted(path.stem for path in BENCHMARKS.glob("*.py") if path.stem != "__init__")
 
-import gpu_check_report  # noqa: E402
-from comparison import write_results  # noqa: E402
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_script_imports_as_a_module_of_the_package(name):
+    """``python -m benchmarks.<name>`` works: its imports leave the import path alone."""
+    if name == "onnx_latency":
+        pytest.importorskip("onnxruntime")
+    path = list(sys.path)
+    importlib.import_module(f"benchmarks.{name}")
+    assert sys.path == path
+
+
+def test_expected_calibration_error():
+    proba = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.4, 0.6]])
+    assert expected_calibration_error([0, 0, 0, 1], proba) == pytest.approx(0.5 * 0.1 + 0.5 * 0.4)
+    assert expected_calibration_error([0, 1], np.full((2, 2), 0.5)) == pytest.approx(0.0)
+
+
+def test_write_results_replaces_only_its_section(tmp_path):
+    path = tmp_path / "RESULTS.md"
+    section = "<!-- compare:start -->\nfirst\n<!-- compare:end -->\n"
+    write_results(section, path, name="compare")
+    assert path.read_text().count("first") == 1
+    path.write_text(
+        "# Benchmarks\n\n## Speed\nfast\n\n"
+        + path.read_text().split("\n\n", 1)[1]
+        + "\n## Other\nkept\n"
+    )
+    write_results(section.replace("first", "second"), path, name="compare")
+    text = path.read_text()
+    assert "second" in text and "first" not in text
+    assert "## Speed\nfast" in text and "## Other\nkept" in text
+    assert text.count("<!-- compare:start -->") == 1
 
 
 def test_script_parses():
@@ -33,8 +68,6 @@ def test_script_parses():
 
 
 def test_speed_output_is_what_the_report_reads():
-    import speed
-
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         speed.main(["--device", "cpu", "--no-conv", "--n-samples", "64", "--epochs", "1"])
@@ -68,8 +101,8 @@ def _run_folder(tmp_path, rc_speed=0):
     )
     (tmp_path / "steps.tsv").write_text(
         "cuda-tests\tpython3 -m pytest -k cuda\t0\t41\n"
-        f"speed\tpython3 benchmarks/speed.py --no-conv --no-accuracy\t{rc_speed}\t70\n"
-        "large-batch\tpython3 benchmarks/large_batch.py --device cuda\t124\t120\n"
+        f"speed\tpython3 -m benchmarks.speed --no-conv --no-accuracy\t{rc_speed}\t70\n"
+        "large-batch\tpython3 -m benchmarks.large_batch --device cuda\t124\t120\n"
     )
     (tmp_path / "cuda-tests.log").write_text("........\n8 passed, 70 deselected in 30.12s\n")
     (tmp_path / "speed.log").write_text(SPEED_LOG)

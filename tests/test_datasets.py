@@ -1,18 +1,12 @@
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils._param_validation import InvalidParameterError
 
+from benchmarks import comparison as bench
 from sk_i2m2 import ModalityDict
-from sk_i2m2.cli import BENCHMARKS, main
-
-# The benchmark suite lives in benchmarks/, outside the package.
-sys.path.insert(0, str(BENCHMARKS))
-import comparison as bench
-
+from sk_i2m2.cli import main
 from sk_i2m2.datasets import (
     MFEAT_VIEWS,
     load_kspace_digits,
@@ -156,33 +150,6 @@ def test_multiclass_inter_only_regime_is_near_chance_per_modality():
     for m in X:
         assert _split_scores(X, y, lambda X, m=m: X[m]) < 0.40
     assert _split_scores(X, y, _cross_products) > 0.70
-
-
-def test_expected_calibration_error():
-    proba = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.4, 0.6]])
-    assert bench.expected_calibration_error([0, 0, 0, 1], proba) == pytest.approx(
-        0.5 * 0.1 + 0.5 * 0.4
-    )
-    assert bench.expected_calibration_error(
-        [0, 1], np.array([[0.5, 0.5], [0.5, 0.5]])
-    ) == pytest.approx(0.0)
-
-
-def test_write_results_replaces_only_its_section(tmp_path):
-    path = tmp_path / "RESULTS.md"
-    section = f"{bench.START_MARKER}\nfirst\n{bench.END_MARKER}\n"
-    bench.write_results(section, path)
-    assert path.read_text().count("first") == 1
-    path.write_text(
-        "# Benchmarks\n\n## Speed\nfast\n\n"
-        + path.read_text().split("\n\n", 1)[1]
-        + "\n## Other\nkept\n"
-    )
-    bench.write_results(section.replace("first", "second"), path)
-    text = path.read_text()
-    assert "second" in text and "first" not in text
-    assert "## Speed\nfast" in text and "## Other\nkept" in text
-    assert text.count(bench.START_MARKER) == 1
 
 
 def test_quick_settings_name_known_datasets():
