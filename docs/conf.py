@@ -4,9 +4,10 @@ Build locally (from the repository root)::
 
     python -m sphinx -W --keep-going -b html docs docs/_build/html
 
-``SK_I2M2_DOCS_FAST=1`` in the environment makes the gallery examples (which
-read it themselves) run on less data and fewer epochs, as the test suite
-does; see ``docs/contributing.rst``.
+``SK_I2M2_DOCS_FAST=1`` in the environment makes the gallery examples run on
+less data and fewer epochs, as the test suite does. Each example reads it in
+a ``sphinx_gallery_start_ignore`` block, which runs but is not rendered; see
+``docs/contributing.rst``.
 """
 
 from __future__ import annotations

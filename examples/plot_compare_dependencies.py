@@ -17,10 +17,6 @@ by construction (the synthetic generator) and on two views of real
 handwritten digits, and plots test accuracy as bars.
 """
 
-import os
-
-FAST = os.environ.get("SK_I2M2_DOCS_FAST") == "1"
-
 # %%
 # Data sets
 # ---------
@@ -40,16 +36,26 @@ from sklearn.model_selection import train_test_split
 from sk_i2m2 import I2M2Classifier
 from sk_i2m2.datasets import load_mfeat, make_multimodal_classification
 
-n_synthetic = 400 if FAST else 1000
-seeds = [0] if FAST else [0, 1, 2]
-max_epochs = 10 if FAST else 100
+n_synthetic = 1000
+seeds = [0, 1, 2]
+max_epochs = 100
+# sphinx_gallery_start_ignore
+# Documentation builds and smoke tests set SK_I2M2_DOCS_FAST=1: a quick, rough run.
+import os
+
+FAST = os.environ.get("SK_I2M2_DOCS_FAST") == "1"
+if FAST:
+    n_synthetic, seeds, max_epochs = 400, [0], 10
+# sphinx_gallery_end_ignore
 
 
 def mfeat():
     X, y = load_mfeat(["fou", "zer"])
+    # sphinx_gallery_start_ignore
     if FAST:  # a stratified subsample of 600 digits
         keep, _ = train_test_split(np.arange(len(y)), train_size=600, stratify=y, random_state=0)
         X, y = X[np.sort(keep)], y[np.sort(keep)]
+    # sphinx_gallery_end_ignore
     return X, y
 
 
@@ -99,8 +105,7 @@ for name, by_model in scores.items():
 # the package's benchmark (all rows, 5 seeds; see the benchmark results
 # page) I2M2 was within one standard deviation of the better single-kind
 # model on every data set, which is its point when the kind of dependency is
-# not known in advance. With ``SK_I2M2_DOCS_FAST=1`` this example trains on
-# less data for fewer epochs, and its numbers are only indicative.
+# not known in advance.
 import matplotlib.pyplot as plt
 
 colors = {"intra": "#4c72b0", "inter": "#dd8452", "I2M2": "#55a868"}

@@ -22,8 +22,6 @@ modalities go in as a :class:`~sk_i2m2.ModalityDict` (a plain dict fails
 inside MAPIE: its keys are counted as samples).
 """
 
-import os
-
 import matplotlib.pyplot as plt
 import numpy as np
 from mapie.classification import SplitConformalClassifier
@@ -32,10 +30,16 @@ from sklearn.model_selection import train_test_split
 from sk_i2m2 import I2M2Classifier
 from sk_i2m2.datasets import load_mfeat
 
-# SK_I2M2_DOCS_FAST=1 (documentation builds, smoke tests): a quick, rough run.
-FAST = os.environ.get("SK_I2M2_DOCS_FAST") == "1"
-MAX_EPOCHS = 5 if FAST else 30
+MAX_EPOCHS = 30
 LEVELS = [0.8, 0.9, 0.95]
+# sphinx_gallery_start_ignore
+# Documentation builds and smoke tests set SK_I2M2_DOCS_FAST=1: a quick, rough run.
+import os
+
+FAST = os.environ.get("SK_I2M2_DOCS_FAST") == "1"
+if FAST:
+    MAX_EPOCHS = 5
+# sphinx_gallery_end_ignore
 
 X, y = load_mfeat(["fou", "zer"])  # a ModalityDict
 # Half the rows to fit, a quarter to calibrate the sets, a quarter to test them.

@@ -16,8 +16,6 @@ Multiple Features digits, and synthetic data whose label is the XOR of a
 latent in each modality.
 """
 
-import os
-
 import matplotlib.pyplot as plt
 import pandas as pd
 
@@ -25,9 +23,15 @@ from sk_i2m2 import I2M2Classifier
 from sk_i2m2.datasets import load_mfeat, make_multimodal_classification
 from sk_i2m2.inspection import dependency_report, plot_dependency_report
 
-# SK_I2M2_DOCS_FAST=1 (documentation builds, smoke tests): a quick, rough run.
+N_SAMPLES, MAX_EPOCHS, CV = 1000, 100, 5
+# sphinx_gallery_start_ignore
+# Documentation builds and smoke tests set SK_I2M2_DOCS_FAST=1: a quick, rough run.
+import os
+
 FAST = os.environ.get("SK_I2M2_DOCS_FAST") == "1"
-N_SAMPLES, MAX_EPOCHS, CV = (300, 15, 3) if FAST else (1000, 100, 5)
+if FAST:
+    N_SAMPLES, MAX_EPOCHS, CV = 300, 15, 3
+# sphinx_gallery_end_ignore
 
 pd.set_option("display.max_columns", None)
 pd.set_option("display.width", 120)
@@ -41,9 +45,11 @@ pd.set_option("display.precision", 3)
 # product of the per-view experts should already be strong.
 
 X_digits, y_digits = load_mfeat(["fou", "zer"])
+# sphinx_gallery_start_ignore
 if FAST:
     # Every few rows: the labels come in blocks of 200 per digit.
     X_digits, y_digits = X_digits[::4], y_digits[::4]
+# sphinx_gallery_end_ignore
 
 clf = I2M2Classifier(max_epochs=MAX_EPOCHS, random_state=0)
 digits_report = dependency_report(clf, X_digits, y_digits, cv=CV)

@@ -17,8 +17,6 @@ code on a real cluster. The example needs ``pip install sk-i2m2[dask]``;
 without it, it says so and runs the search on one process.
 """
 
-import os
-
 import joblib
 import matplotlib.pyplot as plt
 import numpy as np
@@ -28,10 +26,17 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sk_i2m2 import I2M2Classifier
 from sk_i2m2.datasets import load_mfeat
 
-# SK_I2M2_DOCS_FAST=1 (documentation builds, smoke tests): a quick, rough run.
+N_SAMPLES, MAX_EPOCHS, N_FOLDS = 2000, 50, 4
+GRID = {"lr": [1e-3, 3e-3, 1e-2], "fusion": ["concat", "lrtf"]}
+# sphinx_gallery_start_ignore
+# Documentation builds and smoke tests set SK_I2M2_DOCS_FAST=1: a quick, rough run.
+import os
+
 FAST = os.environ.get("SK_I2M2_DOCS_FAST") == "1"
-N_SAMPLES, MAX_EPOCHS = (200, 3) if FAST else (2000, 50)
-GRID = {"lr": [3e-3, 1e-2]} if FAST else {"lr": [1e-3, 3e-3, 1e-2], "fusion": ["concat", "lrtf"]}
+if FAST:
+    N_SAMPLES, MAX_EPOCHS, N_FOLDS = 200, 3, 2
+    GRID = {"lr": [3e-3, 1e-2]}
+# sphinx_gallery_end_ignore
 
 # %%
 # The search
@@ -46,7 +51,7 @@ X, y = X[rows], y[rows]
 search = GridSearchCV(
     I2M2Classifier(max_epochs=MAX_EPOCHS, cv=None, random_state=0),
     GRID,
-    cv=StratifiedKFold(2 if FAST else 4, shuffle=True, random_state=0),
+    cv=StratifiedKFold(N_FOLDS, shuffle=True, random_state=0),
     n_jobs=-1,
 )
 

@@ -24,12 +24,9 @@ the image and the question *jointly*, so the intra-modality experts alone
 cannot answer; the inter expert and I2M2 can.
 """
 
-import os
 import time
 import zlib
 from itertools import pairwise
-
-FAST = os.environ.get("SK_I2M2_DOCS_FAST") == "1"
 
 # %%
 # Images and generated questions
@@ -67,7 +64,15 @@ def ask(digit, rng):
     return f"is it larger than {k} ?", int(digit > k)
 
 
-n_pairs = 600 if FAST else 2400
+n_pairs = 2400
+# sphinx_gallery_start_ignore
+# Documentation builds and smoke tests set SK_I2M2_DOCS_FAST=1: a quick, rough run.
+import os
+
+FAST = os.environ.get("SK_I2M2_DOCS_FAST") == "1"
+if FAST:
+    n_pairs = 600
+# sphinx_gallery_end_ignore
 rows = rng.randint(len(task_images), size=n_pairs)
 questions, answers = zip(*(ask(task_labels[i], rng) for i in rows))
 X = ModalityDict(image=task_images[rows], question=np.array(questions, dtype=object))
@@ -94,7 +99,12 @@ backbone = torch.nn.Sequential(
 classifier = torch.nn.Sequential(backbone, torch.nn.Linear(128, 10))
 optimizer = torch.optim.Adam(classifier.parameters(), lr=1e-2)
 xb, yb = torch.as_tensor(pretrain_images), torch.as_tensor(pretrain_labels)
-for _ in range(15 if FAST else 40):
+pretrain_epochs = 40
+# sphinx_gallery_start_ignore
+if FAST:
+    pretrain_epochs = 15
+# sphinx_gallery_end_ignore
+for _ in range(pretrain_epochs):
     for batch in torch.randperm(len(xb)).split(64):
         optimizer.zero_grad()
         torch.nn.functional.cross_entropy(classifier(xb[batch]), yb[batch]).backward()
@@ -119,12 +129,17 @@ encoders = {
 # %%
 # Intra, inter and I2M2 on the same frozen features
 # -------------------------------------------------
+max_epochs = 100
+# sphinx_gallery_start_ignore
+if FAST:
+    max_epochs = 15
+# sphinx_gallery_end_ignore
 scores, fit_seconds = {}, {}
 for dependencies in ["intra", "inter", "both"]:
     clf = I2M2Classifier(
         dependencies=dependencies,
         encoders=encoders,
-        max_epochs=15 if FAST else 100,
+        max_epochs=max_epochs,
         lr=3e-3,
         cv=None,
         random_state=0,

@@ -15,8 +15,6 @@ follows the accuracy. ``modality_dropout`` hides views from the inter expert
 during training, so that its null embeddings learn.
 """
 
-import os
-
 import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -24,9 +22,14 @@ from sklearn.model_selection import train_test_split
 from sk_i2m2 import I2M2Classifier
 from sk_i2m2.datasets import load_mfeat
 
-# SK_I2M2_DOCS_FAST=1 (documentation builds, smoke tests): a quick, rough run.
-FAST = os.environ.get("SK_I2M2_DOCS_FAST") == "1"
-MAX_EPOCHS = 10 if FAST else 100
+MAX_EPOCHS = 100
+# sphinx_gallery_start_ignore
+# Documentation builds and smoke tests set SK_I2M2_DOCS_FAST=1: a quick, rough run.
+import os
+
+if os.environ.get("SK_I2M2_DOCS_FAST") == "1":
+    MAX_EPOCHS = 10
+# sphinx_gallery_end_ignore
 
 VIEWS = ["fou", "zer", "mor"]
 X, y = load_mfeat(VIEWS)

@@ -13,8 +13,6 @@ scan; the vital signs and the other labs are noise. One patient in five has
 no labs at all.
 """
 
-import os
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -23,9 +21,14 @@ from sk_i2m2 import I2M2Classifier, ModalityDict
 from sk_i2m2.encoders import Conv2dEncoder
 from sk_i2m2.inspection import permutation_importance, plot_permutation_importance
 
-# SK_I2M2_DOCS_FAST=1 (documentation builds, smoke tests): a quick, rough run.
-FAST = os.environ.get("SK_I2M2_DOCS_FAST") == "1"
-N_TRAIN, N_TEST, MAX_EPOCHS, N_REPEATS = (1000, 200, 5, 2) if FAST else (3000, 1000, 100, 10)
+N_TRAIN, N_TEST, MAX_EPOCHS, N_REPEATS = 3000, 1000, 100, 10
+# sphinx_gallery_start_ignore
+# Documentation builds and smoke tests set SK_I2M2_DOCS_FAST=1: a quick, rough run.
+import os
+
+if os.environ.get("SK_I2M2_DOCS_FAST") == "1":
+    N_TRAIN, N_TEST, MAX_EPOCHS, N_REPEATS = 1000, 200, 5, 2
+# sphinx_gallery_end_ignore
 
 # %%
 # A cohort with known signal

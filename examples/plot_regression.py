@@ -15,8 +15,6 @@ measurements, compares I2M2 with ridge regression on both views, and plots
 the predictions with their uncertainty and each expert's weight in them.
 """
 
-import os
-
 import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.datasets import load_diabetes
@@ -27,9 +25,14 @@ from sklearn.preprocessing import StandardScaler
 
 from sk_i2m2 import I2M2Regressor, ModalityDict
 
-# SK_I2M2_DOCS_FAST=1 (documentation builds, smoke tests): a quick, rough run.
-FAST = os.environ.get("SK_I2M2_DOCS_FAST") == "1"
-MAX_EPOCHS = 10 if FAST else 100
+MAX_EPOCHS = 100
+# sphinx_gallery_start_ignore
+# Documentation builds and smoke tests set SK_I2M2_DOCS_FAST=1: a quick, rough run.
+import os
+
+if os.environ.get("SK_I2M2_DOCS_FAST") == "1":
+    MAX_EPOCHS = 10
+# sphinx_gallery_end_ignore
 
 data = load_diabetes()
 X = ModalityDict(demographics=data.data[:, :4], serum=data.data[:, 4:])

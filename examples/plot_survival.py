@@ -16,8 +16,6 @@ groups, and the per-expert terms of one patient's risk. It needs
 scikit-survival (``pip install 'sk-i2m2[survival]'``).
 """
 
-import os
-
 import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.impute import SimpleImputer
@@ -30,9 +28,14 @@ from sksurv.nonparametric import kaplan_meier_estimator
 from sk_i2m2 import I2M2SurvivalAnalysis
 from sk_i2m2.datasets import make_survival_digits
 
-# SK_I2M2_DOCS_FAST=1 (documentation builds, smoke tests): a quick, rough run.
-FAST = os.environ.get("SK_I2M2_DOCS_FAST") == "1"
-MAX_EPOCHS = 10 if FAST else 100
+MAX_EPOCHS = 100
+# sphinx_gallery_start_ignore
+# Documentation builds and smoke tests set SK_I2M2_DOCS_FAST=1: a quick, rough run.
+import os
+
+if os.environ.get("SK_I2M2_DOCS_FAST") == "1":
+    MAX_EPOCHS = 10
+# sphinx_gallery_end_ignore
 
 X, y = make_survival_digits(random_state=0)
 # A third of the patients have no image: all-NaN rows mark a missing modality.

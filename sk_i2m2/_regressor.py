@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import RegressorMixin, _fit_context
-from sklearn.utils._param_validation import StrOptions
 
 from ._base import I2M2Base
 from ._docstrings import fill_docstring

@@ -11,7 +11,9 @@ attributes each prediction to the values of each input (needs Captum).
 
 from __future__ import annotations
 
+import functools
 import textwrap
+from dataclasses import dataclass
 from numbers import Integral
 
 import numpy as np
@@ -91,9 +93,10 @@ class _FixedProba(ClassifierMixin, BaseEstimator):
 
 
 def _check_estimator(estimator):
-    """The estimator with ``dependencies="both"`` set on a fresh clone."""
+    """The estimator with ``dependencies="both"`` set on a fresh clone, and its report kind."""
     last = estimator[-1] if isinstance(estimator, Pipeline) else estimator
-    if not isinstance(last, (I2M2Classifier, I2M2SurvivalAnalysis)):
+    kind = next((k for cls, k in _REPORT_KINDS.items() if isinstance(last, cls)), None)
+    if kind is None:
         what = (
             f"a Pipeline ending in {type(last).__name__}"
             if isinstance(estimator, Pipeline)
@@ -107,14 +110,14 @@ def _check_estimator(estimator):
     (estimator[-1] if isinstance(estimator, Pipeline) else estimator).set_params(
         dependencies="both"
     )
-    return estimator
+    return estimator, kind
 
 
-def _scoring_name(scoring, survival=False):
+def _scoring_name(scoring, default_score):
     if isinstance(scoring, str):
         return scoring
     if scoring is None:  # the estimator's default score
-        return "concordance_index" if survival else "accuracy"
+        return default_score
     return getattr(scoring, "__name__", "score")
 
 
@@ -213,6 +216,35 @@ def _verdict(fold_scores, scoring_name):
         f"{scoring_name} (chance {mean[CHANCE]:.3f}); {_REASONS[label]}"
     )
     return label, verdict
+
+
+@dataclass(frozen=True)
+class _ReportKind:
+    """What :func:`dependency_report` does with the models of one estimator class."""
+
+    #: ``fold(estimator, X, y, train, test, scorer)``: ``(scores, labels, entropies)``.
+    fold: object
+    #: ``y`` -> what the folds are stratified on.
+    strata: object
+    #: Name of the estimator's own ``score``, for ``scoring=None``.
+    default_score: str
+    #: Why a scorer named by string does not apply, or ``""`` where it does.
+    scoring_refusal: str = ""
+
+
+# The one place that tells the estimators apart: a classifier's models give
+# class probabilities, a survival model's give risk scores
+# (sk_i2m2._survival_inspection), whose folds are stratified on the event.
+_REPORT_KINDS = {
+    I2M2Classifier: _ReportKind(_fold, np.asarray, "accuracy"),
+    I2M2SurvivalAnalysis: _ReportKind(
+        functools.partial(survival_fold, names=(INTRA, I2M2, CHANCE)),
+        event_indicator,
+        "concordance_index",
+        "a survival model is scored by scoring=None (Harrell's concordance index) or a "
+        "callable scorer(estimator, X, y) that reads estimator.predict(X), the risk scores.",
+    ),
+}
 
 
 @validate_params(
@@ -348,7 +380,7 @@ def dependency_report(estimator, X, y, *, cv=5, groups=None, scoring="accuracy",
     >>> list(report.columns)
     ['kind', 'score_mean', 'score_std', 'agreement', 'mean_entropy']
     """
-    base = _check_estimator(estimator)
+    base, kind = _check_estimator(estimator)
     check_modality_mapping(
         X,
         reserved={
@@ -365,24 +397,14 @@ def dependency_report(estimator, X, y, *, cv=5, groups=None, scoring="accuracy",
     y = np.asarray(y)
     if len(y) != len(X):
         raise ValueError(f"X has {len(X)} samples but y has {len(y)}.")
-    survival = isinstance(base[-1] if isinstance(base, Pipeline) else base, I2M2SurvivalAnalysis)
-    if survival and isinstance(scoring, str):
-        raise ValueError(
-            f"scoring={scoring!r} scores class predictions; a survival model is scored by "
-            "scoring=None (Harrell's concordance index) or a callable scorer(estimator, X, "
-            "y) that reads estimator.predict(X), the risk scores."
-        )
+    if kind.scoring_refusal and isinstance(scoring, str):
+        raise ValueError(f"scoring={scoring!r} scores class predictions; {kind.scoring_refusal}")
     scorer = check_scoring(base, scoring)
-    # A survival target's folds are stratified on the event indicator.
-    strata = event_indicator(y) if survival else y
+    strata = kind.strata(y)
     cv = check_cv(cv, strata, classifier=True)
-    if survival:
-        fold, names = survival_fold, ((INTRA, I2M2, CHANCE),)
-    else:
-        fold, names = _fold, ()
 
     folds = Parallel(n_jobs=n_jobs)(
-        delayed(fold)(clone(base), X, y, train, test, scorer, *names)
+        delayed(kind.fold)(clone(base), X, y, train, test, scorer)
         for train, test in cv.split(X, strata, groups)
     )
     scores, labels, entropies = zip(*folds)
@@ -412,7 +434,7 @@ def dependency_report(estimator, X, y, *, cv=5, groups=None, scoring="accuracy",
         index=experts,
         columns=experts,
     )
-    scoring_name = _scoring_name(scoring, survival)
+    scoring_name = _scoring_name(scoring, kind.default_score)
     label, verdict = _verdict(fold_scores, scoring_name)
     report.attrs.update(
         fold_scores=fold_scores,

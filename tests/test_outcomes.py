@@ -2,6 +2,7 @@
 
 import dataclasses
 import inspect
+import json
 
 import numpy as np
 import pytest
@@ -10,10 +11,13 @@ from sklearn.base import RegressorMixin
 from sklearn.model_selection import KFold
 from skorch import NeuralNetRegressor
 
-from sk_i2m2 import I2M2Classifier, I2M2Regressor, I2M2SurvivalAnalysis
+import sk_i2m2
+from sk_i2m2 import I2M2Classifier, I2M2Regressor, I2M2SurvivalAnalysis, to_onnx
 from sk_i2m2._base import I2M2Base
 from sk_i2m2._fit import FitDescription, describe_fit
 from sk_i2m2._registry import REGISTRY
+from sk_i2m2.exceptions import ModelFileError
+from sk_i2m2.inspection import dependency_report
 from sk_i2m2.nn.cox import combine_log_risk
 from sk_i2m2.nn.ensemble import MeanFoldEnsemble
 from sk_i2m2.outcomes import (
@@ -25,7 +29,7 @@ from sk_i2m2.outcomes import (
     StageOptions,
 )
 from sk_i2m2.outcomes._base import validation_split
-from sk_i2m2.training.net import StageNetMixin, plain_module
+from sk_i2m2.training.net import ACCELERATED, StageNetMixin, plain_module
 
 FAST = dict(max_epochs=3, random_state=0, device="cpu")
 
@@ -219,3 +223,78 @@ def test_a_new_outcome_type_plugs_in_without_touching_the_package(data, tmp_path
     model.save(tmp_path / "poisson")
     loaded = _I2M2PoissonRegressor.load(tmp_path / "poisson")
     np.testing.assert_allclose(loaded.predict(X), predicted, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------
+# Export: the outcome type gives the step from the experts' outputs to the
+# predictions, so to_onnx needs no branch on the estimator.
+
+
+@pytest.mark.parametrize("estimator", ["multilabel", "survival"])
+def test_onnx_export_takes_the_prediction_head_from_the_outcome(data, tmp_path, estimator):
+    pytest.importorskip("onnxscript")
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    X, _ = data
+    rng = np.random.RandomState(1)
+    if estimator == "multilabel":
+        y = np.column_stack([X["a"][:, 0] > 0, X["b"][:, 0] > 0, rng.rand(60) > 0.5]).astype(int)
+        model = I2M2Classifier(**FAST).fit(X, y)
+        expected, names = model.predict_proba(X), ["probabilities"]
+    else:
+        time = np.exp(-X["a"][:, 0] + 0.3 * rng.randn(60))
+        y = np.array(list(zip(rng.rand(60) > 0.3, time)), dtype=[("event", bool), ("time", float)])
+        model = I2M2SurvivalAnalysis(**FAST).fit(X, y)
+        expected, names = model.predict(X), ["risk_score"]
+    path = to_onnx(model, tmp_path / "model.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [output.name for output in session.get_outputs()] == names
+    (predicted,) = session.run(None, {m: v.astype(np.float32) for m, v in X.items()})
+    np.testing.assert_allclose(predicted, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_an_outcome_without_a_prediction_head_is_not_exported(data, tmp_path):
+    X, rng = data
+    model = _I2M2PoissonRegressor(max_epochs=1, random_state=0, device="cpu")
+    model.fit(X, rng.poisson(1.0, size=60))
+    with pytest.raises(ValueError, match="_PoissonOutcome.*defines no prediction_head"):
+        to_onnx(model, tmp_path / "model.onnx")
+
+
+def test_load_finds_a_registered_estimator_class_by_its_saved_name(data, tmp_path):
+    X, rng = data
+    model = _I2M2PoissonRegressor(max_epochs=1, random_state=0, device="cpu")
+    model.fit(X, rng.poisson(1.0, size=60))
+    model.save(tmp_path / "poisson")
+    loaded = sk_i2m2.load(tmp_path / "poisson")
+    assert type(loaded) is _I2M2PoissonRegressor
+    np.testing.assert_allclose(loaded.predict(X), model.predict(X), rtol=1e-5)
+    # A name the registry does not hold as an estimator is refused, even a package class.
+    config_path = tmp_path / "poisson" / "config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "estimator": "PerModality"}))
+    with pytest.raises(ModelFileError, match="'PerModality', which is not an sk-i2m2 estimator"):
+        sk_i2m2.load(tmp_path / "poisson")
+
+
+def test_dependency_report_refuses_a_class_scorer_for_a_survival_model(data):
+    X, _ = data
+    y = np.array(
+        list(zip(np.arange(60) % 2 == 0, np.arange(1.0, 61.0))), dtype=[("e", bool), ("t", float)]
+    )
+    with pytest.raises(ValueError, match="'accuracy' scores class predictions; a survival model"):
+        dependency_report(I2M2SurvivalAnalysis(), X, y, scoring="accuracy")
+
+
+@pytest.mark.parametrize(
+    "outcome, attributes, y",
+    [
+        (ClassesOutcome(), {"classes_": np.array([0, 1])}, np.array([0, 1, 1, 0])),
+        (LabelsOutcome(), {"classes_": np.arange(2)}, np.eye(2, dtype=np.float32)),
+        (GaussianOutcome(), {"n_outputs_": 1}, np.zeros((4, 1), dtype=np.float32)),
+    ],
+)
+def test_each_outcome_net_has_a_data_parallel_variant(outcome, attributes, y):
+    # The estimators of these outcomes take an accelerator.
+    net = outcome.stage_options(attributes, y, None).net
+    assert issubclass(ACCELERATED[net], net)

@@ -1,8 +1,11 @@
 """Export of a fitted estimator's whole product of experts to ONNX.
 
-The graph holds what ``predict_proba`` (or ``predict(X, return_std=True)``)
-computes after input validation: the in-model standardisation, every
-expert, the product and the fitted temperature. It is exported by torch's
+The graph holds what ``predict_proba`` (or ``predict(X, return_std=True)``,
+or a survival model's ``predict``) computes after input validation: the
+in-model standardisation, every expert, the product and the fitted
+temperature. The last step, from the experts' outputs to the predictions,
+is the outcome type's (:meth:`~sk_i2m2.outcomes.Outcome.prediction_head`).
+It is exported by torch's
 ``torch.export``-based exporter (``dynamo=True``): the legacy TorchScript
 exporter cannot export the conv encoders' adaptive average pooling.
 """
@@ -11,55 +14,19 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 import warnings
 
-import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from .._base import _fitted_state
 from .._persistence import SaveLoadMixin
 from ..nn.encoder_modules import Flatten
-from ..nn.product import combine, combine_gaussian, split_gaussian
 from ._optional import import_optional
 
 __all__ = ["to_onnx"]
-
-
-class _ClassProbabilities(nn.Module):
-    """Stacked expert logits -> calibrated probabilities, as ``predict_proba``."""
-
-    def __init__(self, temperature, multilabel):
-        super().__init__()
-        self.temperature = float(temperature)
-        self.multilabel = multilabel
-
-    def forward(self, logits):
-        logits = logits / self.temperature
-        if self.multilabel:
-            return torch.sigmoid(logits.sum(0))
-        return combine(logits).exp()
-
-
-class _GaussianMoments(nn.Module):
-    """Stacked Gaussian expert outputs -> mean and standard deviation in the units of ``y``."""
-
-    def __init__(self, temperature, y_mean, y_scale, squeeze):
-        super().__init__()
-        self.register_buffer("y_mean", torch.as_tensor(np.asarray(y_mean), dtype=torch.float32))
-        self.register_buffer("y_scale", torch.as_tensor(np.asarray(y_scale), dtype=torch.float32))
-        self.std_factor = math.sqrt(float(temperature))
-        self.squeeze = squeeze
-
-    def forward(self, outputs):
-        mean, log_var = split_gaussian(combine_gaussian(outputs))
-        mean = mean * self.y_scale + self.y_mean
-        std = torch.exp(0.5 * log_var) * self.std_factor * self.y_scale
-        if self.squeeze:
-            return mean[:, 0], std[:, 0]
-        return mean, std
 
 
 class _Serving(nn.Module):
@@ -76,7 +43,7 @@ class _Serving(nn.Module):
 
 
 def to_onnx(estimator, path):
-    """Export a fitted sk-i2m2 classifier or regressor to an ONNX file.
+    """Export a fitted sk-i2m2 estimator to an ONNX file.
 
     The graph is the whole fitted model: input standardisation, every
     expert, their product and the fitted temperature, so onnxruntime
@@ -91,14 +58,15 @@ def to_onnx(estimator, path):
 
     - classifier: ``"probabilities"``, ``(batch, n_classes)`` with columns
       in ``classes_`` order (multilabel: the probability of each label);
-    - regressor: ``"mean"`` and ``"std"``, as ``predict(X, return_std=True)``.
+    - regressor: ``"mean"`` and ``"std"``, as ``predict(X, return_std=True)``;
+    - survival model: ``"risk_score"``, ``(batch,)``, as ``predict``.
 
     The file's metadata (``metadata_props``) records the estimator class,
     the modalities and their shapes, and ``classes_`` for a classifier.
 
     Parameters
     ----------
-    estimator : I2M2Classifier or I2M2Regressor
+    estimator : I2M2Classifier, I2M2Regressor or I2M2SurvivalAnalysis
         Fitted. For a Pipeline, export its last step and run the
         preprocessing in front of the ONNX model.
     path : str or os.PathLike
@@ -116,7 +84,8 @@ def to_onnx(estimator, path):
     ValueError
         The model cannot be exported; the message names the modality whose
         encoder does not trace when one is the cause (e.g. a custom module
-        whose Python control flow depends on the input values).
+        whose Python control flow depends on the input values), or says
+        that the estimator's outcome type has no prediction head.
     """
     if not isinstance(estimator, SaveLoadMixin):
         raise TypeError(
@@ -124,23 +93,20 @@ def to_onnx(estimator, path):
             f"{type(estimator).__name__}. For a Pipeline, export its last step."
         )
     check_is_fitted(estimator, "module_")
+    # The outcome type says what the model predicts from its experts' outputs.
+    outcome = estimator._fitted_outcome()
+    head = outcome.prediction_head(_fitted_state(estimator))
+    if head is None:
+        raise ValueError(
+            f"Cannot export {type(estimator).__name__} to ONNX: its outcome type "
+            f"({type(outcome).__name__}) defines no prediction_head."
+        )
+    outputs = list(head.output_names)
     onnx = import_optional("onnx", "onnx", "sk_i2m2.to_onnx")
     import_optional("onnxscript", "onnx", "sk_i2m2.to_onnx")
-    classifier = hasattr(estimator, "classes_")
-    if classifier:
-        head = _ClassProbabilities(estimator.temperature_, estimator.multilabel_)
-        outputs = ["probabilities"]
-    else:
-        head = _GaussianMoments(
-            estimator.temperature_,
-            estimator.y_mean_,
-            estimator.y_scale_,
-            squeeze=estimator.n_outputs_ == 1,
-        )
-        outputs = ["mean", "std"]
     # A CPU float32 copy: the fitted model keeps its device and layout.
     module = copy.deepcopy(estimator.module_).to("cpu").float().eval()
-    serving = _Serving(module, estimator.modalities_, head).eval()
+    serving = _Serving(module, estimator.modalities_, head.module).eval()
     examples = tuple(torch.zeros((2, *estimator.input_shapes_[m])) for m in estimator.modalities_)
     batch = torch.export.Dim("batch")
     with warnings.catch_warnings(), torch.no_grad():
@@ -165,9 +131,8 @@ def to_onnx(estimator, path):
         "sk_i2m2_estimator": type(estimator).__name__,
         "modalities": json.dumps(list(estimator.modalities_)),
         "input_shapes": json.dumps({m: list(s) for m, s in estimator.input_shapes_.items()}),
+        **head.metadata,
     }
-    if classifier:
-        metadata["classes"] = json.dumps(np.asarray(estimator.classes_).tolist())
     onnx.helper.set_model_props(model, metadata)
     onnx.save(model, path)
     return path

@@ -13,8 +13,6 @@ any other.
 from __future__ import annotations
 
 import copy
-import importlib
-import inspect
 import json
 import os
 import shutil
@@ -22,6 +20,7 @@ import shutil
 from sklearn.pipeline import Pipeline
 
 from .._persistence import CONFIG_NAME, SaveLoadMixin
+from .._registry import REGISTRY
 from ..exceptions import ModelFileError
 from ._optional import import_optional
 
@@ -233,8 +232,8 @@ def _load_estimator(path, *, device, encoders):
             name = json.load(f).get("estimator")
     except (UnicodeDecodeError, ValueError, AttributeError) as exc:
         raise ModelFileError(f"{config_path} is not an sk-i2m2 model ({exc}).") from None
-    # Only the package's own estimator classes, looked up by name.
-    cls = getattr(importlib.import_module("sk_i2m2"), str(name), None)
-    if not (inspect.isclass(cls) and issubclass(cls, SaveLoadMixin)):
+    # Only the registered estimator classes of the family, looked up by name.
+    cls = REGISTRY.class_named("estimator", str(name))
+    if cls is None:
         raise ModelFileError(f"{config_path} names {name!r}, which is not an sk-i2m2 estimator.")
     return cls.load(path, encoders=encoders, device=device)

@@ -14,7 +14,7 @@ Each implements :class:`Outcome`. Adding an outcome type is one new module
 names it as ``_outcome_type``; nothing else in the package changes.
 """
 
-from ._base import Outcome, StageOptions
+from ._base import Outcome, PredictionHead, StageOptions
 from .classes import ClassesOutcome
 from .cox import CoxOutcome
 from .gaussian import GaussianOutcome
@@ -23,6 +23,7 @@ from .labels import LabelsOutcome
 __all__ = [
     "Outcome",
     "StageOptions",
+    "PredictionHead",
     "ClassesOutcome",
     "LabelsOutcome",
     "GaussianOutcome",

@@ -3,10 +3,10 @@
 An estimator of the family differs from another only by its outcome: how
 ``y`` is checked and encoded, how many outputs an expert has, the losses
 and the skorch net of the two stages, how the models of several folds are
-combined, how the rows are split for early stopping and how the product is
-calibrated. :class:`Outcome` names these parts; the fit
-(:mod:`sk_i2m2._fit`) and the estimators call them and never ask which
-outcome they hold.
+combined, how the rows are split for early stopping, how the product is
+calibrated and what an exported model predicts. :class:`Outcome` names
+these parts; the fit (:mod:`sk_i2m2._fit`) and the estimators call them
+and never ask which outcome they hold.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
 from .._sizing import auto_batch_size
 from .._warnings import warn_user
 
-__all__ = ["Outcome", "StageOptions", "validation_split"]
+__all__ = ["Outcome", "StageOptions", "PredictionHead", "validation_split"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,28 @@ class StageOptions:
     criteria: tuple
     net_kwargs: dict = field(default_factory=dict)
     criterion_kwargs: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PredictionHead:
+    """A fitted model's predictions as one torch module, for export.
+
+    Attributes
+    ----------
+    module : torch.nn.Module
+        Takes the experts' stacked outputs ``(n_experts, n_samples,
+        n_outputs)``, every expert seeing every sample, and returns what the
+        estimator predicts (calibrated, in the units of ``y``).
+    output_names : tuple of str
+        One name per output of ``module``.
+    metadata : dict of str to str
+        What a reader needs to interpret the outputs (e.g. the class labels
+        as JSON).
+    """
+
+    module: object
+    output_names: tuple
+    metadata: dict = field(default_factory=dict)
 
 
 class Outcome(abc.ABC):
@@ -165,6 +187,16 @@ class Outcome(abc.ABC):
         arrays (computed only when called: for statistics of the fitted
         model such as a baseline hazard).
         """
+
+    def prediction_head(self, attributes):
+        """The :class:`PredictionHead` of a fitted model, or ``None``.
+
+        ``attributes`` holds the fitted model's target and calibration
+        attributes. ``None`` (the default) says the predictions cannot be
+        written as one module, and :func:`~sk_i2m2.to_onnx` refuses the
+        model.
+        """
+        return None
 
 
 def validation_split(y, classes, validation_fraction, seed):

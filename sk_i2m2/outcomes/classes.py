@@ -8,6 +8,8 @@ picks.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import torch
@@ -25,7 +27,7 @@ from ..nn.losses import ExpertsNLLLoss, ProductOfExpertsNLLLoss
 from ..nn.product import combine, contributions
 from ..training.calibration import calibrate_product
 from ..training.net import StageNet
-from ._base import Outcome, StageOptions, validation_split
+from ._base import Outcome, PredictionHead, StageOptions, validation_split
 from .labels import LabelsOutcome, is_multilabel_target
 
 __all__ = ["ClassesOutcome", "check_target", "class_weight_tensor"]
@@ -87,7 +89,7 @@ class ClassesOutcome(Outcome):
         return StageOptions(
             net=StageNet,
             criteria=(ExpertsNLLLoss, ProductOfExpertsNLLLoss),
-            net_kwargs={"classes": list(range(len(classes))), "multilabel": False},
+            net_kwargs={"classes": list(range(len(classes)))},
             criterion_kwargs={
                 "weight": class_weight_tensor(self.class_weight, classes, y, sample_weight)
             },
@@ -115,6 +117,13 @@ class ClassesOutcome(Outcome):
             self.calibration, held_out, options, lambda logits: logits.log_softmax(-1)
         )
 
+    def prediction_head(self, attributes):
+        return PredictionHead(
+            _ClassProbabilities(attributes["temperature_"]),
+            ("probabilities",),
+            {"classes": json.dumps(np.asarray(attributes["classes_"]).tolist())},
+        )
+
     # The classifier's predictions
 
     def expert_proba(self, logits):
@@ -131,6 +140,17 @@ class ClassesOutcome(Outcome):
         frame = pd.DataFrame(terms.T.numpy(), columns=list(expert_names))
         frame.attrs["predicted"] = classes[predicted.numpy()]
         return frame
+
+
+class _ClassProbabilities(torch.nn.Module):
+    """Stacked expert logits -> calibrated class probabilities, as ``predict_proba``."""
+
+    def __init__(self, temperature):
+        super().__init__()
+        self.temperature = float(temperature)
+
+    def forward(self, logits):
+        return combine(logits / self.temperature).exp()
 
 
 def check_target(y, n_samples, estimator_name="I2M2Classifier"):

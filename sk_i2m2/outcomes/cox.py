@@ -27,7 +27,7 @@ from ..nn.cox import (
     cox_nll_sums,
 )
 from ..training.cox_net import StageNetSurvival
-from ._base import Outcome, StageOptions, validation_split
+from ._base import Outcome, PredictionHead, StageOptions, validation_split
 
 __all__ = [
     "CoxOutcome",
@@ -118,6 +118,20 @@ class CoxOutcome(Outcome):
             "unique_times_": unique_times,
             "cum_baseline_hazard_": cum_baseline_hazard,
         }
+
+    def prediction_head(self, attributes):
+        return PredictionHead(_RiskScore(attributes["temperature_"]), ("risk_score",))
+
+
+class _RiskScore(torch.nn.Module):
+    """Stacked expert log-risks -> the calibrated risk score, as ``predict``."""
+
+    def __init__(self, temperature):
+        super().__init__()
+        self.temperature = float(temperature)
+
+    def forward(self, outputs):
+        return combine_log_risk(outputs)[:, 0] * self.temperature
 
 
 _HOW = (

@@ -7,6 +7,8 @@ precisions; the temperature scales the product's variance.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from sklearn.model_selection import KFold
@@ -20,7 +22,7 @@ from ..nn.losses import ExpertsGaussianNLLLoss, ProductOfGaussiansNLLLoss
 from ..nn.product import combine_gaussian, split_gaussian
 from ..training.calibration import fit_gaussian_temperature
 from ..training.net import StageNetRegressor
-from ._base import Outcome, StageOptions, validation_split
+from ._base import Outcome, PredictionHead, StageOptions, validation_split
 
 __all__ = ["GaussianOutcome"]
 
@@ -90,3 +92,35 @@ class GaussianOutcome(Outcome):
         weights = [weight for _, _, _, weight in held_out]
         weights = None if any(w is None for w in weights) else torch.cat(weights)
         return {"temperature_": fit_gaussian_temperature(mean, log_var, targets, weights)}
+
+    def prediction_head(self, attributes):
+        moments = _GaussianMoments(
+            attributes["temperature_"],
+            attributes["y_mean_"],
+            attributes["y_scale_"],
+            squeeze=attributes["n_outputs_"] == 1,
+        )
+        return PredictionHead(moments, ("mean", "std"))
+
+
+class _GaussianMoments(torch.nn.Module):
+    """Stacked Gaussian expert outputs -> mean and standard deviation in the units of ``y``.
+
+    As ``predict(X, return_std=True)``: one column per target, or 1-D for
+    a single target (``squeeze``).
+    """
+
+    def __init__(self, temperature, y_mean, y_scale, squeeze):
+        super().__init__()
+        self.register_buffer("y_mean", torch.as_tensor(np.asarray(y_mean), dtype=torch.float32))
+        self.register_buffer("y_scale", torch.as_tensor(np.asarray(y_scale), dtype=torch.float32))
+        self.std_factor = math.sqrt(float(temperature))
+        self.squeeze = squeeze
+
+    def forward(self, outputs):
+        mean, log_var = split_gaussian(combine_gaussian(outputs))
+        mean = mean * self.y_scale + self.y_mean
+        std = torch.exp(0.5 * log_var) * self.std_factor * self.y_scale
+        if self.squeeze:
+            return mean[:, 0], std[:, 0]
+        return mean, std

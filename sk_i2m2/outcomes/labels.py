@@ -9,6 +9,8 @@ temperature divides every label's summed logit.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -22,8 +24,8 @@ from ..nn.ensemble import MeanFoldEnsemble
 from ..nn.losses import ExpertsBCELoss, ProductOfExpertsBCELoss
 from ..nn.product import combine_labels
 from ..training.calibration import calibrate_product
-from ..training.net import StageNet
-from ._base import Outcome, StageOptions, validation_split
+from ..training.net import StageNetMultilabel
+from ._base import Outcome, PredictionHead, StageOptions, validation_split
 
 __all__ = [
     "LabelsOutcome",
@@ -68,9 +70,9 @@ class LabelsOutcome(Outcome):
         if self.class_weight is not None:
             weight = label_weight_tensor(self.class_weight, y, sample_weight)
         return StageOptions(
-            net=StageNet,
+            net=StageNetMultilabel,
             criteria=(ExpertsBCELoss, ProductOfExpertsBCELoss),
-            net_kwargs={"classes": list(range(len(attributes["classes_"]))), "multilabel": True},
+            net_kwargs={"classes": list(range(len(attributes["classes_"])))},
             criterion_kwargs={"weight": weight},
         )
 
@@ -95,6 +97,13 @@ class LabelsOutcome(Outcome):
         # Each expert's per-label log-odds: their sum is the product's.
         return calibrate_product(self.calibration, held_out, options, lambda logits: logits)
 
+    def prediction_head(self, attributes):
+        return PredictionHead(
+            _LabelProbabilities(attributes["temperature_"]),
+            ("probabilities",),
+            {"classes": json.dumps(np.asarray(attributes["classes_"]).tolist())},
+        )
+
     # The classifier's predictions
 
     def expert_proba(self, logits):
@@ -113,6 +122,17 @@ class LabelsOutcome(Outcome):
         frame = pd.DataFrame(terms.numpy(), columns=columns)
         frame.attrs["predicted"] = (combine_labels(logits).exp() > 0.5).numpy().astype(int)
         return frame
+
+
+class _LabelProbabilities(torch.nn.Module):
+    """Stacked expert logits -> each label's calibrated probability, as ``predict_proba``."""
+
+    def __init__(self, temperature):
+        super().__init__()
+        self.temperature = float(temperature)
+
+    def forward(self, logits):
+        return torch.sigmoid((logits / self.temperature).sum(0))
 
 
 def is_multilabel_target(y):

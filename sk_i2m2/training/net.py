@@ -1,4 +1,4 @@
-"""The skorch nets that run one I2M2 training stage (classifier and regressor)."""
+"""The skorch nets that run one I2M2 training stage (classes, labels, Gaussian)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ from ..nn.product import combine_gaussian, product_label_proba, product_mean, pr
 __all__ = [
     "StageNetMixin",
     "StageNet",
+    "StageNetMultilabel",
     "StageNetRegressor",
     "AcceleratedStageNet",
+    "AcceleratedStageNetMultilabel",
     "AcceleratedStageNetRegressor",
     "optimizer_speed_kwargs",
     "is_data_parallel",
@@ -172,9 +174,10 @@ class StageNetMixin:
 
 
 class StageNet(StageNetMixin, NeuralNetClassifier):
-    """skorch ``NeuralNetClassifier`` for one stage of I2M2's experts.
+    """skorch ``NeuralNetClassifier`` for one stage of I2M2's categorical experts.
 
-    It uses skorch's own training loop (restated only where batch losses
+    The net of class labels; :class:`StageNetMultilabel` is its sibling
+    for multilabel targets. It uses skorch's own training loop (restated only where batch losses
     stay on the device, see ``defer_loss_sync``); only extension points
     change:
 
@@ -208,10 +211,6 @@ class StageNet(StageNetMixin, NeuralNetClassifier):
       validation rows a second time every epoch. Add
       ``EpochScoring("accuracy", name="valid_acc")`` to ``callbacks`` for
       that column.
-    - With ``multilabel=True`` the outputs are per-label log-odds:
-      ``predict_nonlinearity`` defaults to
-      :func:`~sk_i2m2.nn.product.product_label_proba` and ``predict`` gives
-      0/1 indicators (probability above 0.5).
     - ``mixed_precision=True`` runs the forward pass under bfloat16
       autocast (no gradient scaler is needed for bfloat16); the loss is
       computed in float32.
@@ -238,22 +237,12 @@ class StageNet(StageNetMixin, NeuralNetClassifier):
         a batch's loss from the history in ``on_batch_end``.
     augment : dict or None, default=None
         Modality -> callable applied to that modality of every training batch.
-    multilabel : bool, default=False
-        Whether the experts give per-label log-odds (multilabel targets).
     l2 : float, default=0.0
         Coefficient of the L2 penalty added to the training loss.
     """
 
-    def __init__(self, *args, multilabel=False, predict_nonlinearity=None, **kwargs):
-        if predict_nonlinearity is None:
-            predict_nonlinearity = product_label_proba if multilabel else product_proba
+    def __init__(self, *args, predict_nonlinearity=product_proba, **kwargs):
         super().__init__(*args, predict_nonlinearity=predict_nonlinearity, **kwargs)
-        self.multilabel = multilabel
-
-    @property
-    def _target_dtype(self):
-        # Class indices, or float multilabel targets.
-        return torch.float32 if self.multilabel else torch.long
 
     @property
     def _default_callbacks(self):
@@ -262,10 +251,25 @@ class StageNet(StageNetMixin, NeuralNetClassifier):
         # a small cohort costs as much as the training step itself.
         return [(name, cb) for name, cb in super()._default_callbacks if name != "valid_acc"]
 
+
+class StageNetMultilabel(StageNet):
+    """:class:`StageNet` for multilabel targets: per-label Bernoulli experts.
+
+    The experts' outputs are per-label log-odds and the targets float
+    indicators (or soft targets) in [0, 1]; ``predict_proba`` gives the
+    product's probability of each label
+    (``predict_nonlinearity`` is :func:`~sk_i2m2.nn.product.product_label_proba`)
+    and ``predict`` 0/1 indicators (probability above 0.5). Everything else
+    is :class:`StageNet`'s.
+    """
+
+    _target_dtype = torch.float32
+
+    def __init__(self, *args, predict_nonlinearity=product_label_proba, **kwargs):
+        super().__init__(*args, predict_nonlinearity=predict_nonlinearity, **kwargs)
+
     def predict(self, X):
-        if self.multilabel:
-            return (self.predict_proba(X) > 0.5).astype(int)
-        return super().predict(X)
+        return (self.predict_proba(X) > 0.5).astype(int)
 
 
 class StageNetRegressor(StageNetMixin, NeuralNetRegressor):
@@ -381,12 +385,20 @@ class AcceleratedStageNet(_AcceleratedStageMixin, StageNet):
     """:class:`StageNet` trained data-parallel by an ``accelerate.Accelerator``."""
 
 
+class AcceleratedStageNetMultilabel(_AcceleratedStageMixin, StageNetMultilabel):
+    """:class:`StageNetMultilabel` trained data-parallel by an ``accelerate.Accelerator``."""
+
+
 class AcceleratedStageNetRegressor(_AcceleratedStageMixin, StageNetRegressor):
     """:class:`StageNetRegressor` trained data-parallel by an ``accelerate.Accelerator``."""
 
 
 #: The data-parallel variant of each stage net.
-ACCELERATED = {StageNet: AcceleratedStageNet, StageNetRegressor: AcceleratedStageNetRegressor}
+ACCELERATED = {
+    StageNet: AcceleratedStageNet,
+    StageNetMultilabel: AcceleratedStageNetMultilabel,
+    StageNetRegressor: AcceleratedStageNetRegressor,
+}
 
 
 def _reads_batch_losses(callback):
