@@ -30,6 +30,9 @@ Models:
 - ``regime: patience 10``, ``regime: weight_decay 1e-4, patience 10``: the
   small-cohort defaults with 10 epochs of patience, and with the penalty and
   patience of the mini-batch defaults (only with ``--models``);
+- ``regime: calibration temperature``: the defaults with one temperature
+  instead of the expert weights of ``calibration="auto"`` (only with
+  ``--models``);
 - ``regime: ...``: prototype fitting regimes from ``small_regimes.py``
   (only with ``--models``).
 """
@@ -225,6 +228,9 @@ MODELS = {
     # 1 / n_train and n_iter_no_change="auto" is 3 with L-BFGS).
     "regime: patience 10": _i2m2(n_iter_no_change=10),
     "regime: weight_decay 1e-4, patience 10": _i2m2(weight_decay=1e-4, n_iter_no_change=10),
+    # The calibration of the cross-fitted default ("auto": expert weights)
+    # against one temperature, the default before expert weights.
+    "regime: calibration temperature": _i2m2(calibration="temperature"),
     # Prototype regimes (small_regimes.py). The "cv" regimes return two
     # variants from the same inner folds: "cv" (refit on all rows for the
     # median fold epochs) and "bag" (geometric mean of the fold models).

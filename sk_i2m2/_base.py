@@ -8,6 +8,7 @@ Everything that depends on the target is the estimator's outcome type
 
 from __future__ import annotations
 
+import inspect
 import numbers
 
 import numpy as np
@@ -145,6 +146,17 @@ class I2M2Base(SaveLoadMixin, BaseEstimator):
         self.warm_start = warm_start
         self.random_state = random_state
         self.verbose = verbose
+
+    @staticmethod
+    def shared_arguments(arguments):
+        """The arguments of :meth:`I2M2Base.__init__` among a subclass's ``locals()``.
+
+        A subclass declares every parameter in its own signature, as
+        scikit-learn requires, and passes the shared ones on with
+        ``super().__init__(**I2M2Base.shared_arguments(locals()))``.
+        """
+        names = list(inspect.signature(I2M2Base.__init__).parameters)[1:]
+        return {name: arguments[name] for name in names}
 
     # ------------------------------------------------------------------
     # Nested encoder parameters: ``encoders__<modality>__<param>``.

@@ -79,12 +79,21 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
     %(inter_missing)s
     %(modality_dropout)s
     %(augment)s
-    calibration : {"temperature"} or None, default="temperature"
-        ``"temperature"`` fits one temperature for the product of experts
-        on the validation rows after stage 2 (temperature scaling), so that
-        ``predict_proba`` is calibrated; the arg-max, hence ``predict``, does
-        not change. Needs held-out rows: with ``early_stopping=False`` the
-        temperature stays 1. ``None`` keeps the raw product.
+    calibration : {"auto", "experts", "temperature"} or None, default="auto"
+        Fitted on the held-out rows after stage 2. ``"experts"`` fits one
+        weight in [0, 1] per expert (``expert_weights_``): the model is the
+        product of the experts' probabilities raised to their weights, still
+        a product of experts, in which an expert that does not help on
+        held-out rows (a weak modality, an inter expert that repeats what
+        the intra experts say) is shrunk rather than multiplied in with full
+        weight; predictions may change. ``"temperature"`` fits one
+        temperature for the whole product (``temperature_``), which leaves
+        the arg-max, hence ``predict``, as it is. ``"auto"`` fits expert
+        weights when the model is cross-fitted (``cv``: every training row
+        is held out once), one temperature on a single validation split.
+        One expert gets a temperature either way. Needs held-out rows: with
+        ``early_stopping=False`` nothing is fitted. ``None`` keeps the raw
+        product.
     %(standardize)s
     %(callbacks)s
     %(device)s
@@ -106,29 +115,14 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         expert per label, and the product is taken per label.
     temperature_ : float
         Temperature dividing the summed expert logits in ``predict_proba``
-        (1.0 without calibration).
+        (1.0 unless ``calibration`` fitted one).
+    expert_weights_ : dict
+        Expert name -> the weight its logits were multiplied by in
+        ``module_`` (``calibration``'s expert weights; 1.0 when it fitted
+        none).
     module_ : I2M2Module or FoldEnsemble
         The fitted torch module used for prediction.
-    %(modalities_)s
-    %(input_shapes_)s
-    %(feature_names_in_)s
-    %(encoders_)s
-    %(fusion_)s
-    %(frozen_modalities_)s
-    %(expert_names_)s
-    %(missing_rate_)s
-    %(pretrain_net_)s
-    %(finetune_net_)s
-    %(fold_nets_)s
-    %(n_folds_)s
-    %(optimizer_)s
-    %(batch_size_)s
-    %(weight_decay_)s
-    %(n_iter_no_change_)s
-    %(pretrained_experts_)s
-    %(seed_)s
-    %(interrupted_stage_)s
-    %(device_)s
+    %(fitted_attributes)s
 
     See Also
     --------
@@ -161,6 +155,7 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
     _parameter_constraints = {
         **I2M2Base._parameter_constraints,
         "class_weight": [dict, list, StrOptions({"balanced"}), None],
+        "calibration": [StrOptions({"auto", "experts", "temperature"}), None],
     }
 
     # scikit-learn reads the parameters from this signature (``get_params``
@@ -187,7 +182,7 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         inter_missing="null",
         modality_dropout=0.0,
         augment=None,
-        calibration="temperature",
+        calibration="auto",
         standardize=True,
         callbacks=None,
         device="auto",
@@ -199,37 +194,8 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         random_state=None,
         verbose=0,
     ):
-        super().__init__(
-            dependencies,
-            fusion,
-            encoders,
-            max_epochs=max_epochs,
-            finetune_epochs=finetune_epochs,
-            lr=lr,
-            finetune_lr=finetune_lr,
-            batch_size=batch_size,
-            lr_schedule=lr_schedule,
-            optimizer=optimizer,
-            weight_decay=weight_decay,
-            early_stopping=early_stopping,
-            validation_fraction=validation_fraction,
-            cv=cv,
-            n_iter_no_change=n_iter_no_change,
-            inter_missing=inter_missing,
-            modality_dropout=modality_dropout,
-            augment=augment,
-            calibration=calibration,
-            standardize=standardize,
-            callbacks=callbacks,
-            device=device,
-            device_memory_budget=device_memory_budget,
-            compile=compile,
-            mixed_precision=mixed_precision,
-            accelerator=accelerator,
-            warm_start=warm_start,
-            random_state=random_state,
-            verbose=verbose,
-        )
+        # I2M2Base stores the shared arguments, each as given.
+        super().__init__(**I2M2Base.shared_arguments(locals()))
         self.class_weight = class_weight
 
     # ------------------------------------------------------------------
@@ -253,15 +219,16 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
             [0, 1]. Each expert then gives one logit per label, both stages
             train on the per-label binary cross-entropy (see
             :class:`~sk_i2m2.nn.losses.ExpertsBCELoss`), and
-            ``calibration="temperature"`` fits one temperature dividing
-            every label's summed logit, by the same loss.
+            ``calibration`` fits its temperature or expert weights by the
+            same loss (each expert's weight scales its log-odds of every
+            label).
         sample_weight : array-like of shape (n_samples,), float or None, default=None
             Non-negative weights of the samples (e.g. inverse-probability or
             case-control weights); ``None`` weighs every sample 1. Every loss
             is a weighted mean, ``sum(w * loss) / sum(w)`` (times the class
             weights of ``class_weight``): both training stages, the
             per-expert validation losses of early stopping and the stage-2
-            validation loss, and the temperature fit of ``calibration``;
+            validation loss, and the fit of ``calibration``;
             inner ``cv`` folds and the validation split keep each row's
             weight. Only the ratios of the weights matter. Rows of weight 0
             are dropped before anything else, so fitting with them gives

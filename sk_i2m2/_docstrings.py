@@ -270,6 +270,11 @@ device_ : torch.device
 _PLACEHOLDER = re.compile(r"^(?P<indent>[ ]*)%\((?P<name>\w+)\)s[ ]*$", re.MULTILINE)
 
 
+#: Every shared attribute, in order: the block the estimators' *Attributes*
+#: sections end with (after the attributes of their own).
+PASSAGES["fitted_attributes"] = "\n".join(ATTRIBUTES.values())
+
+
 def fill_docstring(cls):
     """Replace each ``%(name)s`` line of ``cls``'s docstring by the shared text ``name``.
 

@@ -12,6 +12,7 @@ depends on the target comes from the estimator's outcome
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -300,6 +301,11 @@ def _train_splits(fit, use_threads):
         fit.plan.stage,
         lambda: _training_rows(fit, module),
     )
+    if "expert_weights_" in calibration:
+        calibration = dict(calibration)
+        module, calibration["expert_weights_"] = _weigh_experts(
+            module, calibration["expert_weights_"], splits
+        )
     return FitResult(
         module=module,
         nets=[split.nets for split in splits],
@@ -307,6 +313,25 @@ def _train_splits(fit, use_threads):
         interrupted_stage=splits[-1].interrupted_stage,
         calibration=calibration,
     )
+
+
+def _weigh_experts(module, weights, splits):
+    """``module`` with each expert's logits multiplied by its calibration weight.
+
+    Returns the module and the weights by expert name (all 1.0 when the
+    calibration fitted none). The weights go into the experts' output
+    layers, so the model stays a product of experts that predicts, saves
+    and exports as before. Without a stage 2 the module holds the stage-1
+    experts, which the stage-1 nets and ``warm_start`` keep as trained: a
+    copy is weighted.
+    """
+    names = list(module.expert_names)
+    weights = dict(zip(names, weights)) if weights else dict.fromkeys(names, 1.0)
+    if any(weight != 1.0 for weight in weights.values()):
+        if any(split.nets[1] is None for split in splits):
+            module = copy.deepcopy(module)
+        module.scale_outputs(weights)
+    return module, weights
 
 
 def _train_split(fit, tensors, train_rows, valid_rows, where, frozen, kept, use_threads):

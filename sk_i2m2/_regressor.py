@@ -99,26 +99,7 @@ class I2M2Regressor(RegressorMixin, I2M2Base):
     module_ : I2M2Module or GaussianFoldEnsemble
         The fitted torch module used for prediction; its experts output
         standardised means and log-variances, as do the stage nets.
-    %(modalities_)s
-    %(input_shapes_)s
-    %(feature_names_in_)s
-    %(encoders_)s
-    %(fusion_)s
-    %(frozen_modalities_)s
-    %(expert_names_)s
-    %(missing_rate_)s
-    %(pretrain_net_)s
-    %(finetune_net_)s
-    %(fold_nets_)s
-    %(n_folds_)s
-    %(optimizer_)s
-    %(batch_size_)s
-    %(weight_decay_)s
-    %(n_iter_no_change_)s
-    %(pretrained_experts_)s
-    %(seed_)s
-    %(interrupted_stage_)s
-    %(device_)s
+    %(fitted_attributes)s
 
     See Also
     --------

@@ -114,26 +114,7 @@ class I2M2SurvivalAnalysis(I2M2Base):
     module_ : I2M2Module or CoxFoldEnsemble
         The fitted torch module used for prediction; its experts output
         log-risks.
-    %(modalities_)s
-    %(input_shapes_)s
-    %(feature_names_in_)s
-    %(encoders_)s
-    %(fusion_)s
-    %(frozen_modalities_)s
-    %(expert_names_)s
-    %(missing_rate_)s
-    %(pretrain_net_)s
-    %(finetune_net_)s
-    %(fold_nets_)s
-    %(n_folds_)s
-    %(optimizer_)s
-    %(batch_size_)s
-    %(weight_decay_)s
-    %(n_iter_no_change_)s
-    %(pretrained_experts_)s
-    %(seed_)s
-    %(interrupted_stage_)s
-    %(device_)s
+    %(fitted_attributes)s
 
     See Also
     --------
@@ -208,37 +189,8 @@ class I2M2SurvivalAnalysis(I2M2Base):
         random_state=None,
         verbose=0,
     ):
-        super().__init__(
-            dependencies,
-            fusion,
-            encoders,
-            max_epochs=max_epochs,
-            finetune_epochs=finetune_epochs,
-            lr=lr,
-            finetune_lr=finetune_lr,
-            batch_size=batch_size,
-            lr_schedule=lr_schedule,
-            optimizer=optimizer,
-            weight_decay=weight_decay,
-            early_stopping=early_stopping,
-            validation_fraction=validation_fraction,
-            cv=cv,
-            n_iter_no_change=n_iter_no_change,
-            inter_missing=inter_missing,
-            modality_dropout=modality_dropout,
-            augment=augment,
-            calibration=calibration,
-            standardize=standardize,
-            callbacks=callbacks,
-            device=device,
-            device_memory_budget=device_memory_budget,
-            compile=compile,
-            mixed_precision=mixed_precision,
-            accelerator=accelerator,
-            warm_start=warm_start,
-            random_state=random_state,
-            verbose=verbose,
-        )
+        # I2M2Base stores the shared arguments, each as given.
+        super().__init__(**I2M2Base.shared_arguments(locals()))
         self.ties = ties
 
     def __sklearn_tags__(self):

@@ -32,7 +32,7 @@ OWN = {
     I2M2SurvivalAnalysis: {"ties", "lr", "batch_size", "optimizer", "calibration", "accelerator"},
 }
 # Defaults that differ from I2M2Base's, and why: full-batch Cox training.
-OWN_DEFAULTS = {I2M2SurvivalAnalysis: {"lr", "optimizer"}}
+OWN_DEFAULTS = {I2M2Classifier: {"calibration"}, I2M2SurvivalAnalysis: {"lr", "optimizer"}}
 
 
 def _section(cls, name):

@@ -39,6 +39,11 @@ class FoldEnsemble(nn.Module):
     def availability(self, X):
         return self.folds[0].availability(X)
 
+    def scale_outputs(self, weights):
+        """Multiply each expert's logits by its weight in every fold (see ``I2M2Module``)."""
+        for fold in self.folds:
+            fold.scale_outputs(weights)
+
     def forward(self, **X):
         # The folds share their frozen encoders' weights: compute those features once.
         X = self.folds[0].encode_frozen(X)

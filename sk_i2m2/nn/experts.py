@@ -80,6 +80,11 @@ class IntraExpert(nn.Module):
     def available(self, present):
         return present[:, self.index]
 
+    @property
+    def output_layer(self):
+        """The linear layer that gives the logits."""
+        return self.head
+
     def forward(self, X, present=None):
         if present is None:
             return self.head(self.encoder(X[self.modality]))
@@ -136,6 +141,11 @@ class InterExpert(nn.Module):
             if missing == "null"
             else None
         )
+
+    @property
+    def output_layer(self):
+        """The linear layer that gives the logits."""
+        return self.head[-1]
 
     def available(self, present):
         if self.missing == "null":
@@ -240,6 +250,20 @@ class I2M2Module(nn.Module):
             ),
             0.0,
         )
+
+    @torch.no_grad()
+    def scale_outputs(self, weights):
+        """Multiply each expert's logits by its weight, in place.
+
+        ``weights`` maps expert names to factors; scaling an expert's output
+        layer is exactly scaling its logits, so the module stays a product
+        of (tempered) experts and predicts, saves and exports as before.
+        """
+        for name, factor in weights.items():
+            layer = self.experts[name].output_layer
+            layer.weight.mul_(factor)
+            if layer.bias is not None:
+                layer.bias.mul_(factor)
 
     def encode_frozen(self, X):
         """``X`` with each frozen modality's input replaced by its features.

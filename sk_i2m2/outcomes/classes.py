@@ -25,7 +25,7 @@ from .._validation import as_python
 from ..nn.ensemble import FoldEnsemble
 from ..nn.losses import ExpertsNLLLoss, ProductOfExpertsNLLLoss
 from ..nn.product import combine, contributions
-from ..training.calibration import fit_held_out_temperature
+from ..training.calibration import calibrate_product
 from ..training.net import StageNet
 from ._base import Outcome, PredictionHead, StageOptions, validation_split
 from .labels import LabelsOutcome, is_multilabel_target
@@ -111,13 +111,11 @@ class ClassesOutcome(Outcome):
         return combine(outputs, available)
 
     def calibrate(self, held_out, options, training_rows):
-        if self.calibration != "temperature" or not held_out:
-            return {"temperature_": 1.0}
-        # Summed log-probabilities: the product's, up to a constant per row.
-        temperature = fit_held_out_temperature(
-            held_out, lambda logits: logits.log_softmax(-1).sum(0), options
+        # Each expert's log-probabilities: their sum is the product's, up to
+        # a constant per row.
+        return calibrate_product(
+            self.calibration, held_out, options, lambda logits: logits.log_softmax(-1)
         )
-        return {"temperature_": temperature}
 
     def prediction_head(self, attributes):
         return PredictionHead(

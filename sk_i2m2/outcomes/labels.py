@@ -23,7 +23,7 @@ from .._sizing import auto_n_folds
 from ..nn.ensemble import MeanFoldEnsemble
 from ..nn.losses import ExpertsBCELoss, ProductOfExpertsBCELoss
 from ..nn.product import combine_labels
-from ..training.calibration import fit_held_out_temperature
+from ..training.calibration import calibrate_product
 from ..training.net import StageNetMultilabel
 from ._base import Outcome, PredictionHead, StageOptions, validation_split
 
@@ -94,11 +94,8 @@ class LabelsOutcome(Outcome):
         return combine_labels(outputs, available)
 
     def calibrate(self, held_out, options, training_rows):
-        if self.calibration != "temperature" or not held_out:
-            return {"temperature_": 1.0}
-        # Summed logits: the product's per-label log-odds.
-        temperature = fit_held_out_temperature(held_out, lambda logits: logits.sum(0), options)
-        return {"temperature_": temperature}
+        # Each expert's per-label log-odds: their sum is the product's.
+        return calibrate_product(self.calibration, held_out, options, lambda logits: logits)
 
     def prediction_head(self, attributes):
         return PredictionHead(

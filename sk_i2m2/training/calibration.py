@@ -1,4 +1,4 @@
-"""Temperature scaling of the product of experts on held-out rows."""
+"""Calibration of the product of experts on held-out rows: one temperature, or one weight per expert."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ import torch
 
 from ..nn.losses import ProductOfExpertsNLLLoss
 
-__all__ = ["fit_temperature", "fit_held_out_temperature", "fit_gaussian_temperature"]
+__all__ = [
+    "fit_temperature",
+    "fit_expert_weights",
+    "calibrate_product",
+    "fit_gaussian_temperature",
+]
 
 # Bounds of a fitted temperature: below 1 the product is sharpened; more
 # than 2x would mostly fit the noise of a small validation split.
@@ -54,48 +59,126 @@ def fit_temperature(
     """
     if len(y) == 0:
         return 1.0
-    logits = logits.detach().double().cpu()
+    (scale,) = _fit_scales(logits.unsqueeze(0), y, weight, sample_weight, criterion, max_iter)
+    if not math.isfinite(scale) or scale <= 0:
+        return 1.0
+    return min(max(1.0 / scale, _T_MIN), _T_MAX)
+
+
+def fit_expert_weights(
+    expert_terms,
+    y,
+    weight=None,
+    max_iter=100,
+    *,
+    sample_weight=None,
+    criterion=ProductOfExpertsNLLLoss,
+):
+    """One weight in [0, 1] per expert, minimising the loss of their weighted product.
+
+    The normalised product ``prod_k q_k(y | x)^{w_k}`` is still a product of
+    experts, each tempered by its own ``1 / w_k``. Where
+    :func:`fit_temperature` tempers the whole product, these weights let
+    held-out rows shrink an expert that does not help (a weak modality, an
+    expert that overfit its training rows, an inter expert that counts again
+    what the intra experts already say) instead of letting it pull the
+    product down with full weight. A weight is at most 1: an expert is never
+    made more confident than it was trained to be.
+
+    Parameters
+    ----------
+    expert_terms : tensor of shape (n_experts, n_samples, n_outputs)
+        Each expert's log-probabilities (classes; a constant row where it
+        cannot see the sample) or log-odds (multilabel; 0 where it cannot
+        see the sample) on held-out rows.
+    y, weight, max_iter, sample_weight, criterion
+        As for :func:`fit_temperature`.
+
+    Returns
+    -------
+    weights : list of float
+        One weight per expert; all 1.0 when ``y`` is empty or the fit fails.
+    """
+    n_experts = len(expert_terms)
+    if len(y) == 0:
+        return [1.0] * n_experts
+    weights = _fit_scales(expert_terms, y, weight, sample_weight, criterion, max_iter)
+    if not all(math.isfinite(w) for w in weights):
+        return [1.0] * n_experts
+    return [min(w, 1.0) for w in weights]
+
+
+def calibrate_product(calibration, held_out, options, expert_terms):
+    """The calibration attributes of a product of classifying experts.
+
+    Parameters
+    ----------
+    calibration : {"auto", "experts", "temperature"} or None
+        The estimator's parameter. ``"auto"`` fits expert weights when
+        ``held_out`` comes from several cross-fitted models (every training
+        row held out once), one temperature on a single validation split.
+        ``"experts"`` fits one temperature instead for a single expert.
+    held_out : list
+        ``(expert_logits, available, y, sample_weight)`` per model (see
+        :meth:`sk_i2m2.outcomes.Outcome.calibrate`).
+    options : StageOptions
+        The outcome's; gives the stage-2 criterion and its class weights.
+    expert_terms : callable
+        Maps a model's expert logits ``(n_experts, n_samples, n_outputs)``
+        to the per-expert terms whose sum is the product's logits
+        (log-probabilities for classes, log-odds for labels).
+
+    Returns
+    -------
+    attributes : dict
+        ``temperature_`` and ``expert_weights_`` (a list, one weight per
+        expert; the fit multiplies each expert's output layer by its weight).
+    """
+    n_experts = len(held_out[0][0]) if held_out else 0
+    attributes = {"temperature_": 1.0, "expert_weights_": [1.0] * n_experts}
+    if calibration is None or not held_out:
+        return attributes
+    if calibration == "auto":
+        calibration = "experts" if len(held_out) > 1 else "temperature"
+    terms = torch.cat([expert_terms(logits) for logits, _, _, _ in held_out], dim=1)
+    targets, loss_options = _held_out_loss(held_out, options)
+    if calibration == "experts" and n_experts > 1:
+        attributes["expert_weights_"] = fit_expert_weights(terms, targets, **loss_options)
+    else:
+        attributes["temperature_"] = fit_temperature(terms.sum(0), targets, **loss_options)
+    return attributes
+
+
+def _held_out_loss(held_out, options):
+    """The held-out rows' targets, and the arguments of their stage-2 loss."""
+    targets = torch.cat([target for _, _, target, _ in held_out])
+    weights = [weight for _, _, _, weight in held_out]
+    return targets, {
+        "weight": options.criterion_kwargs["weight"],
+        "sample_weight": None if weights[0] is None else torch.cat(weights),
+        "criterion": options.criteria[1],
+    }
+
+
+def _fit_scales(terms, y, weight, sample_weight, criterion, max_iter):
+    """Positive factors ``s`` minimising ``criterion`` of ``sum_k s_k * terms[k]``; a list."""
+    terms = terms.detach().double().cpu()
     y = y.cpu()
     weight = weight.double().cpu() if weight is not None else None
     sample_weight = sample_weight.double().cpu() if sample_weight is not None else None
     loss_fn = criterion(weight)
-    # Optimise log T: positive T without constraints; start at T = 1.
-    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
+    # Optimise log s: positive factors without constraints; start at s = 1.
+    log_s = torch.zeros(len(terms), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_s], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure():
         optimizer.zero_grad()
-        loss = loss_fn((logits / log_t.exp()).unsqueeze(0), y, sample_weight=sample_weight)
+        loss = loss_fn(log_s.exp().view(-1, 1, 1) * terms, y, sample_weight=sample_weight)
         loss.backward()
         return loss
 
     optimizer.step(closure)
-    temperature = float(log_t.detach().exp())
-    if not torch.isfinite(torch.tensor(temperature)):
-        return 1.0
-    return min(max(temperature, _T_MIN), _T_MAX)
-
-
-def fit_held_out_temperature(held_out, product_logits, options):
-    """:func:`fit_temperature` on the validation rows of every model of a fit.
-
-    ``held_out`` lists ``(expert_logits, available, y, sample_weight)`` per
-    model (see :meth:`sk_i2m2.outcomes.Outcome.calibrate`);
-    ``product_logits`` maps a model's expert logits to the product's logits
-    that the temperature divides; ``options`` (the outcome's
-    :class:`~sk_i2m2.outcomes.StageOptions`) gives the stage-2 criterion and
-    its class weights.
-    """
-    logits = torch.cat([product_logits(logits) for logits, _, _, _ in held_out])
-    targets = torch.cat([target for _, _, target, _ in held_out])
-    weights = [weight for _, _, _, weight in held_out]
-    return fit_temperature(
-        logits,
-        targets,
-        options.criterion_kwargs["weight"],
-        sample_weight=None if weights[0] is None else torch.cat(weights),
-        criterion=options.criteria[1],
-    )
+    return log_s.detach().exp().tolist()
 
 
 def fit_gaussian_temperature(mean, log_var, y, sample_weight=None):

@@ -1,0 +1,95 @@
+"""Expert weights (calibration="experts", the "auto" choice when cross-fitted)."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.model_selection import train_test_split
+
+from sk_i2m2 import I2M2Classifier, ModalityDict, load
+from sk_i2m2.training.calibration import fit_expert_weights
+
+
+def test_fit_expert_weights_shrinks_a_noise_expert_and_keeps_a_good_one():
+    generator = torch.Generator().manual_seed(0)
+    true_logits = 2.0 * torch.randn(3000, 3, generator=generator)
+    y = torch.multinomial(true_logits.softmax(1), 1, generator=generator).squeeze(1)
+    noise = 3.0 * torch.randn(3000, 3, generator=generator)
+    terms = torch.stack([true_logits, noise]).log_softmax(-1)
+    good, bad = fit_expert_weights(terms, y)
+    assert good > 0.9  # at most 1: an expert is never sharpened
+    assert bad < 0.05
+    empty = torch.zeros(2, 0, 3)
+    assert fit_expert_weights(empty, torch.zeros(0, dtype=torch.long)) == [1.0, 1.0]
+
+
+def _two_views_one_noise(n=240, seed=0):
+    """View ``signal`` predicts y; view ``noise`` is independent of it."""
+    rng = np.random.RandomState(seed)
+    y = rng.randint(0, 2, n)
+    signal = rng.randn(n, 5) + 1.2 * y[:, None]
+    noise = rng.randn(n, 20)
+    return ModalityDict(signal=signal, noise=noise), y
+
+
+@pytest.fixture(scope="module")
+def fitted_pair():
+    X, y = _two_views_one_noise()
+    X_train, X_test, y_train, _ = train_test_split(X, y, test_size=0.5, random_state=0, stratify=y)
+    fits = {
+        calibration: I2M2Classifier(calibration=calibration, random_state=0).fit(X_train, y_train)
+        for calibration in (None, "auto")
+    }
+    return fits, X_test
+
+
+def test_expert_weights_scale_the_trained_experts_exactly(fitted_pair):
+    fits, X_test = fitted_pair
+    raw, weighted = fits[None], fits["auto"]
+    assert raw.expert_weights_ == dict.fromkeys(raw.expert_names_, 1.0)
+    assert list(weighted.expert_weights_) == ["signal", "noise", "inter"]
+    assert weighted.temperature_ == 1.0
+    # Calibration runs after training: the same experts, each tempered by its weight.
+    factors = torch.tensor(list(weighted.expert_weights_.values()), dtype=torch.float64)
+    tempered = raw._expert_logits(X_test)[0].double() * factors.view(-1, 1, 1)
+    expected = tempered.sum(0).log_softmax(-1).numpy()
+    np.testing.assert_allclose(weighted.predict_log_proba(X_test), expected, atol=1e-4)
+
+
+def test_the_noise_view_weighs_less_than_the_signal_view(fitted_pair):
+    weights = fitted_pair[0]["auto"].expert_weights_
+    assert weights["noise"] < 0.5 * weights["signal"]
+
+
+def test_expert_weights_survive_save_and_load(fitted_pair, tmp_path):
+    fits, X_test = fitted_pair
+    weighted = fits["auto"]
+    weighted.save(tmp_path / "model")
+    loaded = load(tmp_path / "model")
+    assert loaded.expert_weights_ == pytest.approx(weighted.expert_weights_)
+    np.testing.assert_allclose(loaded.predict_proba(X_test), weighted.predict_proba(X_test))
+
+
+def test_without_stage_2_the_stage_1_experts_stay_as_trained():
+    """The weights go into a copy: the stage-1 net (and warm_start) keep the trained experts."""
+    X, y = _two_views_one_noise(n=120)
+    clf = I2M2Classifier(finetune_epochs=0, random_state=0).fit(X, y)
+    assert clf.finetune_net_ is None
+    assert clf.expert_weights_["noise"] < 1.0
+    fitted = clf.module_.folds[0].experts["signal"].output_layer.weight
+    trained = clf.fold_nets_[0][0].module_.experts["signal"].output_layer.weight
+    torch.testing.assert_close(fitted, trained * clf.expert_weights_["signal"])
+
+
+def test_one_expert_gets_a_temperature():
+    X, y = _two_views_one_noise(n=120)
+    clf = I2M2Classifier(dependencies="inter", calibration="experts", random_state=0).fit(X, y)
+    assert clf.expert_weights_ == {"inter": 1.0}
+    assert clf.temperature_ != 1.0
+
+
+def test_auto_fits_a_temperature_on_a_single_validation_split():
+    X, y = _two_views_one_noise(n=120)
+    clf = I2M2Classifier(cv=None, max_epochs=5, random_state=0).fit(X, y)
+    assert clf.n_folds_ == 1
+    assert clf.expert_weights_ == dict.fromkeys(clf.expert_names_, 1.0)
+    assert clf.temperature_ != 1.0
