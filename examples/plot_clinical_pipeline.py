@@ -273,9 +273,13 @@ for name, p in oof.items():
 # for the best candidate.
 import matplotlib.pyplot as plt
 
-fig, (ax1, ax2, ax3) = plt.subplots(
-    1, 3, figsize=(14, 3.8), width_ratios=[3, 1.3, 1.8]
+fig, axes = plt.subplot_mosaic(
+    [["search", "search"], ["best", "reliability"]],
+    figsize=(7.2, 7),
+    width_ratios=[1, 1.6],
+    layout="constrained",
 )
+ax1, ax2, ax3 = axes["search"], axes["best"], axes["reliability"]
 sizes = list(dict.fromkeys(results["hidden_sizes"]))
 width = 0.8 / len(sizes)
 for i, size in enumerate(sizes):
@@ -317,5 +321,4 @@ ax3.set_xlabel("mean predicted P(diagnosis)")
 ax3.set_ylabel("observed share")
 ax3.set_title("Reliability (out of fold)")
 ax3.legend(fontsize=8, loc="upper left")
-fig.tight_layout()
 plt.show()

@@ -101,7 +101,9 @@ for calibration in ("temperature", None):
 # that some sets are empty: for those patients no label is likely enough at
 # that level, a signal worth showing rather than hiding.
 
-fig, (ax_cov, ax_size) = plt.subplots(1, 2, figsize=(9, 3.5))
+fig, (ax_cov, ax_size) = plt.subplots(
+    2, 1, figsize=(7.2, 6), sharex=True, layout="constrained"
+)
 width = 0.35
 positions = np.arange(len(LEVELS))
 for offset, (name, (coverage, size, temperature)) in zip(
@@ -115,7 +117,6 @@ ax_cov.set(
     xticks=positions,
     xticklabels=[f"{level:.0%}" for level in LEVELS],
     ylim=(0.6, 1.0),
-    xlabel="confidence level",
     ylabel="coverage on test rows",
 )
 ax_size.set(
@@ -124,8 +125,14 @@ ax_size.set(
     xlabel="confidence level",
     ylabel="mean set size (labels)",
 )
-ax_cov.legend(fontsize=7, loc="lower right")
-fig.tight_layout()
+# Above the panels, where it hides no bar.
+ax_cov.legend(
+    loc="lower left",
+    bbox_to_anchor=(0, 1.02),
+    ncols=3,
+    fontsize=8,
+    frameon=False,
+)
 plt.show()
 
 # %%

@@ -114,13 +114,12 @@ print(
 )
 
 # %%
-# Both results side by side: bars are the mean drop in score over the
+# Both results, one above the other: bars are the mean drop in score over the
 # repeats, with its standard deviation; the dashed line is no effect.
 
-fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+fig, axes = plt.subplots(2, 1, figsize=(7.2, 6.5), layout="constrained")
 plot_permutation_importance(by_modality, ax=axes[0])
 axes[0].set_title("by modality (accuracy)")
 plot_permutation_importance(by_feature, ax=axes[1], top=6)
 axes[1].set_title("by feature, top 6 (log-loss)")
-fig.tight_layout()
 plt.show()

@@ -66,8 +66,8 @@ inside = np.mean(np.abs(y_test - mean) <= std)
 print(f"within one std: {inside:.0%} (temperature {reg.temperature_:.2f})")
 
 order = np.argsort(mean)
-fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-ax1.errorbar(
+fig, ax = plt.subplots(figsize=(7.2, 4), layout="constrained")
+ax.errorbar(
     np.arange(len(order)),
     mean[order],
     yerr=std[order],
@@ -75,12 +75,13 @@ ax1.errorbar(
     alpha=0.6,
     label="I2M2 ± std",
 )
-ax1.plot(
+ax.plot(
     np.arange(len(order)), y_test[order], "k.", markersize=4, label="outcome"
 )
-ax1.set_xlabel("test patient (sorted by prediction)")
-ax1.set_ylabel("disease progression")
-ax1.legend()
+ax.set_xlabel("test patient (sorted by prediction)")
+ax.set_ylabel("disease progression")
+ax.legend()
+plt.show()
 
 # %%
 # Each expert's weight
@@ -90,9 +91,9 @@ ax1.legend()
 means, stds = reg.expert_predict(X_test, return_std=True)
 precisions = {name: 1 / s**2 for name, s in stds.items()}
 total = sum(precisions.values())
-ax2.boxplot([precisions[name] / total for name in reg.expert_names_])
-ax2.set_xticks(range(1, len(reg.expert_names_) + 1), reg.expert_names_)
-ax2.set_ylabel("share of the precision")
-ax2.set_title("weight of each expert in the product")
-fig.tight_layout()
+fig, ax = plt.subplots(figsize=(7.2, 3.5), layout="constrained")
+ax.boxplot([precisions[name] / total for name in reg.expert_names_])
+ax.set_xticks(range(1, len(reg.expert_names_) + 1), reg.expert_names_)
+ax.set_ylabel("share of the precision")
+ax.set_title("weight of each expert in the product")
 plt.show()

@@ -107,7 +107,9 @@ terms = model.modality_contributions(X_test[patients])
 print(terms.round(3))
 curves = model.predict_survival_function(X_test[patients])
 
-fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+fig, (left, right) = plt.subplots(
+    1, 2, figsize=(7.2, 3.4), layout="constrained"
+)
 for curve, name in zip(curves, ["with image", "without image"]):
     left.step(curve.x, curve(curve.x), where="post", label=f"patient {name}")
 left.set_xlabel("time")
@@ -115,16 +117,10 @@ left.set_ylabel("predicted survival")
 left.legend()
 width = 0.38
 positions = np.arange(len(terms.columns))
-for i, name in enumerate(["with image", "without image"]):
-    right.bar(
-        positions + (i - 0.5) * width,
-        terms.iloc[i],
-        width,
-        label=f"patient {name}",
-    )
+for i in range(len(patients)):
+    right.bar(positions + (i - 0.5) * width, terms.iloc[i], width)
 right.set_xticks(positions, terms.columns)
 right.axhline(0, color="grey", linewidth=0.8)
 right.set_ylabel("term in the log-hazard")
-right.legend()
-fig.tight_layout()
+# One legend for both panels (same colours): the bars leave it no room.
 plt.show()

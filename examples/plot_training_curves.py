@@ -62,13 +62,13 @@ print("stage 2 best epoch:", finetune_best)
 # %%
 # Plot
 # ----
-# Left: stage 1's training and validation loss (summed over the experts,
+# Top: stage 1's training and validation loss (summed over the experts,
 # thick lines) and each expert's validation loss, with a dot at the epoch
-# kept for that expert. Right: the product's training and validation loss in
+# kept for that expert. Bottom: the product's training and validation loss in
 # stage 2, which starts from the pretrained experts.
 import matplotlib.pyplot as plt
 
-fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7.2, 7), layout="constrained")
 epochs = np.arange(1, len(pretrain) + 1)
 ax1.plot(
     epochs, pretrain[:, "train_loss"], "k-", linewidth=2, label="train (sum)"
@@ -105,5 +105,4 @@ ax2.set_title("stage 2: product of experts fine-tuned")
 ax2.set_xlabel("epoch")
 ax2.set_ylabel("loss of the product")
 ax2.legend()
-fig.tight_layout()
 plt.show()
