@@ -51,11 +51,18 @@ diagnosis = rng.randint(0, 2, n_patients)
 # The lesion type agrees with the diagnosis for 75 % of the patients.
 agrees = rng.rand(n_patients) < 0.75
 high = np.where(agrees, diagnosis, 1 - diagnosis)
-lesion = np.where(high == 1, rng.randint(5, 10, n_patients), rng.randint(0, 5, n_patients))
+lesion = np.where(
+    high == 1, rng.randint(5, 10, n_patients), rng.randint(0, 5, n_patients)
+)
 
 patient = np.repeat(np.arange(n_patients), n_visits)  # visit -> patient id
 y = diagnosis[patient]
-scan = np.stack([images[rng.choice(np.flatnonzero(digit_labels == d))] for d in lesion[patient]])
+scan = np.stack(
+    [
+        images[rng.choice(np.flatnonzero(digit_labels == d))]
+        for d in lesion[patient]
+    ]
+)
 
 # Patient-level variables, repeated on each visit, and a per-visit biomarker.
 age = (62 + 9 * rng.randn(n_patients) + 4 * diagnosis)[patient]
@@ -63,7 +70,9 @@ baseline = rng.lognormal(1.0, 0.5, n_patients)
 clinical = pd.DataFrame(
     {
         "age": age.round(),
-        "crp": (baseline[patient] * np.exp(0.35 * y + 0.2 * rng.randn(len(y)))).round(2),
+        "crp": (
+            baseline[patient] * np.exp(0.35 * y + 0.2 * rng.randn(len(y)))
+        ).round(2),
         "sex": rng.choice(["F", "M"], n_patients)[patient],
         "site": rng.choice(["north", "south", "east"], n_patients)[patient],
     }
@@ -79,7 +88,10 @@ no_scan = (rng.rand(len(y)) < 0.1) & ~no_table
 scan[no_scan] = np.nan
 X = ModalityDict(clinical=clinical, scan=scan)
 print(X)
-print(f"{no_table.mean():.0%} of the visits have no clinical table, {no_scan.mean():.0%} no scan")
+print(
+    f"{no_table.mean():.0%} of the visits have no clinical table, "
+    f"{no_scan.mean():.0%} no scan"
+)
 clinical.head()
 
 # %%
@@ -112,7 +124,10 @@ pipe = Pipeline(
                             ("num", StandardScaler(), ["age", "crp"]),
                             (
                                 "cat",
-                                OneHotEncoder(sparse_output=False, handle_unknown="ignore"),
+                                OneHotEncoder(
+                                    sparse_output=False,
+                                    handle_unknown="ignore",
+                                ),
                                 ["sex", "site"],
                             ),
                         ]
@@ -123,7 +138,9 @@ pipe = Pipeline(
         (
             "clf",
             I2M2Classifier(
-                encoders={"clinical": MLPEncoder()}, max_epochs=max_epochs, random_state=0
+                encoders={"clinical": MLPEncoder()},
+                max_epochs=max_epochs,
+                random_state=0,
             ),
         ),
     ]
@@ -146,7 +163,8 @@ print("best:", search.best_params_, f"AUROC {search.best_score_:.3f}")
 
 results = pd.DataFrame(search.cv_results_)
 results["dependencies"] = results["param_clf__dependencies"]
-results["hidden_sizes"] = results["param_clf__encoders__clinical__hidden_sizes"].astype(str)
+hidden_sizes = results["param_clf__encoders__clinical__hidden_sizes"]
+results["hidden_sizes"] = hidden_sizes.astype(str)
 results[["dependencies", "hidden_sizes", "mean_test_score", "std_test_score"]]
 
 # %%
@@ -160,11 +178,20 @@ from sklearn.base import clone
 from sklearn.model_selection import KFold, cross_val_score
 
 best = clone(search.best_estimator_)
-grouped = cross_val_score(best, X, y, groups=patient, cv=GroupKFold(n_splits=3), scoring="roc_auc")
-ungrouped = cross_val_score(
-    best, X, y, cv=KFold(n_splits=3, shuffle=True, random_state=0), scoring="roc_auc"
+grouped = cross_val_score(
+    best, X, y, groups=patient, cv=GroupKFold(n_splits=3), scoring="roc_auc"
 )
-print(f"GroupKFold AUROC {grouped.mean():.3f}, shuffled KFold AUROC {ungrouped.mean():.3f}")
+ungrouped = cross_val_score(
+    best,
+    X,
+    y,
+    cv=KFold(n_splits=3, shuffle=True, random_state=0),
+    scoring="roc_auc",
+)
+print(
+    f"GroupKFold AUROC {grouped.mean():.3f}, "
+    f"shuffled KFold AUROC {ungrouped.mean():.3f}"
+)
 
 # %%
 # Patients with and without a table
@@ -181,9 +208,14 @@ proba = fitted.predict_proba(X)[:, 1]
 has_scan = ~no_scan
 scan_only = fitted.predict_proba({"scan": X["scan"][has_scan]})[:, 1]
 # A row of NaN and a table left out of X are the same missing modality.
-assert np.allclose(proba[has_scan & no_table], scan_only[no_table[has_scan]], atol=1e-6)
+assert np.allclose(
+    proba[has_scan & no_table], scan_only[no_table[has_scan]], atol=1e-6
+)
 change = np.abs(proba[has_scan] - scan_only)[~no_table[has_scan]].mean()
-print(f"mean change the table makes to P(diagnosis) where there is one: {change:.3f}")
+print(
+    "mean change the table makes to P(diagnosis) where there is one: "
+    f"{change:.3f}"
+)
 
 # %%
 # Against logistic regression, and calibration
@@ -213,16 +245,23 @@ logistic = Pipeline(
 folds = GroupKFold(n_splits=3)
 oof = {
     "I2M2 (best of the search)": cross_val_predict(
-        clone(search.best_estimator_), X, y, groups=patient, cv=folds, method="predict_proba"
+        clone(search.best_estimator_),
+        X,
+        y,
+        groups=patient,
+        cv=folds,
+        method="predict_proba",
     )[:, 1],
     "logistic regression": cross_val_predict(
         logistic, flat, y, groups=patient, cv=folds, method="predict_proba"
     )[:, 1],
 }
 for name, p in oof.items():
+    auroc, brier = roc_auc_score(y, p), brier_score_loss(y, p)
+    accuracy = ((p > 0.5) == y).mean()
     print(
-        f"{name:27s} AUROC {roc_auc_score(y, p):.3f}  Brier {brier_score_loss(y, p):.3f}  "
-        f"accuracy {((p > 0.5) == y).mean():.3f}"
+        f"{name:27s} AUROC {auroc:.3f}  Brier {brier:.3f}  "
+        f"accuracy {accuracy:.3f}"
     )
 
 
@@ -234,7 +273,13 @@ for name, p in oof.items():
 # for the best candidate.
 import matplotlib.pyplot as plt
 
-fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(14, 3.8), width_ratios=[3, 1.3, 1.8])
+fig, axes = plt.subplot_mosaic(
+    [["search", "search"], ["best", "reliability"]],
+    figsize=(7.2, 7),
+    width_ratios=[1, 1.6],
+    layout="constrained",
+)
+ax1, ax2, ax3 = axes["search"], axes["best"], axes["reliability"]
 sizes = list(dict.fromkeys(results["hidden_sizes"]))
 width = 0.8 / len(sizes)
 for i, size in enumerate(sizes):
@@ -276,5 +321,4 @@ ax3.set_xlabel("mean predicted P(diagnosis)")
 ax3.set_ylabel("observed share")
 ax3.set_title("Reliability (out of fold)")
 ax3.legend(fontsize=8, loc="upper left")
-fig.tight_layout()
 plt.show()

@@ -42,8 +42,11 @@ if FAST:
 # sphinx_gallery_end_ignore
 
 X, y = load_mfeat(["fou", "zer"])  # a ModalityDict
-# Half the rows to fit, a quarter to calibrate the sets, a quarter to test them.
-X_fit, X_rest, y_fit, y_rest = train_test_split(X, y, test_size=0.5, random_state=0, stratify=y)
+# Half the rows to fit, a quarter to calibrate the sets, a quarter to test
+# them.
+X_fit, X_rest, y_fit, y_rest = train_test_split(
+    X, y, test_size=0.5, random_state=0, stratify=y
+)
 X_calib, X_test, y_calib, y_test = train_test_split(
     X_rest, y_rest, test_size=0.5, random_state=0, stratify=y_rest
 )
@@ -59,18 +62,24 @@ X_calib, X_test, y_calib, y_test = train_test_split(
 
 results = {}
 for calibration in ("temperature", None):
-    clf = I2M2Classifier(calibration=calibration, max_epochs=MAX_EPOCHS, random_state=0)
+    clf = I2M2Classifier(
+        calibration=calibration, max_epochs=MAX_EPOCHS, random_state=0
+    )
     clf.fit(X_fit, y_fit)
-    mapie = SplitConformalClassifier(estimator=clf, confidence_level=LEVELS, prefit=True)
+    mapie = SplitConformalClassifier(
+        estimator=clf, confidence_level=LEVELS, prefit=True
+    )
     mapie.conformalize(X_calib, y_calib)
-    _, sets = mapie.predict_set(X_test)  # (n_test, n_classes, n_levels) booleans
+    # (n_test, n_classes, n_levels) booleans
+    _, sets = mapie.predict_set(X_test)
     true_column = np.searchsorted(clf.classes_, y_test)
     coverage = sets[np.arange(len(y_test)), true_column].mean(axis=0)
     size = sets.sum(axis=1).mean(axis=0)
     results[str(calibration)] = (coverage, size, clf.temperature_)
+    accuracy = clf.score(X_test, y_test)
     print(
-        f"calibration={calibration!s:<11} temperature_={clf.temperature_:.2f}  "
-        f"accuracy={clf.score(X_test, y_test):.3f}"
+        f"calibration={calibration!s:<11} "
+        f"temperature_={clf.temperature_:.2f}  accuracy={accuracy:.3f}"
     )
     for level, cov, sz in zip(LEVELS, coverage, size):
         print(f"  {level:.0%} sets: coverage {cov:.3f}, mean size {sz:.2f}")
@@ -92,10 +101,14 @@ for calibration in ("temperature", None):
 # that some sets are empty: for those patients no label is likely enough at
 # that level, a signal worth showing rather than hiding.
 
-fig, (ax_cov, ax_size) = plt.subplots(1, 2, figsize=(9, 3.5))
+fig, (ax_cov, ax_size) = plt.subplots(
+    2, 1, figsize=(7.2, 6), sharex=True, layout="constrained"
+)
 width = 0.35
 positions = np.arange(len(LEVELS))
-for offset, (name, (coverage, size, temperature)) in zip((-width / 2, width / 2), results.items()):
+for offset, (name, (coverage, size, temperature)) in zip(
+    (-width / 2, width / 2), results.items()
+):
     label = f"calibration={name} (T={temperature:.2f})"
     ax_cov.bar(positions + offset, coverage, width, label=label)
     ax_size.bar(positions + offset, size, width, label=label)
@@ -104,7 +117,6 @@ ax_cov.set(
     xticks=positions,
     xticklabels=[f"{level:.0%}" for level in LEVELS],
     ylim=(0.6, 1.0),
-    xlabel="confidence level",
     ylabel="coverage on test rows",
 )
 ax_size.set(
@@ -113,8 +125,14 @@ ax_size.set(
     xlabel="confidence level",
     ylabel="mean set size (labels)",
 )
-ax_cov.legend(fontsize=7, loc="lower right")
-fig.tight_layout()
+# Above the panels, where it hides no bar.
+ax_cov.legend(
+    loc="lower left",
+    bbox_to_anchor=(0, 1.02),
+    ncols=3,
+    fontsize=8,
+    frameon=False,
+)
 plt.show()
 
 # %%

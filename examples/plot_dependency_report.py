@@ -85,13 +85,12 @@ print(xor_report.attrs["verdict"])
 print(xor_report.attrs["agreement_matrix"])
 
 # %%
-# Both reports side by side
-# -------------------------
+# Both reports
+# ------------
 # Bars are the mean score over folds with its standard deviation; the
 # dashed line is the class prior.
 
-fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+fig, axes = plt.subplots(2, 1, figsize=(7.2, 8.5), layout="constrained")
 plot_dependency_report(digits_report, ax=axes[0])
 plot_dependency_report(xor_report, ax=axes[1])
-fig.tight_layout()
 plt.show()

@@ -46,7 +46,9 @@ if FAST:
 # script again (as Python's ``spawn`` does), which is also why the cluster
 # is started under ``if __name__ == "__main__"``.
 X, y = load_mfeat(["fou", "zer"])
-rows = np.random.RandomState(0).permutation(len(y))[:N_SAMPLES]  # the file is sorted by digit
+# The file is sorted by digit: take a random subset, not the first rows.
+shuffled = np.random.RandomState(0).permutation(len(y))
+rows = shuffled[:N_SAMPLES]
 X, y = X[rows], y[rows]
 search = GridSearchCV(
     I2M2Classifier(max_epochs=MAX_EPOCHS, cv=None, random_state=0),
@@ -62,7 +64,10 @@ if __name__ == "__main__":
     try:
         from distributed import Client, LocalCluster
     except ImportError:
-        print("dask.distributed is not installed (pip install sk-i2m2[dask]): ", end="")
+        print(
+            "dask.distributed is not installed (pip install sk-i2m2[dask]): ",
+            end="",
+        )
         print("the search runs on this process instead.")
         search.set_params(n_jobs=1).fit(X, y)
     else:
@@ -86,7 +91,9 @@ if __name__ == "__main__":
     print("best:", search.best_params_, f"accuracy {search.best_score_:.3f}")
 
     fig, ax = plt.subplots(figsize=(6, 3))
-    labels = [", ".join(f"{k}={v}" for k, v in p.items()) for p in results["params"]]
+    labels = [
+        ", ".join(f"{k}={v}" for k, v in p.items()) for p in results["params"]
+    ]
     ax.barh(labels, results["mean_test_score"], xerr=results["std_test_score"])
     ax.set_xlabel("mean cross-validated accuracy")
     ax.set_title("GridSearchCV on a 2-worker Dask cluster")

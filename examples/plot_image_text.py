@@ -43,23 +43,27 @@ from sk_i2m2.encoders import ModuleEncoder, TextEmbedding
 rng = np.random.RandomState(0)
 torch.manual_seed(0)
 digits = load_digits()
-images = (digits.images / 16.0).astype(np.float32)[:, None]  # (1797, 1, 8, 8) in [0, 1]
+# (1797, 1, 8, 8) in [0, 1]
+images = (digits.images / 16.0).astype(np.float32)[:, None]
 labels = digits.target
 
-# The backbone is "pretrained" on the first 600 digits; the task uses the others.
+# The backbone is "pretrained" on the first 600 digits; the task uses the
+# others.
 pretrain_images, pretrain_labels = images[:600], labels[:600]
 task_images, task_labels = images[600:], labels[600:]
 
 
 def ask(digit, rng):
-    """A question about ``digit`` and its yes/no answer (1/0), yes half of the time."""
+    """A question about ``digit`` and its answer: 1 (yes) half of the time."""
     kind = rng.randint(3)
     if kind == 0:
-        asked = digit if rng.rand() < 0.5 else rng.choice([d for d in range(10) if d != digit])
+        others = [d for d in range(10) if d != digit]
+        asked = digit if rng.rand() < 0.5 else rng.choice(others)
         return f"is this a {asked} ?", int(asked == digit)
     if kind == 1:
         parity = rng.choice(["even", "odd"])
-        return f"is the digit {parity} ?", int((digit % 2 == 0) == (parity == "even"))
+        is_even = digit % 2 == 0
+        return f"is the digit {parity} ?", int(is_even == (parity == "even"))
     k = rng.randint(1, 9)
     return f"is it larger than {k} ?", int(digit > k)
 
@@ -75,9 +79,13 @@ if FAST:
 # sphinx_gallery_end_ignore
 rows = rng.randint(len(task_images), size=n_pairs)
 questions, answers = zip(*(ask(task_labels[i], rng) for i in rows))
-X = ModalityDict(image=task_images[rows], question=np.array(questions, dtype=object))
+X = ModalityDict(
+    image=task_images[rows], question=np.array(questions, dtype=object)
+)
 y = np.array(answers)
-X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0)
+X_train, X_test, y_train, y_test = train_test_split(
+    X, y, test_size=0.3, random_state=0
+)
 print(list(X["question"][:3]), y[:3])
 
 # %%
@@ -107,12 +115,13 @@ if FAST:
 for _ in range(pretrain_epochs):
     for batch in torch.randperm(len(xb)).split(64):
         optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(classifier(xb[batch]), yb[batch]).backward()
+        logits = classifier(xb[batch])
+        torch.nn.functional.cross_entropy(logits, yb[batch]).backward()
         optimizer.step()
 
 
 def embed(texts, n_features=64):
-    """Hashed counts of words and word pairs: a stand-in for a sentence embedding."""
+    """Hashed counts of words and word pairs, standing in for an embedding."""
     out = np.zeros((len(texts), n_features), dtype=np.float32)
     for i, text in enumerate(texts):
         words = text.split()
@@ -158,8 +167,17 @@ for dependencies in ["intra", "inter", "both"]:
 # product cannot beat guessing by much; the inter expert reads both (the fused
 # frozen features) and answers, and I2M2 keeps that.
 fig, ax = plt.subplots(figsize=(5, 3))
-ax.bar(list(scores), list(scores.values()), color=["tab:gray", "tab:blue", "tab:green"])
-ax.axhline(max(np.mean(y_test), 1 - np.mean(y_test)), color="k", ls="--", label="majority")
+ax.bar(
+    list(scores),
+    list(scores.values()),
+    color=["tab:gray", "tab:blue", "tab:green"],
+)
+ax.axhline(
+    max(np.mean(y_test), 1 - np.mean(y_test)),
+    color="k",
+    ls="--",
+    label="majority",
+)
 ax.set_ylim(0.4, 1.0)
 ax.set_ylabel("test accuracy")
 ax.set_title("Image + question, frozen encoders")

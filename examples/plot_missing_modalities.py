@@ -33,7 +33,9 @@ if os.environ.get("SK_I2M2_DOCS_FAST") == "1":
 
 VIEWS = ["fou", "zer", "mor"]
 X, y = load_mfeat(VIEWS)
-X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, stratify=y, random_state=0)
+X_train, X_test, y_train, y_test = train_test_split(
+    X, y, test_size=0.3, stratify=y, random_state=0
+)
 
 # %%
 # Two ways to handle a missing view
@@ -64,7 +66,10 @@ order = rng.permutation(len(y_test))
 
 
 def hide(view, share):
-    X_missing = {name: np.array(values, dtype=np.float32) for name, values in X_test.items()}
+    X_missing = {
+        name: np.array(values, dtype=np.float32)
+        for name, values in X_test.items()
+    }
     X_missing[view][order[: round(share * len(y_test))]] = np.nan
     return X_missing
 
@@ -75,7 +80,9 @@ accuracy = {
     for view in VIEWS
 }
 for (label, view), scores in accuracy.items():
-    print(f"{label:38s} without {view}: " + "  ".join(f"{s:.3f}" for s in scores))
+    print(
+        f"{label:38s} without {view}: " + "  ".join(f"{s:.3f}" for s in scores)
+    )
 
 # %%
 # One view alone

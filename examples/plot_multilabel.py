@@ -30,7 +30,9 @@ Y = np.c_[
     np.isin(digit, [2, 3, 5, 7]),
     np.isin(digit, [0, 4, 6, 8, 9]),
 ].astype(int)
-X_train, X_test, Y_train, Y_test = train_test_split(X, Y, test_size=0.3, random_state=0)
+X_train, X_test, Y_train, Y_test = train_test_split(
+    X, Y, test_size=0.3, random_state=0
+)
 
 # %%
 # One model for the four findings
@@ -58,7 +60,12 @@ print("macro AUROC:", round(roc_auc_score(Y_test, proba, average="macro"), 3))
 # product combines the views' evidence label by label.
 experts = clf.expert_proba(X_test)
 scores = {"I2M2 (product)": roc_auc_score(Y_test, proba, average=None)}
-scores.update({name: roc_auc_score(Y_test, p, average=None) for name, p in experts.items()})
+scores.update(
+    {
+        name: roc_auc_score(Y_test, p, average=None)
+        for name, p in experts.items()
+    }
+)
 
 fig, ax = plt.subplots(figsize=(7, 3.5))
 width = 0.8 / len(scores)

@@ -19,7 +19,10 @@ import pandas as pd
 
 from sk_i2m2 import I2M2Classifier, ModalityDict
 from sk_i2m2.encoders import Conv2dEncoder
-from sk_i2m2.inspection import permutation_importance, plot_permutation_importance
+from sk_i2m2.inspection import (
+    permutation_importance,
+    plot_permutation_importance,
+)
 
 N_TRAIN, N_TEST, MAX_EPOCHS, N_REPEATS = 3000, 1000, 100, 10
 # sphinx_gallery_start_ignore
@@ -37,9 +40,12 @@ if os.environ.get("SK_I2M2_DOCS_FAST") == "1":
 rng = np.random.RandomState(0)
 n = N_TRAIN + N_TEST
 labs = pd.DataFrame(
-    rng.randn(n, 6), columns=["crp", "lactate", "hb", "wbc", "sodium", "creatinine"]
+    rng.randn(n, 6),
+    columns=["crp", "lactate", "hb", "wbc", "sodium", "creatinine"],
 )
-vitals = pd.DataFrame(rng.randn(n, 3), columns=["heart_rate", "resp_rate", "temperature"])
+vitals = pd.DataFrame(
+    rng.randn(n, 3), columns=["heart_rate", "resp_rate", "temperature"]
+)
 scan = rng.randn(n, 1, 8, 8).astype(np.float32)
 spot = scan[:, 0, 2:5, 2:5].mean(axis=(1, 2))
 risk = labs["crp"] + 0.7 * labs["lactate"] + 3 * spot
@@ -67,10 +73,15 @@ print(f"held-out accuracy: {clf.score(X_test, y_test):.3f}")
 # whole table row or scan. Patients without labs keep having none: the
 # values are shuffled among the patients who have them.
 
-by_modality = permutation_importance(clf, X_test, y_test, n_repeats=N_REPEATS, random_state=0)
+by_modality = permutation_importance(
+    clf, X_test, y_test, n_repeats=N_REPEATS, random_state=0
+)
 print(
     pd.DataFrame(
-        {"mean": by_modality.importances_mean, "std": by_modality.importances_std},
+        {
+            "mean": by_modality.importances_mean,
+            "std": by_modality.importances_std,
+        },
         index=by_modality.feature_names,
     )
 )
@@ -103,13 +114,12 @@ print(
 )
 
 # %%
-# Both results side by side: bars are the mean drop in score over the
+# Both results, one above the other: bars are the mean drop in score over the
 # repeats, with its standard deviation; the dashed line is no effect.
 
-fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+fig, axes = plt.subplots(2, 1, figsize=(7.2, 6.5), layout="constrained")
 plot_permutation_importance(by_modality, ax=axes[0])
 axes[0].set_title("by modality (accuracy)")
 plot_permutation_importance(by_feature, ax=axes[1], top=6)
 axes[1].set_title("by feature, top 6 (log-loss)")
-fig.tight_layout()
 plt.show()

@@ -37,17 +37,22 @@ if os.environ.get("SK_I2M2_DOCS_FAST") == "1":
 data = load_diabetes()
 X = ModalityDict(demographics=data.data[:, :4], serum=data.data[:, 4:])
 y = data.target
-X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0)
+X_train, X_test, y_train, y_test = train_test_split(
+    X, y, test_size=0.3, random_state=0
+)
 
 # %%
 # Fit and score
 # -------------
 # ``score`` is R², as for any scikit-learn regressor. The ridge baseline
 # sees both views concatenated.
-reg = I2M2Regressor(max_epochs=MAX_EPOCHS, random_state=0).fit(X_train, y_train)
+reg = I2M2Regressor(max_epochs=MAX_EPOCHS, random_state=0)
+reg.fit(X_train, y_train)
 ridge = make_pipeline(StandardScaler(), RidgeCV())
 ridge.fit(np.hstack([X_train["demographics"], X_train["serum"]]), y_train)
-ridge_r2 = ridge.score(np.hstack([X_test["demographics"], X_test["serum"]]), y_test)
+ridge_r2 = ridge.score(
+    np.hstack([X_test["demographics"], X_test["serum"]]), y_test
+)
 print(f"I2M2 R² {reg.score(X_test, y_test):.3f}, ridge R² {ridge_r2:.3f}")
 
 # %%
@@ -61,14 +66,22 @@ inside = np.mean(np.abs(y_test - mean) <= std)
 print(f"within one std: {inside:.0%} (temperature {reg.temperature_:.2f})")
 
 order = np.argsort(mean)
-fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-ax1.errorbar(
-    np.arange(len(order)), mean[order], yerr=std[order], fmt=".", alpha=0.6, label="I2M2 ± std"
+fig, ax = plt.subplots(figsize=(7.2, 4), layout="constrained")
+ax.errorbar(
+    np.arange(len(order)),
+    mean[order],
+    yerr=std[order],
+    fmt=".",
+    alpha=0.6,
+    label="I2M2 ± std",
 )
-ax1.plot(np.arange(len(order)), y_test[order], "k.", markersize=4, label="outcome")
-ax1.set_xlabel("test patient (sorted by prediction)")
-ax1.set_ylabel("disease progression")
-ax1.legend()
+ax.plot(
+    np.arange(len(order)), y_test[order], "k.", markersize=4, label="outcome"
+)
+ax.set_xlabel("test patient (sorted by prediction)")
+ax.set_ylabel("disease progression")
+ax.legend()
+plt.show()
 
 # %%
 # Each expert's weight
@@ -78,9 +91,9 @@ ax1.legend()
 means, stds = reg.expert_predict(X_test, return_std=True)
 precisions = {name: 1 / s**2 for name, s in stds.items()}
 total = sum(precisions.values())
-ax2.boxplot([precisions[name] / total for name in reg.expert_names_])
-ax2.set_xticks(range(1, len(reg.expert_names_) + 1), reg.expert_names_)
-ax2.set_ylabel("share of the precision")
-ax2.set_title("weight of each expert in the product")
-fig.tight_layout()
+fig, ax = plt.subplots(figsize=(7.2, 3.5), layout="constrained")
+ax.boxplot([precisions[name] / total for name in reg.expert_names_])
+ax.set_xticks(range(1, len(reg.expert_names_) + 1), reg.expert_names_)
+ax.set_ylabel("share of the precision")
+ax.set_title("weight of each expert in the product")
 plt.show()

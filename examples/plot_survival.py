@@ -42,7 +42,9 @@ X, y = make_survival_digits(random_state=0)
 rng = np.random.default_rng(0)
 X["image"][rng.random(len(y)) < 1 / 3] = np.nan
 rows = np.arange(len(y))
-train, test = train_test_split(rows, test_size=0.3, stratify=y["event"], random_state=0)
+train, test = train_test_split(
+    rows, test_size=0.3, stratify=y["event"], random_state=0
+)
 X_train, X_test, y_train, y_test = X[train], X[test], y[train], y[test]
 print(f"{len(y)} patients, {y['event'].mean():.0%} with an observed event")
 
@@ -53,7 +55,9 @@ print(f"{len(y)} patients, {y['event'].mean():.0%} with an observed event")
 # estimators. ``modality_dropout`` trains the inter expert for patients
 # without an image. The Cox model sees the table and the 64 pixels, with
 # missing images imputed by the mean image.
-model = I2M2SurvivalAnalysis(max_epochs=MAX_EPOCHS, modality_dropout=0.3, random_state=0)
+model = I2M2SurvivalAnalysis(
+    max_epochs=MAX_EPOCHS, modality_dropout=0.3, random_state=0
+)
 model.fit(X_train, y_train)
 
 
@@ -61,7 +65,9 @@ def flat(X):
     return np.hstack([X["clinical"], X["image"].reshape(len(X["image"]), -1)])
 
 
-cox = make_pipeline(SimpleImputer(), StandardScaler(), CoxPHSurvivalAnalysis(alpha=1.0))
+cox = make_pipeline(
+    SimpleImputer(), StandardScaler(), CoxPHSurvivalAnalysis(alpha=1.0)
+)
 cox.fit(flat(X_train), y_train)
 print(f"I2M2 C-index {model.score(X_test, y_test):.3f}")
 print(f"Cox  C-index {cox.score(flat(X_test), y_test):.3f}")
@@ -76,8 +82,12 @@ cuts = np.quantile(model.predict(X_train), [1 / 3, 2 / 3])
 group = np.digitize(model.predict(X_test), cuts)
 fig, ax = plt.subplots(figsize=(6, 4))
 for g, label in enumerate(["low risk", "medium risk", "high risk"]):
-    time, survival = kaplan_meier_estimator(y_test["event"][group == g], y_test["time"][group == g])
-    ax.step(time, survival, where="post", label=f"{label} ({np.sum(group == g)})")
+    time, survival = kaplan_meier_estimator(
+        y_test["event"][group == g], y_test["time"][group == g]
+    )
+    ax.step(
+        time, survival, where="post", label=f"{label} ({np.sum(group == g)})"
+    )
 ax.set_xlabel("time")
 ax.set_ylabel("survival probability (Kaplan-Meier)")
 ax.set_title("Held-out patients by I2M2's predicted risk")
@@ -97,7 +107,9 @@ terms = model.modality_contributions(X_test[patients])
 print(terms.round(3))
 curves = model.predict_survival_function(X_test[patients])
 
-fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+fig, (left, right) = plt.subplots(
+    1, 2, figsize=(7.2, 3.4), layout="constrained"
+)
 for curve, name in zip(curves, ["with image", "without image"]):
     left.step(curve.x, curve(curve.x), where="post", label=f"patient {name}")
 left.set_xlabel("time")
@@ -105,11 +117,10 @@ left.set_ylabel("predicted survival")
 left.legend()
 width = 0.38
 positions = np.arange(len(terms.columns))
-for i, name in enumerate(["with image", "without image"]):
-    right.bar(positions + (i - 0.5) * width, terms.iloc[i], width, label=f"patient {name}")
+for i in range(len(patients)):
+    right.bar(positions + (i - 0.5) * width, terms.iloc[i], width)
 right.set_xticks(positions, terms.columns)
 right.axhline(0, color="grey", linewidth=0.8)
 right.set_ylabel("term in the log-hazard")
-right.legend()
-fig.tight_layout()
+# One legend for both panels (same colours): the bars leave it no room.
 plt.show()

@@ -34,7 +34,9 @@ import os
 from sklearn.model_selection import train_test_split
 
 if os.environ.get("SK_I2M2_DOCS_FAST") == "1":
-    keep, _ = train_test_split(np.arange(len(y)), train_size=600, stratify=y, random_state=0)
+    keep, _ = train_test_split(
+        np.arange(len(y)), train_size=600, stratify=y, random_state=0
+    )
     X, y = X[np.sort(keep)], y[np.sort(keep)]
     clf.set_params(max_epochs=15)
 # sphinx_gallery_end_ignore
@@ -53,22 +55,31 @@ pretrain = clf.pretrain_net_.history
 finetune = clf.finetune_net_.history
 checkpoint = dict(clf.pretrain_net_.callbacks_)["expert_checkpoint"]
 print("stage 1 best epoch per expert:", checkpoint.best_epoch_)
-finetune_best = dict(clf.finetune_net_.callbacks_)["early_stopping"].best_epoch_
+early_stopping = dict(clf.finetune_net_.callbacks_)["early_stopping"]
+finetune_best = early_stopping.best_epoch_
 print("stage 2 best epoch:", finetune_best)
 
 # %%
 # Plot
 # ----
-# Left: stage 1's training and validation loss (summed over the experts,
+# Top: stage 1's training and validation loss (summed over the experts,
 # thick lines) and each expert's validation loss, with a dot at the epoch
-# kept for that expert. Right: the product's training and validation loss in
+# kept for that expert. Bottom: the product's training and validation loss in
 # stage 2, which starts from the pretrained experts.
 import matplotlib.pyplot as plt
 
-fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7.2, 7), layout="constrained")
 epochs = np.arange(1, len(pretrain) + 1)
-ax1.plot(epochs, pretrain[:, "train_loss"], "k-", linewidth=2, label="train (sum)")
-ax1.plot(epochs, pretrain[:, "valid_loss"], "k--", linewidth=2, label="validation (sum)")
+ax1.plot(
+    epochs, pretrain[:, "train_loss"], "k-", linewidth=2, label="train (sum)"
+)
+ax1.plot(
+    epochs,
+    pretrain[:, "valid_loss"],
+    "k--",
+    linewidth=2,
+    label="validation (sum)",
+)
 for name in clf.expert_names_:
     losses = pretrain[:, f"valid_loss_{name}"]
     epochs = np.arange(1, len(losses) + 1)
@@ -84,10 +95,14 @@ ax1.legend(fontsize=8)
 epochs = np.arange(1, len(finetune) + 1)
 ax2.plot(epochs, finetune[:, "train_loss"], label="train")
 ax2.plot(epochs, finetune[:, "valid_loss"], label="validation")
-ax2.plot(finetune_best, finetune[finetune_best - 1, "valid_loss"], "ko", label="kept")
+ax2.plot(
+    finetune_best,
+    finetune[finetune_best - 1, "valid_loss"],
+    "ko",
+    label="kept",
+)
 ax2.set_title("stage 2: product of experts fine-tuned")
 ax2.set_xlabel("epoch")
 ax2.set_ylabel("loss of the product")
 ax2.legend()
-fig.tight_layout()
 plt.show()
