@@ -35,9 +35,13 @@ def _run(path, X):
 @pytest.mark.parametrize("fusion, cv", [("concat", 2), ("lrtf", None)])
 def test_onnxruntime_matches_predict_proba(tmp_path, fusion, cv):
     X, y = _data()
-    # Calibrated, and with cv=2 cross-fitted (a fold ensemble): the graph holds both.
+    # Calibrated: one temperature, or with cv=2 a fold ensemble whose experts
+    # are weighted (calibration="auto"). The graph holds either.
     clf = I2M2Classifier(fusion=fusion, max_epochs=2, cv=cv, random_state=0).fit(X, y)
-    assert clf.temperature_ != 1.0
+    if cv is None:
+        assert clf.temperature_ != 1.0
+    else:
+        assert set(clf.expert_weights_.values()) != {1.0}
     path = sk_i2m2.to_onnx(clf, tmp_path / "model.onnx")
     session, (proba,) = _run(path, X)
     assert [i.name for i in session.get_inputs()] == ["vector", "image", "sequence"]

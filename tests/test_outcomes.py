@@ -78,7 +78,10 @@ def test_calibration_returns_its_attributes_and_sets_nothing():
     outcome = ClassesOutcome()
     options = outcome.stage_options({"classes_": np.array([0, 1])}, np.array([0, 1, 1, 0]), None)
     assert isinstance(options, StageOptions)
-    assert outcome.calibrate([], options, training_rows=None) == {"temperature_": 1.0}
+    assert outcome.calibrate([], options, training_rows=None) == {
+        "temperature_": 1.0,
+        "expert_weights_": [],  # no held-out rows: the fit weighs every expert 1
+    }
 
 
 def test_describe_fit_is_immutable_and_changes_nothing(data):
