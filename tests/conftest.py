@@ -8,6 +8,22 @@ torch.set_num_threads(1)
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
+# The documentation build of tests/test_docs.py, once started.
+DOCS_BUILD = pytest.StashKey()
+
+
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected tests
+def pytest_collection_modifyitems(config, items):
+    # The documentation build is a subprocess of a minute or more on one core:
+    # started now, it runs beside the tests, which train with one thread.
+    if config.option.collectonly:
+        return
+    for item in items:
+        if getattr(item, "originalname", None) == "test_docs_build":
+            item.module.start_docs_build(config)
+            break
+
+
 # Small, fast settings shared by the tests that train.
 FAST = dict(max_epochs=30, n_iter_no_change=5, random_state=0)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import importlib.util
 import io
 import os
 import pkgutil
@@ -21,10 +22,12 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import DOCS_BUILD
 
 import sk_i2m2
 
@@ -248,52 +251,96 @@ def test_ci_runs_the_readme_test_command():
 
 
 _SPHINX = ["sphinx", "sphinx_gallery", "numpydoc", "pydata_sphinx_theme", "myst_parser"]
+# What the documentation build does not read: version control, caches, build
+# outputs and virtual environments (.ci/floor and .ci/vision make theirs in
+# the checkout: gigabytes).
+NOT_COPIED = [
+    ".git",
+    "__pycache__",
+    "*.egg-info",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".hypothesis",
+    ".benchmarks",
+    ".venv*",
+    *GENERATED,
+    "sg_execution_times.rst",
+]
 
 
-def test_docs_build(tmp_path):
+def _have_sphinx():
+    return all(importlib.util.find_spec(name) is not None for name in _SPHINX)
+
+
+class DocsBuild:
+    """``sphinx -W --keep-going`` in fast mode, in a subprocess, on a copy of the sources.
+
+    The copy keeps pages generated in the source tree (API stubs, gallery
+    pages) fresh and the working tree clean.
+    """
+
+    def __init__(self, workdir):
+        self.workdir = Path(workdir)
+        src = self.workdir / "src"
+        shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(*NOT_COPIED))
+        self.html = self.workdir / "html"
+        env = dict(
+            os.environ,
+            SK_I2M2_DOCS_FAST="1",
+            MPLBACKEND="Agg",
+            OMP_NUM_THREADS="1",
+            PYTHONPATH=os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]),
+        )
+        command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html"]
+        command += ["-d", str(self.workdir / "doctrees"), str(src / "docs"), str(self.html)]
+        # To a file, not a pipe: nobody reads the output until the build ends.
+        self._log = open(self.workdir / "build.log", "w+", encoding="utf-8")
+        self.process = subprocess.Popen(
+            command, cwd=src, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def wait(self):
+        """``(returncode, the end of the build's output)`` once the build is done."""
+        returncode = self.process.wait()
+        self._log.seek(0)
+        return returncode, self._log.read()[-12000:]
+
+    def close(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_docs_build(config):
+    """Start the build when the tests are collected (see ``conftest.py``).
+
+    It runs for a minute or more on one core, while the rest of the suite
+    trains with one thread: started first, it finishes on the second core
+    by the time :func:`test_docs_build` reads it.
+    """
+    if _have_sphinx():
+        build = DocsBuild(tempfile.mkdtemp(prefix="sk-i2m2-docs-"))
+        config.stash[DOCS_BUILD] = build
+        config.add_cleanup(build.close)
+
+
+@pytest.fixture
+def docs_build(request, tmp_path):
     for name in _SPHINX:
         pytest.importorskip(name, reason="the documentation tools: pip install -e '.[docs]'")
-    # A copy of the checkout, so that pages generated in the source tree
-    # (API stubs, gallery pages) are fresh and the working tree stays clean.
-    src = tmp_path / "src"
-    shutil.copytree(
-        ROOT,
-        src,
-        ignore=shutil.ignore_patterns(
-            ".git",
-            "__pycache__",
-            "*.egg-info",
-            ".pytest_cache",
-            ".hypothesis",
-            ".benchmarks",
-            *GENERATED,
-            "sg_execution_times.rst",
-        ),
-    )
-    html = tmp_path / "html"
-    env = dict(
-        os.environ,
-        SK_I2M2_DOCS_FAST="1",
-        MPLBACKEND="Agg",
-        OMP_NUM_THREADS="1",
-        PYTHONPATH=os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]),
-    )
-    command = [
-        sys.executable,
-        "-m",
-        "sphinx",
-        "-W",
-        "--keep-going",
-        "-b",
-        "html",
-        "-d",
-        str(tmp_path / "doctrees"),
-        str(src / "docs"),
-        str(html),
-    ]
-    done = subprocess.run(command, cwd=src, env=env, capture_output=True, text=True)
-    log = done.stdout[-6000:] + "\n" + done.stderr[-6000:]
-    assert done.returncode == 0, log
+    build = request.config.stash.get(DOCS_BUILD, None)
+    if build is None:
+        build = DocsBuild(tmp_path)
+        request.addfinalizer(build.close)
+    return build
+
+
+def test_docs_build(docs_build):
+    returncode, log = docs_build.wait()
+    assert returncode == 0, log
+    html = docs_build.html
 
     examples = sorted(EXAMPLES.glob("plot_*.py"))
     assert len(examples) >= 3
