@@ -8,20 +8,22 @@ torch.set_num_threads(1)
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
-# The documentation build of tests/test_docs.py, once started.
-DOCS_BUILD = pytest.StashKey()
-
 
 @pytest.hookimpl(trylast=True)  # after -k and -m have deselected tests
 def pytest_collection_modifyitems(config, items):
-    # The documentation build is a subprocess of a minute or more on one core:
-    # started now, it runs beside the tests, which train with one thread.
+    # Test modules with slow, self-contained checks (test_docs.py) start them
+    # now in subprocesses, beside the tests, which train with one thread; the
+    # tests that read their outcome go last.
     if config.option.collectonly:
         return
-    for item in items:
-        if getattr(item, "originalname", None) == "test_docs_build":
-            item.module.start_docs_build(config)
-            break
+    modules = {item.module for item in items if hasattr(item, "module")}
+    waiting = set()
+    for module in modules:
+        if hasattr(module, "start_in_background"):
+            waiting.update(module.start_in_background(config, items))
+    items[:] = [item for item in items if item not in waiting] + [
+        item for item in items if item in waiting
+    ]
 
 
 # Small, fast settings shared by the tests that train.

@@ -24,10 +24,11 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
+import traceback
 from pathlib import Path
 
 import pytest
-from conftest import DOCS_BUILD
 
 import sk_i2m2
 
@@ -122,12 +123,26 @@ def docs_workdir(tmp_path, monkeypatch):
         sys.modules["matplotlib.pyplot"].close("all")
 
 
-def test_readme_python_blocks(docs_workdir):
-    blocks = markdown_python_blocks(README.read_text(encoding="utf-8"))
-    assert len(blocks) >= 4
-    namespace = {"__name__": "__readme__"}
-    for line, code in blocks:
-        _exec(code, line, str(README), namespace)
+def run_page(name):
+    """Run the code of ``README.md`` or of a page of ``docs/`` (named relative to it)."""
+    if name == README.name:
+        namespace = {"__name__": "__readme__"}
+        for line, code in markdown_python_blocks(README.read_text(encoding="utf-8")):
+            _exec(code, line, str(README), namespace)
+        return
+    page = DOCS / name
+    namespace = {"__name__": "__docs__"}
+    for kind, line, code in rst_chunks(page.read_text(encoding="utf-8")):
+        if kind == "exec":
+            _exec(code, line, str(page), namespace)
+        else:
+            _run_doctest(code, line, str(page), namespace)
+
+
+def test_readme_python_blocks(request, tmp_path):
+    assert len(markdown_python_blocks(README.read_text(encoding="utf-8"))) >= 4
+    outcome = page_outcome(request, tmp_path, README.name)
+    assert not outcome, outcome
 
 
 def test_doc_pages_found():
@@ -137,14 +152,9 @@ def test_doc_pages_found():
 
 
 @pytest.mark.parametrize("page", _doc_pages(), ids=lambda path: path.relative_to(DOCS).as_posix())
-def test_doc_page_code(page, docs_workdir):
-    chunks = rst_chunks(page.read_text(encoding="utf-8"))
-    namespace = {"__name__": "__docs__"}
-    for kind, line, code in chunks:
-        if kind == "exec":
-            _exec(code, line, str(page), namespace)
-        else:
-            _run_doctest(code, line, str(page), namespace)
+def test_doc_page_code(page, request, tmp_path):
+    outcome = page_outcome(request, tmp_path, page.relative_to(DOCS).as_posix())
+    assert not outcome, outcome
 
 
 def test_rst_chunks_reads_blocks_and_doctests():
@@ -272,60 +282,6 @@ def _have_sphinx():
     return all(importlib.util.find_spec(name) is not None for name in _SPHINX)
 
 
-class DocsBuild:
-    """``sphinx -W --keep-going`` in fast mode, in a subprocess, on a copy of the sources.
-
-    The copy keeps pages generated in the source tree (API stubs, gallery
-    pages) fresh and the working tree clean.
-    """
-
-    def __init__(self, workdir):
-        self.workdir = Path(workdir)
-        src = self.workdir / "src"
-        shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(*NOT_COPIED))
-        self.html = self.workdir / "html"
-        env = dict(
-            os.environ,
-            SK_I2M2_DOCS_FAST="1",
-            MPLBACKEND="Agg",
-            OMP_NUM_THREADS="1",
-            PYTHONPATH=os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]),
-        )
-        command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html"]
-        command += ["-d", str(self.workdir / "doctrees"), str(src / "docs"), str(self.html)]
-        # To a file, not a pipe: nobody reads the output until the build ends.
-        self._log = open(self.workdir / "build.log", "w+", encoding="utf-8")
-        self.process = subprocess.Popen(
-            command, cwd=src, env=env, stdout=self._log, stderr=subprocess.STDOUT
-        )
-
-    def wait(self):
-        """``(returncode, the end of the build's output)`` once the build is done."""
-        returncode = self.process.wait()
-        self._log.seek(0)
-        return returncode, self._log.read()[-12000:]
-
-    def close(self):
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def start_docs_build(config):
-    """Start the build when the tests are collected (see ``conftest.py``).
-
-    It runs for a minute or more on one core, while the rest of the suite
-    trains with one thread: started first, it finishes on the second core
-    by the time :func:`test_docs_build` reads it.
-    """
-    if _have_sphinx():
-        build = DocsBuild(tempfile.mkdtemp(prefix="sk-i2m2-docs-"))
-        config.stash[DOCS_BUILD] = build
-        config.add_cleanup(build.close)
-
-
 @pytest.fixture
 def docs_build(request, tmp_path):
     for name in _SPHINX:
@@ -361,3 +317,157 @@ def test_docs_build(docs_build):
         assert (html / f"{page}.html").is_file(), page
     benchmarks = (html / "benchmarks.html").read_text(encoding="utf-8")
     assert "I2M2" in benchmarks and (html / "_images" / "compare.png").is_file()
+
+
+# ----------------------------------------------------------------------
+# Beside the suite
+#
+# The code of the README and the docs pages and the Sphinx build are the
+# slowest checks of the suite, and self-contained: they run in subprocesses
+# started when the tests are collected (conftest.py), on the core that the
+# training tests (one torch thread) leave idle. Their tests go last and
+# read the outcome.
+
+DOCS_BUILD = pytest.StashKey()
+DOC_PAGES = pytest.StashKey()
+
+
+class _Subprocess:
+    """A command run in ``workdir``, its output to a file there (nobody reads a pipe)."""
+
+    def __init__(self, workdir, command, env):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.workdir / "output.log", "w+", encoding="utf-8")
+        self.process = subprocess.Popen(
+            command, cwd=self.workdir, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def output(self):
+        """The end of the output written so far."""
+        self._log.seek(0)
+        return self._log.read()[-12000:]
+
+    def close(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class DocsBuild(_Subprocess):
+    """``sphinx -W --keep-going`` in fast mode on a copy of the sources.
+
+    The copy keeps pages generated in the source tree (API stubs, gallery
+    pages) fresh and the working tree clean.
+    """
+
+    def __init__(self, workdir):
+        workdir = Path(workdir)
+        src = workdir / "src"
+        shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(*NOT_COPIED))
+        self.html = workdir / "html"
+        env = dict(
+            os.environ,
+            SK_I2M2_DOCS_FAST="1",
+            MPLBACKEND="Agg",
+            OMP_NUM_THREADS="1",
+            PYTHONPATH=os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]),
+        )
+        command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html"]
+        command += ["-d", str(workdir / "doctrees"), str(src / "docs"), str(self.html)]
+        super().__init__(workdir, command, env)
+
+    def wait(self):
+        """``(returncode, the end of the build's output)`` once the build is done."""
+        return self.process.wait(), self.output()
+
+
+class DocPages(_Subprocess):
+    """The code of the README and of docs pages, page by page, in one fresh interpreter.
+
+    It runs this module (see :func:`_run_pages`): each page in a fresh
+    namespace and a scratch directory of its own (the code saves models),
+    with one torch thread (``conftest.py``), headless.
+    """
+
+    def __init__(self, workdir, names):
+        self.names = list(names)
+        env = dict(
+            os.environ,
+            MPLBACKEND="Agg",
+            OMP_NUM_THREADS="1",
+            PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        )
+        super().__init__(workdir, [sys.executable, __file__, *self.names], env)
+
+    def outcome(self, name):
+        """``""`` once the code of page ``name`` ran through, else its traceback."""
+        path = self.workdir / _outcome_file(name)
+        while not path.exists():
+            if self.process.poll() is not None and not path.exists():
+                return f"the pages' subprocess stopped before {name}:\n{self.output()}"
+            time.sleep(0.1)
+        return path.read_text(encoding="utf-8")
+
+
+def _outcome_file(name):
+    return name.replace("/", "--") + ".outcome"
+
+
+def _run_pages(names):
+    """Run each page of ``names`` in the working directory; write its outcome there."""
+    results = Path.cwd()
+    for name in names:
+        scratch = results / "scratch" / _outcome_file(name)
+        scratch.mkdir(parents=True)
+        os.chdir(scratch)
+        try:
+            run_page(name)
+            outcome = ""
+        except Exception:
+            outcome = traceback.format_exc()
+        if "matplotlib.pyplot" in sys.modules:
+            sys.modules["matplotlib.pyplot"].close("all")
+        # Written whole, then renamed: the test never reads half an outcome.
+        partial = results / (_outcome_file(name) + ".part")
+        partial.write_text(outcome, encoding="utf-8")
+        partial.replace(results / _outcome_file(name))
+
+
+def page_outcome(request, tmp_path, name):
+    """The outcome of page ``name`` (see :class:`DocPages`), run now if not started."""
+    pages = request.config.stash.get(DOC_PAGES, None)
+    if pages is None or name not in pages.names:
+        pages = DocPages(tmp_path / "pages", [name])
+        request.addfinalizer(pages.close)
+    return pages.outcome(name)
+
+
+def start_in_background(config, items):
+    """Start the subprocesses that the selected ``items`` read; return those items."""
+    waiting, names = [], []
+    for item in items:
+        if getattr(item, "module", None) is not sys.modules[__name__]:
+            continue
+        if item.originalname == "test_readme_python_blocks":
+            names.append(README.name)
+        elif item.originalname == "test_doc_page_code":
+            names.append(item.callspec.params["page"].relative_to(DOCS).as_posix())
+        elif item.originalname == "test_docs_build" and _have_sphinx():
+            build = DocsBuild(tempfile.mkdtemp(prefix="sk-i2m2-docs-"))
+            config.stash[DOCS_BUILD] = build
+            config.add_cleanup(build.close)
+        else:
+            continue
+        waiting.append(item)
+    if names:
+        pages = DocPages(tempfile.mkdtemp(prefix="sk-i2m2-pages-"), names)
+        config.stash[DOC_PAGES] = pages
+        config.add_cleanup(pages.close)
+    return waiting
+
+
+if __name__ == "__main__":
+    _run_pages(sys.argv[1:])
