@@ -8,6 +8,10 @@
 - the site is built with ``sphinx -W --keep-going`` in the examples' fast
   mode (``SK_I2M2_DOCS_FAST=1``), and every gallery example must have run
   and drawn a figure.
+
+The README's and the pages' code (in a fresh interpreter, page by page) and
+the Sphinx build run in subprocesses that start when the tests are collected,
+beside the rest of the suite; see "Beside the suite" below.
 """
 
 from __future__ import annotations
