@@ -20,6 +20,7 @@ import doctest
 import importlib
 import importlib.util
 import io
+import json
 import os
 import pkgutil
 import re
@@ -30,9 +31,11 @@ import tempfile
 import textwrap
 import time
 import traceback
+import warnings
 from pathlib import Path
 
 import pytest
+from _pytest.config import parse_warning_filter
 
 import sk_i2m2
 
@@ -393,16 +396,18 @@ class DocPages(_Subprocess):
 
     It runs this module (see :func:`_run_pages`): each page in a fresh
     namespace and a scratch directory of its own (the code saves models),
-    with one torch thread (``conftest.py``), headless.
+    with one torch thread (``conftest.py``), headless, and under the
+    ``filterwarnings`` of pytest's configuration (``warning_filters``).
     """
 
-    def __init__(self, workdir, names):
+    def __init__(self, workdir, names, warning_filters=()):
         self.names = list(names)
         env = dict(
             os.environ,
             MPLBACKEND="Agg",
             OMP_NUM_THREADS="1",
             PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+            SK_I2M2_TEST_WARNING_FILTERS=json.dumps(list(warning_filters)),
         )
         super().__init__(workdir, [sys.executable, __file__, *self.names], env)
 
@@ -422,6 +427,8 @@ def _outcome_file(name):
 
 def _run_pages(names):
     """Run each page of ``names`` in the working directory; write its outcome there."""
+    for spec in json.loads(os.environ.get("SK_I2M2_TEST_WARNING_FILTERS", "[]")):
+        warnings.filterwarnings(*parse_warning_filter(spec, escape=False))
     results = Path.cwd()
     for name in names:
         scratch = results / "scratch" / _outcome_file(name)
@@ -444,7 +451,7 @@ def page_outcome(request, tmp_path, name):
     """The outcome of page ``name`` (see :class:`DocPages`), run now if not started."""
     pages = request.config.stash.get(DOC_PAGES, None)
     if pages is None or name not in pages.names:
-        pages = DocPages(tmp_path / "pages", [name])
+        pages = DocPages(tmp_path / "pages", [name], request.config.getini("filterwarnings"))
         request.addfinalizer(pages.close)
     return pages.outcome(name)
 
@@ -467,7 +474,8 @@ def start_in_background(config, items):
             continue
         waiting.append(item)
     if names:
-        pages = DocPages(tempfile.mkdtemp(prefix="sk-i2m2-pages-"), names)
+        filters = config.getini("filterwarnings")
+        pages = DocPages(tempfile.mkdtemp(prefix="sk-i2m2-pages-"), names, filters)
         config.stash[DOC_PAGES] = pages
         config.add_cleanup(pages.close)
     return waiting
