@@ -8,6 +8,24 @@ torch.set_num_threads(1)
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
+
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected tests
+def pytest_collection_modifyitems(config, items):
+    # Test modules with slow, self-contained checks (test_docs.py) start them
+    # now in subprocesses, beside the tests, which train with one thread; the
+    # tests that read their outcome go last.
+    if config.option.collectonly:
+        return
+    modules = {item.module for item in items if hasattr(item, "module")}
+    waiting = set()
+    for module in modules:
+        if hasattr(module, "start_in_background"):
+            waiting.update(module.start_in_background(config, items))
+    items[:] = [item for item in items if item not in waiting] + [
+        item for item in items if item in waiting
+    ]
+
+
 # Small, fast settings shared by the tests that train.
 FAST = dict(max_epochs=30, n_iter_no_change=5, random_state=0)
 

@@ -8,23 +8,34 @@
 - the site is built with ``sphinx -W --keep-going`` in the examples' fast
   mode (``SK_I2M2_DOCS_FAST=1``), and every gallery example must have run
   and drawn a figure.
+
+The README's and the pages' code (in a fresh interpreter, page by page) and
+the Sphinx build run in subprocesses that start when the tests are collected,
+beside the rest of the suite; see "Beside the suite" below.
 """
 
 from __future__ import annotations
 
 import doctest
 import importlib
+import importlib.util
 import io
+import json
 import os
 import pkgutil
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
+import traceback
+import warnings
 from pathlib import Path
 
 import pytest
+from _pytest.config import parse_warning_filter
 
 import sk_i2m2
 
@@ -119,12 +130,26 @@ def docs_workdir(tmp_path, monkeypatch):
         sys.modules["matplotlib.pyplot"].close("all")
 
 
-def test_readme_python_blocks(docs_workdir):
-    blocks = markdown_python_blocks(README.read_text(encoding="utf-8"))
-    assert len(blocks) >= 4
-    namespace = {"__name__": "__readme__"}
-    for line, code in blocks:
-        _exec(code, line, str(README), namespace)
+def run_page(name):
+    """Run the code of ``README.md`` or of a page of ``docs/`` (named relative to it)."""
+    if name == README.name:
+        namespace = {"__name__": "__readme__"}
+        for line, code in markdown_python_blocks(README.read_text(encoding="utf-8")):
+            _exec(code, line, str(README), namespace)
+        return
+    page = DOCS / name
+    namespace = {"__name__": "__docs__"}
+    for kind, line, code in rst_chunks(page.read_text(encoding="utf-8")):
+        if kind == "exec":
+            _exec(code, line, str(page), namespace)
+        else:
+            _run_doctest(code, line, str(page), namespace)
+
+
+def test_readme_python_blocks(request, tmp_path):
+    assert len(markdown_python_blocks(README.read_text(encoding="utf-8"))) >= 4
+    outcome = page_outcome(request, tmp_path, README.name)
+    assert not outcome, outcome
 
 
 def test_doc_pages_found():
@@ -134,14 +159,9 @@ def test_doc_pages_found():
 
 
 @pytest.mark.parametrize("page", _doc_pages(), ids=lambda path: path.relative_to(DOCS).as_posix())
-def test_doc_page_code(page, docs_workdir):
-    chunks = rst_chunks(page.read_text(encoding="utf-8"))
-    namespace = {"__name__": "__docs__"}
-    for kind, line, code in chunks:
-        if kind == "exec":
-            _exec(code, line, str(page), namespace)
-        else:
-            _run_doctest(code, line, str(page), namespace)
+def test_doc_page_code(page, request, tmp_path):
+    outcome = page_outcome(request, tmp_path, page.relative_to(DOCS).as_posix())
+    assert not outcome, outcome
 
 
 def test_rst_chunks_reads_blocks_and_doctests():
@@ -248,52 +268,42 @@ def test_ci_runs_the_readme_test_command():
 
 
 _SPHINX = ["sphinx", "sphinx_gallery", "numpydoc", "pydata_sphinx_theme", "myst_parser"]
+# What the documentation build does not read: version control, caches, build
+# outputs and virtual environments (.ci/floor and .ci/vision make theirs in
+# the checkout: gigabytes).
+NOT_COPIED = [
+    ".git",
+    "__pycache__",
+    "*.egg-info",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".hypothesis",
+    ".benchmarks",
+    ".venv*",
+    *GENERATED,
+    "sg_execution_times.rst",
+]
 
 
-def test_docs_build(tmp_path):
+def _have_sphinx():
+    return all(importlib.util.find_spec(name) is not None for name in _SPHINX)
+
+
+@pytest.fixture
+def docs_build(request, tmp_path):
     for name in _SPHINX:
         pytest.importorskip(name, reason="the documentation tools: pip install -e '.[docs]'")
-    # A copy of the checkout, so that pages generated in the source tree
-    # (API stubs, gallery pages) are fresh and the working tree stays clean.
-    src = tmp_path / "src"
-    shutil.copytree(
-        ROOT,
-        src,
-        ignore=shutil.ignore_patterns(
-            ".git",
-            "__pycache__",
-            "*.egg-info",
-            ".pytest_cache",
-            ".hypothesis",
-            ".benchmarks",
-            *GENERATED,
-            "sg_execution_times.rst",
-        ),
-    )
-    html = tmp_path / "html"
-    env = dict(
-        os.environ,
-        SK_I2M2_DOCS_FAST="1",
-        MPLBACKEND="Agg",
-        OMP_NUM_THREADS="1",
-        PYTHONPATH=os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]),
-    )
-    command = [
-        sys.executable,
-        "-m",
-        "sphinx",
-        "-W",
-        "--keep-going",
-        "-b",
-        "html",
-        "-d",
-        str(tmp_path / "doctrees"),
-        str(src / "docs"),
-        str(html),
-    ]
-    done = subprocess.run(command, cwd=src, env=env, capture_output=True, text=True)
-    log = done.stdout[-6000:] + "\n" + done.stderr[-6000:]
-    assert done.returncode == 0, log
+    build = request.config.stash.get(DOCS_BUILD, None)
+    if build is None:
+        build = DocsBuild(tmp_path)
+        request.addfinalizer(build.close)
+    return build
+
+
+def test_docs_build(docs_build):
+    returncode, log = docs_build.wait()
+    assert returncode == 0, log
+    html = docs_build.html
 
     examples = sorted(EXAMPLES.glob("plot_*.py"))
     assert len(examples) >= 3
@@ -314,3 +324,162 @@ def test_docs_build(tmp_path):
         assert (html / f"{page}.html").is_file(), page
     benchmarks = (html / "benchmarks.html").read_text(encoding="utf-8")
     assert "I2M2" in benchmarks and (html / "_images" / "compare.png").is_file()
+
+
+# ----------------------------------------------------------------------
+# Beside the suite
+#
+# The code of the README and the docs pages and the Sphinx build are the
+# slowest checks of the suite, and self-contained: they run in subprocesses
+# started when the tests are collected (conftest.py), on the core that the
+# training tests (one torch thread) leave idle. Their tests go last and
+# read the outcome.
+
+DOCS_BUILD = pytest.StashKey()
+DOC_PAGES = pytest.StashKey()
+
+
+class _Subprocess:
+    """A command run in ``workdir``, its output to a file there (nobody reads a pipe)."""
+
+    def __init__(self, workdir, command, env):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.workdir / "output.log", "w+", encoding="utf-8")
+        self.process = subprocess.Popen(
+            command, cwd=self.workdir, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def output(self):
+        """The end of the output written so far."""
+        self._log.seek(0)
+        return self._log.read()[-12000:]
+
+    def close(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class DocsBuild(_Subprocess):
+    """``sphinx -W --keep-going`` in fast mode on a copy of the sources.
+
+    The copy keeps pages generated in the source tree (API stubs, gallery
+    pages) fresh and the working tree clean.
+    """
+
+    def __init__(self, workdir):
+        workdir = Path(workdir)
+        src = workdir / "src"
+        shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(*NOT_COPIED))
+        self.html = workdir / "html"
+        env = dict(
+            os.environ,
+            SK_I2M2_DOCS_FAST="1",
+            MPLBACKEND="Agg",
+            OMP_NUM_THREADS="1",
+            PYTHONPATH=os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]),
+        )
+        command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html"]
+        command += ["-d", str(workdir / "doctrees"), str(src / "docs"), str(self.html)]
+        super().__init__(workdir, command, env)
+
+    def wait(self):
+        """``(returncode, the end of the build's output)`` once the build is done."""
+        return self.process.wait(), self.output()
+
+
+class DocPages(_Subprocess):
+    """The code of the README and of docs pages, page by page, in one fresh interpreter.
+
+    It runs this module (see :func:`_run_pages`): each page in a fresh
+    namespace and a scratch directory of its own (the code saves models),
+    with one torch thread (``conftest.py``), headless, and under the
+    ``filterwarnings`` of pytest's configuration (``warning_filters``).
+    """
+
+    def __init__(self, workdir, names, warning_filters=()):
+        self.names = list(names)
+        env = dict(
+            os.environ,
+            MPLBACKEND="Agg",
+            OMP_NUM_THREADS="1",
+            PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+            SK_I2M2_TEST_WARNING_FILTERS=json.dumps(list(warning_filters)),
+        )
+        super().__init__(workdir, [sys.executable, __file__, *self.names], env)
+
+    def outcome(self, name):
+        """``""`` once the code of page ``name`` ran through, else its traceback."""
+        path = self.workdir / _outcome_file(name)
+        while not path.exists():
+            if self.process.poll() is not None and not path.exists():
+                return f"the pages' subprocess stopped before {name}:\n{self.output()}"
+            time.sleep(0.1)
+        return path.read_text(encoding="utf-8")
+
+
+def _outcome_file(name):
+    return name.replace("/", "--") + ".outcome"
+
+
+def _run_pages(names):
+    """Run each page of ``names`` in the working directory; write its outcome there."""
+    for spec in json.loads(os.environ.get("SK_I2M2_TEST_WARNING_FILTERS", "[]")):
+        warnings.filterwarnings(*parse_warning_filter(spec, escape=False))
+    results = Path.cwd()
+    for name in names:
+        scratch = results / "scratch" / _outcome_file(name)
+        scratch.mkdir(parents=True)
+        os.chdir(scratch)
+        try:
+            run_page(name)
+            outcome = ""
+        except Exception:
+            outcome = traceback.format_exc()
+        if "matplotlib.pyplot" in sys.modules:
+            sys.modules["matplotlib.pyplot"].close("all")
+        # Written whole, then renamed: the test never reads half an outcome.
+        partial = results / (_outcome_file(name) + ".part")
+        partial.write_text(outcome, encoding="utf-8")
+        partial.replace(results / _outcome_file(name))
+
+
+def page_outcome(request, tmp_path, name):
+    """The outcome of page ``name`` (see :class:`DocPages`), run now if not started."""
+    pages = request.config.stash.get(DOC_PAGES, None)
+    if pages is None or name not in pages.names:
+        pages = DocPages(tmp_path / "pages", [name], request.config.getini("filterwarnings"))
+        request.addfinalizer(pages.close)
+    return pages.outcome(name)
+
+
+def start_in_background(config, items):
+    """Start the subprocesses that the selected ``items`` read; return those items."""
+    waiting, names = [], []
+    for item in items:
+        if getattr(item, "module", None) is not sys.modules[__name__]:
+            continue
+        if item.originalname == "test_readme_python_blocks":
+            names.append(README.name)
+        elif item.originalname == "test_doc_page_code":
+            names.append(item.callspec.params["page"].relative_to(DOCS).as_posix())
+        elif item.originalname == "test_docs_build" and _have_sphinx():
+            build = DocsBuild(tempfile.mkdtemp(prefix="sk-i2m2-docs-"))
+            config.stash[DOCS_BUILD] = build
+            config.add_cleanup(build.close)
+        else:
+            continue
+        waiting.append(item)
+    if names:
+        filters = config.getini("filterwarnings")
+        pages = DocPages(tempfile.mkdtemp(prefix="sk-i2m2-pages-"), names, filters)
+        config.stash[DOC_PAGES] = pages
+        config.add_cleanup(pages.close)
+    return waiting
+
+
+if __name__ == "__main__":
+    _run_pages(sys.argv[1:])

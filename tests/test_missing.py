@@ -101,9 +101,20 @@ def test_missing_intra_expert_leaves_exactly_the_product_of_the_others():
     np.testing.assert_allclose(experts["m0"], full["m0"], rtol=1e-5)
 
 
-def test_per_sample_missingness_only_touches_those_samples():
+@pytest.fixture(scope="module")
+def dropout_model():
+    """Three modalities, trained with modality dropout; the tests only read it.
+
+    One temperature: expert weights could shrink a redundant expert's
+    contributions to ~0, and the contribution test tells abstention (0) apart.
+    """
     X, y = make_independent(200, n_modalities=3)
-    clf = I2M2Classifier(modality_dropout=0.2, **FAST).fit(X, y)
+    clf = I2M2Classifier(modality_dropout=0.2, calibration="temperature", **FAST)
+    return clf.fit(X, y), X, y
+
+
+def test_per_sample_missingness_only_touches_those_samples(dropout_model):
+    clf, X, y = dropout_model
     rows = np.array([3, 10, 11])
     X_partial = _hide_rows(X, rows, "m1")
     proba, reference = clf.predict_proba(X_partial), clf.predict_proba(X)
@@ -205,10 +216,8 @@ def test_experts_loss_averages_over_the_samples_each_expert_sees():
     )
 
 
-def test_modality_contributions_decompose_the_prediction():
-    X, y = make_independent(200, n_modalities=3)
-    # One temperature: expert weights could shrink a redundant expert's terms to ~0.
-    clf = I2M2Classifier(modality_dropout=0.2, calibration="temperature", **FAST).fit(X, y)
+def test_modality_contributions_decompose_the_prediction(dropout_model):
+    clf, X, _ = dropout_model
     X_partial = _hide_rows(X, [5], "m0")
     contributions = clf.modality_contributions(X_partial)
     assert isinstance(contributions, pd.DataFrame)
