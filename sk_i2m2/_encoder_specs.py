@@ -15,7 +15,6 @@ from sklearn.base import BaseEstimator
 from torch import nn
 
 from ._registry import REGISTRY
-from .fusion import ConcatFusion
 from .nn.encoder_modules import MLP, ConvNet, Flatten, GRUNet
 from .nn.frozen import FrozenModule
 
@@ -88,19 +87,16 @@ class MLPEncoder(EncoderSpec):
         Width of each hidden layer; the last one is the feature size.
     dropout : float, default=0.1
         Dropout after every hidden layer.
-    inter_hidden_sizes : "auto", tuple of int or None, default="auto"
-        Hidden layers of this modality's encoder inside the inter expert.
-        ``()`` hands the (standardised) features straight to the fusion:
-        with the concat fusion the inter expert is then one hidden layer
-        (the fusion's ``hidden_size``) on every modality's inputs at once,
-        so an interaction across modalities, such as the agreement of two
-        features' signs, is one hidden layer away. Behind deep encoders the
-        fused features start far below the inputs' scale (torch's default
-        initialisation), and such an interaction can stay unlearnt.
+    inter_hidden_sizes : tuple of int or None, default=None
+        Hidden layers of this modality's encoder inside the inter expert;
         ``None`` uses ``hidden_sizes`` (late fusion of deep per-modality
-        features). ``"auto"`` is ``()`` for the concat fusion and ``None``
-        for the others (low-rank tensor fusion multiplies projections of
-        its inputs, which works better on learned features).
+        features). ``()`` hands the (standardised) features straight to the
+        fusion: with the concat fusion the inter expert is then one hidden
+        layer (the fusion's ``hidden_size``) on every modality's inputs at
+        once, so an interaction across modalities is one hidden layer away
+        rather than behind deep encoders whose features start far below the
+        inputs' scale. Which learns an interaction sooner depends on the
+        data (see the encoders guide).
     """
 
     sample_ndims = (1,)
@@ -108,7 +104,7 @@ class MLPEncoder(EncoderSpec):
     #: encoders of models saved before them (read by ``load``).
     saved_before = {"inter_hidden_sizes": None}
 
-    def __init__(self, hidden_sizes=(128, 64), dropout=0.1, inter_hidden_sizes="auto"):
+    def __init__(self, hidden_sizes=(128, 64), dropout=0.1, inter_hidden_sizes=None):
         self.hidden_sizes = hidden_sizes
         self.dropout = dropout
         self.inter_hidden_sizes = inter_hidden_sizes
@@ -120,12 +116,9 @@ class MLPEncoder(EncoderSpec):
         return MLP(int(sample_shape[0]), tuple(self.hidden_sizes), self.dropout)
 
     def build_inter(self, sample_shape, fusion):
-        sizes = self.inter_hidden_sizes
-        if sizes == "auto":
-            sizes = () if isinstance(fusion, ConcatFusion) else None
-        if sizes is None:
+        if self.inter_hidden_sizes is None:
             return self.build(sample_shape)
-        return MLP(int(sample_shape[0]), tuple(sizes), self.dropout)
+        return MLP(int(sample_shape[0]), tuple(self.inter_hidden_sizes), self.dropout)
 
 
 def _default_channels(spatial):

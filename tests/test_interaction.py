@@ -1,4 +1,4 @@
-"""The inter expert learns an interaction across modalities with the mini-batch defaults."""
+"""MLPEncoder(inter_hidden_sizes=()): the inter expert reads the inputs and learns an interaction."""
 
 import json
 
@@ -24,9 +24,10 @@ def _labels_per_view_and_across(n, seed):
 
 @pytest.fixture(scope="module")
 def fitted():
-    # Above the small-cohort size: default MLP experts and mini-batch AdamW.
+    # Above the small-cohort size: MLP experts and mini-batch AdamW.
     X, Y = _labels_per_view_and_across(SMALL_COHORT, seed=0)
-    clf = I2M2Classifier(random_state=0).fit(X, Y)
+    encoders = {m: MLPEncoder(inter_hidden_sizes=()) for m in X}
+    clf = I2M2Classifier(encoders=encoders, random_state=0).fit(X, Y)
     X_test, Y_test = _labels_per_view_and_across(2000, seed=1)
     return clf, X_test, Y_test
 
@@ -43,7 +44,7 @@ def test_inter_expert_learns_the_label_across_modalities(fitted):
     assert product[2] > 0.8 and (product[:2] > 0.85).all(), product
 
 
-def test_default_inter_encoder_reads_the_standardised_vectors(fitted):
+def test_the_inter_expert_reads_the_standardised_vectors(fitted):
     clf, _, _ = fitted
     inter = clf.module_.experts["inter"]
     # The fusion's hidden layer reads every input of both views.
@@ -52,16 +53,16 @@ def test_default_inter_encoder_reads_the_standardised_vectors(fitted):
     assert intra.head.in_features == MLPEncoder().hidden_sizes[-1]
 
 
-def test_inter_hidden_sizes_none_keeps_late_fusion_of_deep_features():
+def test_default_keeps_late_fusion_of_deep_features():
     X, Y = _labels_per_view_and_across(60, seed=0)
-    encoders = {m: MLPEncoder(hidden_sizes=(8, 4), inter_hidden_sizes=None) for m in X}
+    encoders = {m: MLPEncoder(hidden_sizes=(8, 4)) for m in X}
     clf = I2M2Classifier(encoders=encoders, max_epochs=1, cv=None, random_state=0).fit(X, Y)
     assert clf.module_.experts["inter"].head[0].in_features == 8
 
 
 def test_model_saved_before_inter_hidden_sizes_loads_with_late_fusion(tmp_path):
     X, Y = _labels_per_view_and_across(60, seed=0)
-    encoders = {m: MLPEncoder(hidden_sizes=(8, 4), inter_hidden_sizes=None) for m in X}
+    encoders = {m: MLPEncoder(hidden_sizes=(8, 4)) for m in X}
     clf = I2M2Classifier(encoders=encoders, max_epochs=1, cv=None, random_state=0).fit(X, Y)
     clf.save(tmp_path / "model")
     # A file from before inter_hidden_sizes existed: its inter expert read deep features.
@@ -74,13 +75,3 @@ def test_model_saved_before_inter_hidden_sizes_loads_with_late_fusion(tmp_path):
     loaded = I2M2Classifier.load(tmp_path / "model")
     assert all(spec.inter_hidden_sizes is None for spec in loaded.encoders_.values())
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
-
-
-def test_low_rank_fusion_keeps_the_encoders_features_by_default():
-    X, Y = _labels_per_view_and_across(60, seed=0)
-    encoders = {m: MLPEncoder(hidden_sizes=(8, 4)) for m in X}
-    clf = I2M2Classifier(
-        encoders=encoders, fusion="lrtf", max_epochs=1, cv=None, random_state=0
-    ).fit(X, Y)
-    # One factor per modality over its 4 encoder features and a constant.
-    assert [f.shape[1] for f in clf.module_.experts["inter"].fusion.factors] == [5, 5]
