@@ -14,10 +14,10 @@ Per seed: synthetic data are drawn with ``random_state=seed``; every set is
 split 70/30 (stratified, ``random_state=seed``). Run from the repository
 root, as the RESULTS.md section was made::
 
-    PYTHONPATH=. python benchmarks/demo_regimes.py --seeds 0-4 --write candidates
-    PYTHONPATH=. python benchmarks/demo_regimes.py --regimes mixed-1000 kspace-8x8 \\
+    python -m benchmarks.demo_regimes --seeds 0-4 --write candidates
+    python -m benchmarks.demo_regimes --regimes mixed-1000 kspace-8x8 \\
         --seeds 0-14 --write demo
-    PYTHONPATH=. python benchmarks/demo_regimes.py --time-demo --write timing
+    python -m benchmarks.demo_regimes --time-demo --write timing
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -33,8 +32,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import sklearn
-import torch
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
@@ -45,7 +42,8 @@ from sk_i2m2 import I2M2Classifier
 from sk_i2m2.cli import DEMO_MFEAT_VIEWS
 from sk_i2m2.datasets import load_kspace_digits, load_mfeat, make_multimodal_classification
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+from .common import RESULTS, machine_description, script_command
+
 SECTION = "demo_regimes"
 
 
@@ -165,23 +163,6 @@ def parse_seeds(text):
     return [int(s) for s in text.split(",")]
 
 
-def machine_description():
-    """CPU model and core count (``lscpu``, ``nproc``), OS and library versions."""
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        cpu = next(
-            line.split(":", 1)[1].strip() for line in lscpu.splitlines() if "Model name" in line
-        )
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} cores; {platform.system()}; Python "
-        f"{platform.python_version()}, torch {torch.__version__}, scikit-learn "
-        f"{sklearn.__version__}"
-    )
-
-
 def table(results, seeds):
     """Markdown rows: regime, generator arguments, mean ± std per model, I2M2 − best baseline."""
     lines = [
@@ -233,7 +214,7 @@ def time_demo():
     return [
         f"- date: {now}",
         f"- machine: {machine_description()}",
-        "- command: `PYTHONPATH=. python benchmarks/demo_regimes.py --time-demo --write "
+        "- command: `python -m benchmarks.demo_regimes --time-demo --write "
         "timing`, which runs `python -m sk_i2m2 demo` once with `OMP_NUM_THREADS` unset",
         f"- machine load: 1-minute load average {load_before:.1f} before, "
         f"{os.getloadavg()[0]:.1f} after",
@@ -336,9 +317,7 @@ def main(argv=None):
             write_section(args.write, lines)
         return None, lines
     seeds = parse_seeds(args.seeds)
-    command = "PYTHONPATH=. python benchmarks/demo_regimes.py " + " ".join(
-        sys.argv[1:] if argv is None else argv
-    )
+    command = script_command("demo_regimes", argv)
     results = {}
     begun = time.perf_counter()
     for name in args.regimes:
