@@ -57,8 +57,8 @@ X_calib, X_test, y_calib, y_test = train_test_split(
 #
 # ``prefit=True``: MAPIE uses the fitted model as it is and only computes
 # the conformity scores (here ``1 - p(true label)``) on the calibration rows.
-# The same model is fitted twice, with the default temperature calibration
-# of its probabilities and without it.
+# The same model is fitted twice, with a temperature calibrating its
+# probabilities and without it.
 
 results = {}
 for calibration in ("temperature", None):
