@@ -13,7 +13,7 @@ requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs 
 def pytest_collection_modifyitems(config, items):
     # Test modules with slow, self-contained checks (test_docs.py) start them
     # now in subprocesses, beside the tests, which train with one thread; the
-    # tests that read their outcome go last.
+    # tests that read their outcome go near the end.
     if config.option.collectonly:
         return
     modules = {item.module for item in items if hasattr(item, "module")}
@@ -21,9 +21,19 @@ def pytest_collection_modifyitems(config, items):
     for module in modules:
         if hasattr(module, "start_in_background"):
             waiting.update(module.start_in_background(config, items))
-    items[:] = [item for item in items if item not in waiting] + [
-        item for item in items if item in waiting
-    ]
+    # Tests that start worker processes of their own (a Ray runtime) go after
+    # those, once the subprocesses are done, so as not to compete with them
+    # for the cores.
+    last = {
+        item
+        for item in items
+        if item.name in getattr(getattr(item, "module", None), "run_last", ())
+    }
+    items[:] = (
+        [item for item in items if item not in waiting | last]
+        + [item for item in items if item in waiting]
+        + [item for item in items if item in last]
+    )
 
 
 # Small, fast settings shared by the tests that train.

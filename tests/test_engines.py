@@ -250,6 +250,8 @@ def test_dask_worker_fit_uses_its_cpu_share(dask_client):
 # Ray (slow to start: one runtime, one test). Its joblib backend starts new
 # worker processes, which import torch, for every search, so only the grid
 # search runs here; the others go through the same joblib calls on Dask.
+# It runs last (tests/conftest.py), when no other process holds a core.
+run_last = ("test_ray_searches_match_sequential",)
 
 
 def test_ray_searches_match_sequential(data, sequential):
