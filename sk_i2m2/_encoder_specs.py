@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import copy
 import math
+import numbers
 
 from sklearn.base import BaseEstimator
 from torch import nn
@@ -108,6 +109,24 @@ class MLPEncoder(EncoderSpec):
         self.hidden_sizes = hidden_sizes
         self.dropout = dropout
         self.inter_hidden_sizes = inter_hidden_sizes
+
+    def check_sample_shape(self, modality, sample_shape):
+        super().check_sample_shape(modality, sample_shape)
+        # Checked with the modality's name before training, not by torch in it.
+        for name, sizes in [
+            ("hidden_sizes", self.hidden_sizes),
+            ("inter_hidden_sizes", self.inter_hidden_sizes),
+        ]:
+            if sizes is None and name == "inter_hidden_sizes":
+                continue
+            if not isinstance(sizes, (tuple, list)) or not all(
+                isinstance(size, numbers.Integral) and size > 0 for size in sizes
+            ):
+                raise ValueError(
+                    f"The MLPEncoder of modality {modality!r} has {name}={sizes!r}; "
+                    "expected a tuple of positive ints"
+                    + (" or None." if name == "inter_hidden_sizes" else ".")
+                )
 
     def feature_axes(self, sample_shape):
         return (0,)

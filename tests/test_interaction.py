@@ -75,3 +75,12 @@ def test_model_saved_before_inter_hidden_sizes_loads_with_late_fusion(tmp_path):
     loaded = I2M2Classifier.load(tmp_path / "model")
     assert all(spec.inter_hidden_sizes is None for spec in loaded.encoders_.values())
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+
+
+@pytest.mark.parametrize("sizes", ["wide", (0,), (8, -1), 3])
+def test_bad_inter_hidden_sizes_name_the_modality_before_training(sizes):
+    X, Y = _labels_per_view_and_across(60, seed=0)
+    clf = I2M2Classifier(encoders={"b": MLPEncoder(inter_hidden_sizes=sizes)}, max_epochs=1)
+    with pytest.raises(ValueError, match="modality 'b' has inter_hidden_sizes="):
+        clf.fit(X, Y)
+    assert not hasattr(clf, "module_")
