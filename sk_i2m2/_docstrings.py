@@ -87,7 +87,12 @@ weight_decay : float or "auto", default="auto"
     logistic regression of scikit-learn's ``LogisticRegression(C=1 /
     (n_train * weight_decay))`` on its standardised features.
     ``"auto"``: ``1 / n_train`` with L-BFGS (``LogisticRegression``'s
-    default ``C=1``), 1e-4 otherwise (fitted as ``weight_decay_``).
+    default ``C=1``), 1e-4 otherwise (fitted as ``weight_decay_``). On
+    a small cohort (below 1000 samples, ``optimizer="auto"``) each
+    linear expert's L2 coefficient is chosen by the inner folds instead,
+    as ``LogisticRegressionCV`` chooses ``C``: among ``C`` of 0.01,
+    0.1, 1 and 10, the one of lowest pooled held-out loss (fitted as
+    ``expert_weight_decay_``; an explicit value is used as is).
 early_stopping : bool, default=True
     Hold out validation rows (the ``cv`` folds, or one split of
     ``validation_fraction``), stop a stage after ``n_iter_no_change``
@@ -249,6 +254,18 @@ batch_size_ : int
     The batch size the stages trained with (all training rows with L-BFGS).
 weight_decay_ : float
     The weight decay (L2 penalty with L-BFGS) the stages trained with.
+expert_weight_decay_ : dict
+    Expert name -> the weight decay or L2 coefficient its stage 1
+    trained with: for a linear expert of a small cohort, the inner
+    folds' choice; ``weight_decay_`` for the others.
+weight_decay_grid_ : tuple of float or None
+    The L2 coefficients the linear experts chose from (one with no
+    held-out rows, or an explicit ``weight_decay``); ``None`` when no
+    expert was solved on its own.
+weight_decay_scores_ : dict or None
+    Linear expert name -> array of its loss on the held-out rows,
+    pooled over the folds, at each coefficient of
+    ``weight_decay_grid_`` (``None`` entries without held-out rows).
 n_iter_no_change_ : int
     The early-stopping patience the stages trained with, in epochs.
 pretrained_experts_ : list of dict

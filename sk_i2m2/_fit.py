@@ -42,6 +42,7 @@ from .fusion import resolve_fusion
 from .nn.build import Architecture, build_module_for, cached_modalities, precompute_frozen
 from .nn.experts import PRESENT, SAMPLE_WEIGHT
 from .training.callbacks import check_callbacks
+from .training.linear_experts import L2_GRID_FACTORS, linear_experts, solve_linear_experts
 from .training.stages import TrainingPlan, run_stages, split_datasets
 
 __all__ = ["FitDescription", "FitResult", "describe_fit", "train"]
@@ -83,6 +84,12 @@ class FitDescription:
     kept : list of dict or None
         ``warm_start``: per model, the stage-1 experts kept from the
         previous fit.
+    linear_l2_grid : tuple of float or None
+        L2 coefficients among which the inner folds choose each linear
+        expert's (:mod:`~sk_i2m2.training.linear_experts`); ``None`` when
+        the linear experts train with the other experts in stage 1.
+    kept_l2 : dict
+        ``warm_start``: the L2 coefficients of the kept experts.
     """
 
     tensors: dict
@@ -98,6 +105,8 @@ class FitDescription:
     splits: tuple
     plan: TrainingPlan
     kept: list | None
+    linear_l2_grid: tuple | None = None
+    kept_l2: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +124,12 @@ class FitResult:
         The stage a user interrupted, if any (later models are not trained).
     calibration : dict
         The outcome's calibration attributes (``temperature_`` ...).
+    expert_l2 : dict
+        Expert name -> the L2 coefficient (or weight decay) it trained with.
+    l2_grid : tuple or None
+        The coefficients the linear experts chose from.
+    l2_scores : dict or None
+        Linear expert name -> pooled held-out loss at each coefficient.
     """
 
     module: torch.nn.Module
@@ -122,6 +137,9 @@ class FitResult:
     expert_names: list
     interrupted_stage: str | None
     calibration: dict
+    expert_l2: dict
+    l2_grid: tuple | None = None
+    l2_scores: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +198,9 @@ def describe_fit(estimator, X, y, sample_weight=None):
     else:
         splits = [(np.arange(len(y_train)), None)]
     batch_size, weight_decay, patience = _sizes(params, outcome, len(splits[0][0]), optimizer)
+    linear_l2_grid = _linear_l2_grid(
+        params, outcome, optimizer, weight_decay, small, len(splits[0][0]), tensors, splits
+    )
     plan = TrainingPlan.from_params(
         params,
         optimizer=optimizer,
@@ -216,7 +237,41 @@ def describe_fit(estimator, X, y, sample_weight=None):
         splits=tuple(splits),
         plan=plan,
         kept=kept,
+        linear_l2_grid=linear_l2_grid,
+        kept_l2=dict(getattr(estimator, "expert_weight_decay_", {})) if kept else {},
     )
+
+
+def _linear_l2_grid(params, outcome, optimizer, weight_decay, small, n_train, tensors, splits):
+    """The L2 coefficients the linear experts choose from, or ``None`` (no separate solve).
+
+    Linear experts are solved on their own (:mod:`~sk_i2m2.training.linear_experts`)
+    on a small cohort with ``optimizer="auto"``, for outcomes trained with
+    L-BFGS there, unless the fit is data-parallel, reads modalities from
+    disk or has a stochastic loss (augmentation, modality dropout).
+    ``weight_decay="auto"`` gives a grid around scikit-learn's ``C=1``
+    (:data:`~sk_i2m2.training.linear_experts.L2_GRID_FACTORS`) when the
+    splits hold out rows to choose on, else ``C=1`` alone; an explicit
+    ``weight_decay`` is the L2 coefficient where the stages use L-BFGS,
+    and with a mini-batch optimizer (decoupled weight decay, another
+    quantity) the linear experts train with the others.
+    """
+    if (
+        params["optimizer"] != "auto"
+        or not small
+        or not outcome.lbfgs_on_small_cohorts
+        or params["accelerator"] is not None
+        or any(isinstance(t, LazyRows) for t in tensors.values())
+        or params["augment"]
+        or params["modality_dropout"] > 0
+    ):
+        return None
+    if params["weight_decay"] != "auto":
+        return (weight_decay,) if is_full_batch(optimizer) else None
+    default = 1.0 / max(n_train, 1)
+    if all(valid is None for _, valid in splits):
+        return (default,)
+    return tuple(default * factor for factor in L2_GRID_FACTORS)
 
 
 def _optimizer(params, specs, tensors, n_samples, outcome):
@@ -284,10 +339,20 @@ def _train_splits(fit, use_threads):
             SAMPLE_WEIGHT: torch.as_tensor(fit.sample_weight, dtype=torch.float32),
         }
     where = data_device(tensors, fit.plan.device, fit.memory_budget)
+    modules = [_build_module(fit, tensors, rows, where, frozen) for rows, _ in fit.splits]
+    names = modules[0].expert_names
+    pretrained = [
+        {name: expert for name, expert in kept.items() if name in names} if fit.kept else {}
+        for kept in (fit.kept or modules)
+    ]
+    for module, experts in zip(modules, pretrained):
+        for name, expert in experts.items():
+            module.experts[name].load_state_dict(expert.state_dict())
+    solution = _solve_linear_experts(fit, modules, tensors, where, exclude=pretrained[0])
     splits = []
-    for i, (train_rows, valid_rows) in enumerate(fit.splits):
-        kept = fit.kept[i] if fit.kept else None
-        split = _train_split(fit, tensors, train_rows, valid_rows, where, frozen, kept, use_threads)
+    for module, kept, (train_rows, valid_rows) in zip(modules, pretrained, fit.splits):
+        names = list(kept) + (list(solution.l2) if solution else [])
+        split = _train_split(fit, module, tensors, train_rows, valid_rows, where, names, use_threads)
         splits.append(split)
         if split.interrupted_stage is not None:
             break
@@ -306,13 +371,57 @@ def _train_splits(fit, use_threads):
         module, calibration["expert_weights_"] = _weigh_experts(
             module, calibration["expert_weights_"], splits
         )
+    expert_l2 = {name: fit.plan.weight_decay for name in module.expert_names}
+    expert_l2.update({name: fit.kept_l2.get(name, expert_l2[name]) for name in pretrained[0]})
+    if solution:
+        expert_l2.update(solution.l2)
     return FitResult(
         module=module,
         nets=[split.nets for split in splits],
         expert_names=list(module.expert_names),
         interrupted_stage=splits[-1].interrupted_stage,
         calibration=calibration,
+        expert_l2=expert_l2,
+        l2_grid=solution.grid if solution else None,
+        l2_scores=solution.held_out_loss if solution else None,
     )
+
+
+def _build_module(fit, tensors, train_rows, where, frozen):
+    """The untrained model of one split, its input scaling fitted on ``train_rows``."""
+    train_ds, _ = split_datasets(tensors, fit.y, train_rows, None, where)
+    # Input statistics are computed where the data is (on the GPU when it fits).
+    return build_module_for(
+        fit.architecture,
+        {m: t for m, t in train_ds.X.items() if m not in (PRESENT, SAMPLE_WEIGHT)},
+        present=train_ds.X.get(PRESENT),
+        frozen=frozen,
+    ).to(fit.plan.device)
+
+
+def _solve_linear_experts(fit, modules, tensors, where, exclude):
+    """Solve the linear experts of every split into ``modules``; their :class:`LinearSolution`.
+
+    ``None`` when the fit has no separate solve (``linear_l2_grid``) or no
+    linear expert outside ``exclude``.
+    """
+    names = linear_experts(modules[0], exclude=exclude)
+    if fit.linear_l2_grid is None or not names:
+        return None
+    device = fit.plan.device
+    options = fit.plan.stage
+    criterion = options.criteria[0](**options.criterion_kwargs).to(device)
+    rows = {m: t.to(device) for m, t in tensors.items() if not isinstance(t, LazyRows)}
+    y = torch.as_tensor(fit.y, device=device)
+    solution = solve_linear_experts(
+        modules, names, rows, y, fit.splits, criterion, fit.linear_l2_grid
+    )
+    with torch.no_grad():
+        for module, heads in zip(modules, solution.heads):
+            for name, (weight, bias) in heads.items():
+                module.experts[name].head.weight.copy_(weight)
+                module.experts[name].head.bias.copy_(bias)
+    return solution
 
 
 def _weigh_experts(module, weights, splits):
@@ -334,21 +443,15 @@ def _weigh_experts(module, weights, splits):
     return module, weights
 
 
-def _train_split(fit, tensors, train_rows, valid_rows, where, frozen, kept, use_threads):
-    """Build and train one model; its validation rows' expert outputs for the calibration.
+def _train_split(fit, module, tensors, train_rows, valid_rows, where, pretrained, use_threads):
+    """Train the model of one split; its validation rows' expert outputs for the calibration.
 
-    ``kept`` maps expert names to trained experts whose weights stage 1
-    takes instead of training them.
+    The experts named in ``pretrained`` are trained already (kept by
+    ``warm_start`` or solved with the other splits'): stage 1 leaves them as
+    they are.
     """
     device, plan = fit.plan.device, fit.plan
     train_ds, valid_ds = split_datasets(tensors, fit.y, train_rows, valid_rows, where)
-    # Input statistics are computed where the data is (on the GPU when it fits).
-    module = build_module_for(
-        fit.architecture,
-        {m: t for m, t in train_ds.X.items() if m not in (PRESENT, SAMPLE_WEIGHT)},
-        present=train_ds.X.get(PRESENT),
-        frozen=frozen,
-    ).to(device)
     if not is_full_batch(fit.plan.optimizer):
         # L-BFGS flattens gradients with ``view``, which a channels-last
         # gradient does not allow: it trains in the default layout.
@@ -356,10 +459,7 @@ def _train_split(fit, tensors, train_rows, valid_rows, where, frozen, kept, use_
     first_rows, _ = train_ds[torch.arange(min(2, len(train_ds)))]
     first_rows = {m: t.to(device) for m, t in first_rows.items()}
     use_threads(step_flops(module, first_rows, plan.batch_size, device))
-    pretrained = {name: kept[name] for name in module.expert_names if name in (kept or {})}
-    for name, expert in pretrained.items():
-        module.experts[name].load_state_dict(expert.state_dict())
-    stages = run_stages(module, train_ds, valid_ds, plan, pretrained=list(pretrained))
+    stages = run_stages(module, train_ds, valid_ds, plan, pretrained=pretrained)
     final_net = stages.finetune_net or stages.pretrain_net
     # skorch wraps the module when compile=True; keep the plain module.
     module = getattr(final_net.module_, "_orig_mod", final_net.module_).eval()

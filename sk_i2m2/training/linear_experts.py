@@ -1,0 +1,259 @@
+"""Linear experts of every fold and every L2 strength, solved as one convex problem.
+
+On a small cohort a vector modality's intra expert is linear
+(``MLPEncoder(hidden_sizes=())``): a softmax, per-label logistic or Cox
+model of the standardised features, whose stage-1 objective (its mean
+loss on the fold's training rows plus ``l2 / 2`` times its squared
+weights) is convex. Its regularisation strength decides its accuracy on
+tens to hundreds of rows, so it is chosen by the inner folds that already
+run, as :class:`~sklearn.linear_model.LogisticRegressionCV` chooses ``C``:
+
+- every fold's copy of the expert is fitted at every strength of a short
+  grid, all at once: the experts of all folds and strengths have disjoint
+  parameters, so the sum of their objectives is minimised by each one's own
+  minimiser, and one full-batch L-BFGS run in float64 reaches all of them
+  (the features of all rows go through one ``einsum``; each fold's rows are
+  picked by its mask, which the stage-1 criterion takes as the experts'
+  availability);
+- each expert's strength is the one whose fold copies have the lowest
+  loss on their held-out rows, pooled over the folds;
+- each fold keeps its copy at that strength, trained to convergence (no
+  early stopping), and stage 1 trains only the other experts.
+
+Measured in ``benchmarks/small_cohorts.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..nn.experts import PRESENT, SAMPLE_WEIGHT, IntraExpert
+
+__all__ = ["L2_GRID_FACTORS", "LinearSolution", "linear_experts", "solve_linear_experts"]
+
+#: Multiples of the default L2 coefficient (``weight_decay="auto"``, scikit-learn's
+#: ``C=1``) tried for each linear expert, strongest first: ``C`` of 0.01, 0.1
+#: and 1. Weaker penalties were never chosen by the held-out loss on the
+#: small-cohort benchmark sets and take the most iterations.
+L2_GRID_FACTORS = (100.0, 10.0, 1.0)
+
+# L-BFGS-B settings of each solve (float64): ``gtol`` bounds the largest
+# gradient entry of the mean loss, 100 times below scikit-learn's ``tol``.
+_SOLVER_OPTIONS = {"maxiter": 1000, "gtol": 1e-6, "ftol": 1e-12}
+
+
+@dataclass(frozen=True)
+class LinearSolution:
+    """The solved linear experts.
+
+    Attributes
+    ----------
+    heads : list of dict
+        Per split, expert name -> ``(weight, bias)`` float32 tensors of the
+        expert's output layer at the chosen strength.
+    l2 : dict
+        Expert name -> chosen L2 coefficient.
+    grid : tuple of float
+        The L2 coefficients tried.
+    held_out_loss : dict
+        Expert name -> array of the pooled held-out loss at each coefficient
+        of ``grid``; ``None`` without held-out rows (one coefficient).
+    n_iter : int
+        L-BFGS iterations of the joint solve.
+    """
+
+    heads: list
+    l2: dict
+    grid: tuple
+    held_out_loss: dict
+    n_iter: int
+
+
+def linear_experts(module, exclude=()):
+    """Names of the intra experts of ``module`` that are linear in fixed features.
+
+    An intra expert whose encoder has no parameters (input scaling only)
+    is its output layer applied to fixed features: a convex stage-1 problem.
+    """
+    return [
+        name
+        for name, expert in module.experts.items()
+        if name not in exclude
+        and isinstance(expert, IntraExpert)
+        and next(expert.encoder.parameters(), None) is None
+    ]
+
+
+def solve_linear_experts(modules, names, tensors, y, splits, criterion, grid):
+    """Fit the experts ``names`` of every fold model at every L2 coefficient of ``grid``.
+
+    Parameters
+    ----------
+    modules : list of I2M2Module
+        One model per split, built from its training rows (their input
+        scaling is the fold's).
+    names : list of str
+        Linear intra experts (:func:`linear_experts`).
+    tensors : dict
+        Every row of every modality, with the presence mask and the sample
+        weights under their keys when the fit has them, on one device.
+    y : tensor
+        The stage nets' target of every row, on that device.
+    splits : sequence of (train_rows, valid_rows)
+        Row indices of each split; ``valid_rows`` ``None`` without held-out rows.
+    criterion : nn.Module
+        The outcome's stage-1 criterion (``per_expert_sums``).
+    grid : sequence of float
+        L2 coefficients; the first of equal held-out losses wins, so list
+        the strongest first.
+
+    Returns
+    -------
+    LinearSolution
+    """
+    device, n_splits = y.device, len(modules)
+    train, held_out = _split_masks(splits, len(y), device)
+    if held_out is None and len(grid) > 1:
+        raise ValueError("Choosing among L2 coefficients needs held-out rows.")
+    present, sample_weight = tensors.get(PRESENT), tensors.get(SAMPLE_WEIGHT)
+    if sample_weight is not None:
+        sample_weight = sample_weight.double()
+    n_experts, n_outputs = len(names), modules[0].experts[names[0]].head.out_features
+    # All experts as one block-diagonal linear map, so that a loss
+    # evaluation is a handful of operations whatever the number of experts:
+    # features (n_splits, n, all features) of every expert side by side,
+    # weights (n_splits, all features, n_experts, n_outputs) masked to the
+    # expert's own features.
+    blocks, masks, columns = [], [], []
+    with torch.no_grad():
+        for name in names:
+            expert = modules[0].experts[name]
+            available = None if present is None else present[:, expert.index]
+            blocks.append(
+                torch.stack(
+                    [m.experts[name].encoder(tensors[expert.modality], available) for m in modules]
+                )
+            )
+            masks.append(train if available is None else train & available)
+            columns.append(expert.head.in_features)
+    features = torch.cat(blocks, dim=2).double()
+    block = torch.zeros(sum(columns), n_experts, 1, dtype=torch.float64, device=device)
+    for e, (first, width) in enumerate(zip(np.cumsum([0, *columns[:-1]]), columns)):
+        block[first : first + width, e] = 1.0
+    available_rows = torch.stack(masks)  # (n_experts, n_splits, n)
+    seen = None if present is None else torch.stack(
+        [present[:, modules[0].experts[name].index] for name in names]
+    )
+
+    def loss_sums(weight, bias, rows):
+        # Loss sums and weights of each (expert, split) copy over its ``rows``.
+        logits = torch.einsum("knf,kfec->eknc", features, weight * block)
+        logits = logits + bias.transpose(0, 1).unsqueeze(2)
+        return criterion.per_expert_sums(
+            logits.reshape(n_experts * n_splits, len(y), n_outputs),
+            y,
+            rows.reshape(n_experts * n_splits, -1),
+            sample_weight=sample_weight,
+        )
+
+    # One solve per coefficient, strongest first, each started from the
+    # previous solution (a regularisation path): far fewer iterations than
+    # one solve of every coefficient at once, whose conditioning is the
+    # weakest coefficient's.
+    weight = torch.zeros(
+        n_splits, sum(columns), n_experts, n_outputs, dtype=torch.float64, device=device
+    )
+    bias = torch.zeros(n_splits, n_experts, n_outputs, dtype=torch.float64, device=device)
+    path, n_iter = [], 0
+    for l2 in grid:
+
+        def objective(weight, bias, l2=l2):
+            total, count = loss_sums(weight, bias, available_rows)
+            loss = (total / count.clamp_min(1e-300)).sum()
+            return loss + 0.5 * l2 * (weight * block).square().sum()
+
+        (weight, bias), iterations = _minimize(objective, (weight, bias))
+        n_iter += iterations
+        path.append((weight, bias))
+    chosen, scores = {}, {}
+    with torch.no_grad():
+        for e, name in enumerate(names):
+            if held_out is None:
+                chosen[name], scores[name] = 0, None
+                continue
+            rows = held_out if seen is None else held_out & seen[e]
+            pooled = []
+            for weight, bias in path:
+                total, count = loss_sums(weight, bias, rows.expand(n_experts, -1, -1))
+                total, count = total.view(n_experts, n_splits)[e], count.view(n_experts, n_splits)[e]
+                pooled.append(float(total.sum() / count.sum()))
+            scores[name] = np.array(pooled)
+            chosen[name] = int(np.nanargmin(scores[name]))
+    offsets = dict(zip(names, np.cumsum([0, *columns[:-1]])))
+    heads = [
+        {
+            name: (
+                path[chosen[name]][0][k, offsets[name] : offsets[name] + width, e]
+                .T.float()
+                .contiguous(),
+                path[chosen[name]][1][k, e].float(),
+            )
+            for e, (name, width) in enumerate(zip(names, columns))
+        }
+        for k in range(n_splits)
+    ]
+    return LinearSolution(
+        heads=heads,
+        l2={name: float(grid[chosen[name]]) for name in names},
+        grid=tuple(float(v) for v in grid),
+        held_out_loss=scores,
+        n_iter=int(n_iter),
+    )
+
+
+def _minimize(objective, start):
+    """Minimise ``objective(*tensors)`` from ``start`` with scipy's L-BFGS-B; ``(tensors, n_iter)``.
+
+    scipy's Fortran L-BFGS-B (scikit-learn's ``lbfgs`` solver) keeps the
+    quasi-Newton bookkeeping out of Python, where ``torch.optim.LBFGS``
+    spends more on it than on the loss evaluations of problems this small.
+    """
+    from scipy.optimize import minimize
+    from threadpoolctl import threadpool_limits
+
+    shapes = [t.shape for t in start]
+    sizes = [t.numel() for t in start]
+    like = start[0]
+
+    def unflatten(flat):
+        tensor = torch.as_tensor(flat, dtype=torch.float64, device=like.device)
+        return [part.view(shape) for part, shape in zip(tensor.split(sizes), shapes)]
+
+    def value_and_grad(flat):
+        tensors = [t.requires_grad_() for t in unflatten(flat)]
+        loss = objective(*tensors)
+        grads = torch.autograd.grad(loss, tensors)
+        return float(loss), torch.cat([g.reshape(-1) for g in grads]).cpu().numpy()
+
+    x0 = torch.cat([t.reshape(-1) for t in start]).cpu().numpy()
+    # One BLAS thread: threads cannot pay on vectors this short, and on a
+    # busy machine they wait for each other (tens of times slower).
+    with threadpool_limits(limits=1, user_api="blas"):
+        result = minimize(
+            value_and_grad, x0, jac=True, method="L-BFGS-B", options=_SOLVER_OPTIONS
+        )
+    return [t.detach() for t in unflatten(result.x)], int(result.nit)
+
+
+def _split_masks(splits, n, device):
+    """``(train, held_out)`` bool masks of shape ``(n_splits, n)``; ``held_out`` None if none."""
+    train = torch.zeros(len(splits), n, dtype=torch.bool, device=device)
+    held_out = torch.zeros_like(train)
+    for k, (train_rows, valid_rows) in enumerate(splits):
+        train[k, torch.as_tensor(train_rows, device=device)] = True
+        if valid_rows is not None:
+            held_out[k, torch.as_tensor(valid_rows, device=device)] = True
+    return train, (held_out if held_out.any() else None)
