@@ -125,7 +125,7 @@ def test_large_data_keeps_adamw():
 
 
 def test_a_linear_expert_is_the_penalised_logistic_regression():
-    # Stage 1 solves each linear expert's convex problem: the mean loss plus
+    # A linear expert is solved as the convex problem it is: the mean loss plus
     # weight_decay / 2 * ||W||^2, i.e. LogisticRegression(C=1 / (n * weight_decay))
     # on the standardised features (3 classes: both use the full multinomial).
     from sklearn.linear_model import LogisticRegression
@@ -145,9 +145,10 @@ def test_a_linear_expert_is_the_penalised_logistic_regression():
     np.testing.assert_allclose(
         clf.predict_proba({"tab": x}), reference.predict_proba(scaled), atol=1e-4
     )
-    # Converged, not run to the epoch cap.
-    assert len(clf.pretrain_net_.history) < clf.max_epochs
-    assert dict(clf.pretrain_net_.callbacks_)["converged"].stopped_early_
+    # Solved before stage 1, which has nothing left to train.
+    assert clf.weight_decay_grid_ == (weight_decay,)
+    assert clf.expert_weight_decay_ == {"tab": weight_decay}
+    assert len(clf.pretrain_net_.history) == 0
 
 
 def test_an_explicit_optimizer_is_used_on_small_data():

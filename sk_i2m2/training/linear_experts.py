@@ -236,7 +236,7 @@ def _minimize(objective, start):
         tensors = [t.requires_grad_() for t in unflatten(flat)]
         loss = objective(*tensors)
         grads = torch.autograd.grad(loss, tensors)
-        return float(loss), torch.cat([g.reshape(-1) for g in grads]).cpu().numpy()
+        return float(loss.detach()), torch.cat([g.reshape(-1) for g in grads]).cpu().numpy()
 
     x0 = torch.cat([t.reshape(-1) for t in start]).cpu().numpy()
     # One BLAS thread: threads cannot pay on vectors this short, and on a
