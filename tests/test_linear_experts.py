@@ -85,3 +85,14 @@ def test_missing_rows_and_sample_weights_reach_the_solve():
     assert np.isfinite(clf.weight_decay_scores_["m1"]).all()
     assert clf.predict_proba(X).shape == (len(y), 2)
     assert clf.score(X, y) > 0.6
+
+
+def test_the_choice_is_saved_and_loaded(weak_and_strong, tmp_path):
+    clf, X, _ = weak_and_strong
+    clf.save(tmp_path)
+    loaded = I2M2Classifier.load(tmp_path)
+    assert loaded.expert_weight_decay_ == clf.expert_weight_decay_
+    assert tuple(loaded.weight_decay_grid_) == pytest.approx(clf.weight_decay_grid_)
+    for name, scores in clf.weight_decay_scores_.items():
+        np.testing.assert_allclose(loaded.weight_decay_scores_[name], scores)
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))

@@ -59,7 +59,7 @@ def test_i2m2_after_intra_trains_only_the_inter_expert(capsys):
     clf = I2M2Classifier("intra", random_state=0, **SETTINGS).fit(X, y)
     trained = _states(clf.pretrain_net_.module_.experts)
     clf.set_params(dependencies="both", max_epochs=40, verbose=1).fit(X, y)
-    assert "kept from the previous fit: a, b" in capsys.readouterr().out
+    assert "trained before this stage: a, b" in capsys.readouterr().out
     checkpoint = _checkpoint(clf)
     assert checkpoint.stopped_epoch_["a"] == checkpoint.stopped_epoch_["b"] == 0
     history = clf.pretrain_net_.history

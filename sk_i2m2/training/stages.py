@@ -303,7 +303,7 @@ def stage_summary(stage, net, seconds, estimator_name="I2M2Classifier"):
             if epoch
         )
         if checkpoint.pretrained:
-            line += "; kept from the previous fit: " + ", ".join(checkpoint.pretrained)
+            line += "; trained before this stage: " + ", ".join(checkpoint.pretrained)
     elif len(history) and "valid_loss" in history[-1]:
         line += f", best valid loss {min(history[:, 'valid_loss']):.4f}"
     return line
