@@ -193,10 +193,15 @@ def _i2m2(**params):
 
 
 def _stage_seconds(clf):
-    """Seconds spent in each stage's epochs, summed over the fold models."""
+    """Seconds spent in each stage's epochs, summed over the fold models.
+
+    A stage with nothing to train (every expert solved before it) has no epochs.
+    """
     nets = clf.fold_nets_ or [(clf.pretrain_net_, clf.finetune_net_)]
     return {
-        stage: sum(sum(net.history[:, "dur"]) for net in stage_nets if net is not None)
+        stage: sum(
+            sum(net.history[:, "dur"]) for net in stage_nets if net is not None and net.history
+        )
         for stage, stage_nets in zip(("stage1", "stage2"), zip(*nets))
     }
 

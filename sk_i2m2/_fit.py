@@ -342,13 +342,13 @@ def _train_splits(fit, use_threads):
     modules = [_build_module(fit, tensors, rows, where, frozen) for rows, _ in fit.splits]
     names = modules[0].expert_names
     pretrained = [
-        {name: expert for name, expert in kept.items() if name in names} if fit.kept else {}
-        for kept in (fit.kept or modules)
+        {name: expert for name, expert in kept.items() if name in names}
+        for kept in fit.kept or [{} for _ in modules]
     ]
     for module, experts in zip(modules, pretrained):
         for name, expert in experts.items():
             module.experts[name].load_state_dict(expert.state_dict())
-    solution = _solve_linear_experts(fit, modules, tensors, where, exclude=pretrained[0])
+    solution = _solve_linear_experts(fit, modules, tensors, exclude=pretrained[0])
     splits = []
     for module, kept, (train_rows, valid_rows) in zip(modules, pretrained, fit.splits):
         names = list(kept) + (list(solution.l2) if solution else [])
@@ -399,7 +399,7 @@ def _build_module(fit, tensors, train_rows, where, frozen):
     ).to(fit.plan.device)
 
 
-def _solve_linear_experts(fit, modules, tensors, where, exclude):
+def _solve_linear_experts(fit, modules, tensors, exclude):
     """Solve the linear experts of every split into ``modules``; their :class:`LinearSolution`.
 
     ``None`` when the fit has no separate solve (``linear_l2_grid``) or no
@@ -411,7 +411,7 @@ def _solve_linear_experts(fit, modules, tensors, where, exclude):
     device = fit.plan.device
     options = fit.plan.stage
     criterion = options.criteria[0](**options.criterion_kwargs).to(device)
-    rows = {m: t.to(device) for m, t in tensors.items() if not isinstance(t, LazyRows)}
+    rows = {m: t.to(device) for m, t in tensors.items()}  # no modality is read from disk
     y = torch.as_tensor(fit.y, device=device)
     solution = solve_linear_experts(
         modules, names, rows, y, fit.splits, criterion, fit.linear_l2_grid
