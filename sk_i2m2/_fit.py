@@ -148,6 +148,10 @@ class _SplitResult:
     nets: tuple
     interrupted_stage: str | None
     held_out: tuple | None
+    # The stage-1 experts of a cross-fitted split that ran stage 2, and
+    # their validation outputs: the alternative _calibrate weighs.
+    pretrain_module: torch.nn.Module | None = None
+    held_out_pretrain: tuple | None = None
 
 
 def describe_fit(estimator, X, y, sample_weight=None):
@@ -356,20 +360,11 @@ def _train_splits(fit, use_threads):
         splits.append(split)
         if split.interrupted_stage is not None:
             break
-    modules = [split.module for split in splits]
-    module = modules[0] if len(modules) == 1 else fit.outcome.fold_ensemble(modules).eval()
-    # The work of one row of the fitted model, for the threads of prediction:
-    # every fold model's (their features counted in training).
-    remember_row_flops(module, len(modules) * row_flops(modules[0]))
-    calibration = fit.outcome.calibrate(
-        [split.held_out for split in splits if split.held_out is not None],
-        fit.plan.stage,
-        lambda: _training_rows(fit, module),
-    )
+    module, calibration, final_stage = _calibrate(fit, splits)
     if "expert_weights_" in calibration:
         calibration = dict(calibration)
         module, calibration["expert_weights_"] = _weigh_experts(
-            module, calibration["expert_weights_"], splits
+            module, calibration["expert_weights_"], shares_stage_1=final_stage == "pretrain"
         )
     expert_l2 = {name: fit.plan.weight_decay for name in module.expert_names}
     expert_l2.update({name: fit.kept_l2.get(name, expert_l2[name]) for name in pretrained[0]})
@@ -380,7 +375,7 @@ def _train_splits(fit, use_threads):
         nets=[split.nets for split in splits],
         expert_names=list(module.expert_names),
         interrupted_stage=splits[-1].interrupted_stage,
-        calibration=calibration,
+        calibration={**calibration, "final_stage_": final_stage},
         expert_l2=expert_l2,
         l2_grid=solution.grid if solution else None,
         l2_scores=solution.held_out_loss if solution else None,
@@ -424,20 +419,61 @@ def _solve_linear_experts(fit, modules, tensors, exclude):
     return solution
 
 
-def _weigh_experts(module, weights, splits):
+def _calibrate(fit, splits):
+    """The fitted model, its calibration attributes and the stage whose experts it holds.
+
+    A cross-fitted model whose folds all ran stage 2 is calibrated twice:
+    with the fine-tuned experts and with the experts as stage 1 left them.
+    It keeps the product of lower calibrated loss on the pooled held-out
+    rows (``calibration_loss_``). Fine-tuning the product jointly learns how
+    the experts combine, which pays where modalities interact; on
+    independent views it can fit the training rows' noise instead, and the
+    separately trained experts predict better (``benchmarks/small_cohorts.py``).
+    """
+    candidates = [
+        (
+            "pretrain" if splits[0].nets[1] is None else "finetune",
+            [split.module for split in splits],
+            [split.held_out for split in splits if split.held_out is not None],
+        )
+    ]
+    if fit.n_folds and all(split.held_out_pretrain is not None for split in splits):
+        candidates.append(
+            ("pretrain", [split.pretrain_module for split in splits], [
+                split.held_out_pretrain for split in splits
+            ])
+        )
+    best = None
+    for stage, modules, held_out in candidates:
+        module = modules[0] if len(modules) == 1 else fit.outcome.fold_ensemble(modules).eval()
+        # The work of one row of the model, for the threads of prediction:
+        # every fold model's (their features counted in training).
+        remember_row_flops(module, len(modules) * row_flops(modules[0]))
+        calibration = fit.outcome.calibrate(
+            held_out, fit.plan.stage, lambda module=module: _training_rows(fit, module)
+        )
+        loss = calibration.get("calibration_loss_")
+        if best is None or (loss is not None and loss < best[1].get("calibration_loss_")):
+            best = (module, calibration, stage)
+        if loss is None:  # the outcome cannot compare products
+            break
+    return best
+
+
+def _weigh_experts(module, weights, shares_stage_1):
     """``module`` with each expert's logits multiplied by its calibration weight.
 
     Returns the module and the weights by expert name (all 1.0 when the
     calibration fitted none). The weights go into the experts' output
     layers, so the model stays a product of experts that predicts, saves
-    and exports as before. Without a stage 2 the module holds the stage-1
-    experts, which the stage-1 nets and ``warm_start`` keep as trained: a
-    copy is weighted.
+    and exports as before. A module holding the stage-1 experts
+    (``shares_stage_1``), which the stage-1 nets and ``warm_start`` keep as
+    trained, is copied first.
     """
     names = list(module.expert_names)
     weights = dict(zip(names, weights)) if weights else dict.fromkeys(names, 1.0)
     if any(weight != 1.0 for weight in weights.values()):
-        if any(split.nets[1] is None for split in splits):
+        if shares_stage_1:
             module = copy.deepcopy(module)
         module.scale_outputs(weights)
     return module, weights
@@ -465,18 +501,32 @@ def _train_split(fit, module, tensors, train_rows, valid_rows, where, pretrained
     module = getattr(final_net.module_, "_orig_mod", final_net.module_).eval()
     # Predictions run channels-last, as in a loaded model.
     to_channels_last(module)
-    held_out = None
+    held_out = held_out_pretrain = pretrain_module = None
     if valid_ds is not None:
-        held_out = (
-            expert_logits(
-                module, valid_ds.X, device=device, batch_size=_inference_batch(plan.batch_size)
-            ),
-            _cpu(module.availability(valid_ds.X)),
-            valid_ds.y.cpu(),
-            _cpu(valid_ds.X.get(SAMPLE_WEIGHT)),
-        )
+        held_out = _held_out(module, valid_ds, device, plan.batch_size)
+        if fit.n_folds and stages.finetune_net is not None:
+            # The alternative of keeping the stage-1 experts (see _calibrate).
+            pretrain_module = stages.pretrain_net.module_
+            pretrain_module = getattr(pretrain_module, "_orig_mod", pretrain_module).eval()
+            to_channels_last(pretrain_module)
+            held_out_pretrain = _held_out(pretrain_module, valid_ds, device, plan.batch_size)
     return _SplitResult(
-        module, (stages.pretrain_net, stages.finetune_net), stages.interrupted_stage, held_out
+        module,
+        (stages.pretrain_net, stages.finetune_net),
+        stages.interrupted_stage,
+        held_out,
+        pretrain_module,
+        held_out_pretrain,
+    )
+
+
+def _held_out(module, valid_ds, device, batch_size):
+    """``(expert_logits, available, y, sample_weight)`` of the validation rows, on the CPU."""
+    return (
+        expert_logits(module, valid_ds.X, device=device, batch_size=_inference_batch(batch_size)),
+        _cpu(module.availability(valid_ds.X)),
+        valid_ds.y.cpu(),
+        _cpu(valid_ds.X.get(SAMPLE_WEIGHT)),
     )
 
 

@@ -6,6 +6,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from sk_i2m2 import I2M2Classifier, ModalityDict, load
+from sk_i2m2.nn.ensemble import FoldEnsemble
 from sk_i2m2.training.calibration import fit_expert_weights
 
 
@@ -48,9 +49,14 @@ def test_expert_weights_scale_the_trained_experts_exactly(fitted_pair):
     assert raw.expert_weights_ == dict.fromkeys(raw.expert_names_, 1.0)
     assert list(weighted.expert_weights_) == ["signal", "noise", "inter"]
     assert weighted.temperature_ == 1.0
-    # Calibration runs after training: the same experts, each tempered by its weight.
+    # With a noise view the experts as stage 1 left them predict the held-out
+    # rows better than the fine-tuned product; the stage-1 nets keep them as
+    # trained. Calibration runs after training: the same experts, each
+    # tempered by its weight.
+    assert weighted.final_stage_ == "pretrain"
+    trained = FoldEnsemble([pretrain.module_ for pretrain, _ in weighted.fold_nets_])
     factors = torch.tensor(list(weighted.expert_weights_.values()), dtype=torch.float64)
-    tempered = raw._expert_logits(X_test)[0].double() * factors.view(-1, 1, 1)
+    tempered = weighted._expert_logits(X_test, trained)[0].double() * factors.view(-1, 1, 1)
     expected = tempered.sum(0).log_softmax(-1).numpy()
     np.testing.assert_allclose(weighted.predict_log_proba(X_test), expected, atol=1e-4)
 

@@ -131,12 +131,18 @@ def calibrate_product(calibration, held_out, options, expert_terms):
     Returns
     -------
     attributes : dict
-        ``temperature_`` and ``expert_weights_`` (a list, one weight per
-        expert; the fit multiplies each expert's output layer by its weight).
+        ``temperature_``, ``expert_weights_`` (a list, one weight per
+        expert; the fit multiplies each expert's output layer by its weight)
+        and ``calibration_loss_``, the stage-2 loss of the calibrated
+        product on the held-out rows (``None`` without held-out rows).
     """
     n_experts = len(held_out[0][0]) if held_out else 0
-    attributes = {"temperature_": 1.0, "expert_weights_": [1.0] * n_experts}
-    if calibration is None or not held_out:
+    attributes = {
+        "temperature_": 1.0,
+        "expert_weights_": [1.0] * n_experts,
+        "calibration_loss_": None,
+    }
+    if not held_out:
         return attributes
     if calibration == "auto":
         calibration = "experts" if len(held_out) > 1 else "temperature"
@@ -144,9 +150,22 @@ def calibrate_product(calibration, held_out, options, expert_terms):
     targets, loss_options = _held_out_loss(held_out, options)
     if calibration == "experts" and n_experts > 1:
         attributes["expert_weights_"] = fit_expert_weights(terms, targets, **loss_options)
-    else:
+    elif calibration is not None:
         attributes["temperature_"] = fit_temperature(terms.sum(0), targets, **loss_options)
+    scales = torch.tensor(attributes["expert_weights_"], dtype=torch.float64)
+    scales = scales / attributes["temperature_"]
+    attributes["calibration_loss_"] = _product_loss(terms, scales, targets, **loss_options)
     return attributes
+
+
+def _product_loss(terms, scales, y, weight, sample_weight, criterion):
+    """``criterion`` of the product ``sum_k scales[k] * terms[k]``, as a float."""
+    terms = terms.detach().double().cpu()
+    weight = weight.double().cpu() if weight is not None else None
+    sample_weight = sample_weight.double().cpu() if sample_weight is not None else None
+    with torch.no_grad():
+        loss = criterion(weight)(scales.view(-1, 1, 1) * terms, y.cpu(), sample_weight=sample_weight)
+    return float(loss)
 
 
 def _held_out_loss(held_out, options):
