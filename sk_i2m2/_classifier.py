@@ -120,6 +120,11 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         Expert name -> the weight its logits were multiplied by in
         ``module_`` (``calibration``'s expert weights; 1.0 when it fitted
         none).
+    calibration_loss_ : float or None
+        The stage-2 loss (cross-entropy) of the calibrated product on the
+        held-out rows, pooled over the folds; ``None`` without held-out
+        rows. A cross-fitted model keeps the stage whose product has the
+        lower one (``final_stage_``).
     module_ : I2M2Module or FoldEnsemble
         The fitted torch module used for prediction.
     %(fitted_attributes)s
