@@ -150,6 +150,9 @@ def test_each_expert_stops_alone_and_is_not_run_after(small_data):
 
     clf = I2M2Classifier(
         cv=None,
+        # The optimizer given, so that the table's linear expert trains in
+        # stage 1 too rather than being solved before it.
+        optimizer=torch.optim.AdamW,
         lr=0.03,
         max_epochs=100,
         n_iter_no_change=3,

@@ -81,6 +81,7 @@ def test_calibration_returns_its_attributes_and_sets_nothing():
     assert outcome.calibrate([], options, training_rows=None) == {
         "temperature_": 1.0,
         "expert_weights_": [],  # no held-out rows: the fit weighs every expert 1
+        "calibration_loss_": None,
     }
 
 

@@ -278,12 +278,22 @@ class I2M2Module(nn.Module):
                 X[features_key(name)] = encoder(X.pop(name))
         return X
 
-    def forward(self, **X):
+    def expert_inputs(self, X):
+        """What the experts read from a batch ``X``: ``(inputs, present)``.
+
+        ``inputs`` maps each modality to its rows (a frozen modality to its
+        features); ``present`` is the presence mask or ``None``.
+        """
+        X = dict(X)
         present = X.pop(PRESENT, None)
         X.pop(SAMPLE_WEIGHT, None)
         X = self.encode_frozen(X)
         for name in self.frozen:
             X[name] = X.pop(features_key(name))
+        return X, present
+
+    def forward(self, **X):
+        X, present = self.expert_inputs(X)
         outputs = {
             name: expert(X, present)
             for name, expert in self.experts.items()

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..nn.experts import PRESENT, SAMPLE_WEIGHT, IntraExpert
+from ..nn.experts import SAMPLE_WEIGHT, IntraExpert
 
 __all__ = ["L2_GRID_FACTORS", "LinearSolution", "linear_experts", "solve_linear_experts"]
 
@@ -118,9 +118,10 @@ def solve_linear_experts(modules, names, tensors, y, splits, criterion, grid):
     train, held_out = _split_masks(splits, len(y), device)
     if held_out is None and len(grid) > 1:
         raise ValueError("Choosing among L2 coefficients needs held-out rows.")
-    present, sample_weight = tensors.get(PRESENT), tensors.get(SAMPLE_WEIGHT)
+    sample_weight = tensors.get(SAMPLE_WEIGHT)
     if sample_weight is not None:
         sample_weight = sample_weight.double()
+    inputs, present = modules[0].expert_inputs(tensors)
     n_experts, n_outputs = len(names), modules[0].experts[names[0]].head.out_features
     # All experts as one block-diagonal linear map, so that a loss
     # evaluation is a handful of operations whatever the number of experts:
@@ -134,7 +135,7 @@ def solve_linear_experts(modules, names, tensors, y, splits, criterion, grid):
             available = None if present is None else present[:, expert.index]
             blocks.append(
                 torch.stack(
-                    [m.experts[name].encoder(tensors[expert.modality], available) for m in modules]
+                    [m.experts[name].encoder(inputs[expert.modality], available) for m in modules]
                 )
             )
             masks.append(train if available is None else train & available)
