@@ -86,7 +86,10 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         a product of experts, in which an expert that does not help on
         held-out rows (a weak modality, an inter expert that repeats what
         the intra experts say) is shrunk rather than multiplied in with full
-        weight; predictions may change. ``"temperature"`` fits one
+        weight; predictions may change. A cross-fitted model weighed so
+        keeps its stage-1 experts instead of the fine-tuned ones when their
+        weighted product has the lower held-out loss (``final_stage_``).
+        ``"temperature"`` fits one
         temperature for the whole product (``temperature_``), which leaves
         the arg-max, hence ``predict``, as it is. ``"auto"`` fits expert
         weights when the model is cross-fitted (``cv``: every training row

@@ -256,11 +256,12 @@ weight_decay_ : float
     The weight decay (L2 penalty with L-BFGS) the stages trained with.
 final_stage_ : {"pretrain", "finetune"}
     The stage whose experts ``module_`` holds. A cross-fitted classifier
-    whose folds all ran stage 2 keeps the experts as stage 1 left them
-    when their calibrated product has the lower loss on the held-out
-    rows (independent views, where fine-tuning the product jointly fits
-    noise); otherwise, and for the other estimators, the fine-tuned
-    experts (``"pretrain"`` without a stage 2).
+    calibrated by expert weights (the default) whose folds all ran stage
+    2 keeps the experts as stage 1 left them when their calibrated
+    product has the lower loss on the held-out rows (independent views,
+    where fine-tuning the product jointly fits noise); otherwise, and for
+    the other estimators, the fine-tuned experts (``"pretrain"`` without
+    a stage 2).
 expert_weight_decay_ : dict
     Expert name -> the weight decay or L2 coefficient its stage 1
     trained with: for a linear expert of a small cohort, the inner

@@ -422,7 +422,9 @@ def _solve_linear_experts(fit, modules, tensors, exclude):
 def _calibrate(fit, splits):
     """The fitted model, its calibration attributes and the stage whose experts it holds.
 
-    A cross-fitted model whose folds all ran stage 2 is calibrated twice:
+    A cross-fitted model whose folds all ran stage 2, calibrated by expert
+    weights (``calibration`` ``"auto"`` or ``"experts"``; a temperature or
+    no calibration keeps the fine-tuned product), is calibrated twice:
     with the fine-tuned experts and with the experts as stage 1 left them.
     It keeps the product of lower calibrated loss on the pooled held-out
     rows (``calibration_loss_``). Fine-tuning the product jointly learns how
@@ -437,7 +439,12 @@ def _calibrate(fit, splits):
             [split.held_out for split in splits if split.held_out is not None],
         )
     ]
-    if fit.n_folds and all(split.held_out_pretrain is not None for split in splits):
+    weighs_experts = getattr(fit.outcome, "calibration", None) in ("auto", "experts")
+    if (
+        fit.n_folds
+        and weighs_experts
+        and all(split.held_out_pretrain is not None for split in splits)
+    ):
         candidates.append(
             ("pretrain", [split.pretrain_module for split in splits], [
                 split.held_out_pretrain for split in splits
