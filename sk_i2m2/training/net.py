@@ -120,8 +120,21 @@ class StageNetMixin:
             sample_weight=X.get(SAMPLE_WEIGHT),
         )
         if training and self.l2:
-            loss = loss + 0.5 * self.l2 * module.squared_weight_norm()
+            loss = loss + 0.5 * self.l2 * module.squared_weight_norm(self._penalised_for(module))
         return loss
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        super().on_train_begin(net, X=X, y=y, **kwargs)
+        # L-BFGS evaluates the penalty several times per epoch and updates
+        # the parameters in place, so the penalised ones are collected once
+        # per fit; a module built anew (set_params) is collected again.
+        if self.l2:
+            module = plain_module(self.module_)
+            self._penalised = (module, module.penalised_parameters())
+
+    def _penalised_for(self, module):
+        module_seen, penalised = getattr(self, "_penalised", (None, None))
+        return penalised if module_seen is module else None
 
     def get_dataset(self, dataset, y=None):
         if isinstance(dataset, Mapping):  # e.g. a scorer's X taken from the stage's dataset
