@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import torch
 from skorch import NeuralNetClassifier, NeuralNetRegressor
-from skorch.callbacks import BatchScoring, Callback, EpochScoring, LRScheduler
+from skorch.callbacks import BatchScoring, Callback, EpochScoring, LRScheduler, PrintLog
 from skorch.dataset import get_len
 from skorch.hf import AccelerateMixin
 from torch.optim.lr_scheduler import ReduceLROnPlateau
@@ -79,6 +79,14 @@ class StageNetMixin:
         self.defer_loss_sync = defer_loss_sync
         self.augment = augment
         self.l2 = l2
+
+    @property
+    def _default_callbacks(self):
+        # skorch's epoch log, formatted only when it is shown.
+        return [
+            (name, _QuietPrintLog() if name == "print_log" else callback)
+            for name, callback in super()._default_callbacks
+        ]
 
     def _set_training(self, training=True):
         # skorch sets train or eval mode before every forward pass, walking
@@ -184,6 +192,22 @@ class StageNetMixin:
             for row, loss in zip(rows, torch.stack(losses).tolist()):
                 row[prefix + "_loss"] = loss
         self.history.record(prefix + "_batch_count", len(losses))
+
+
+class _QuietPrintLog(PrintLog):
+    """skorch's ``PrintLog``, which formats an epoch's table only when it is shown.
+
+    skorch's ``PrintLog`` tabulates every epoch's row, and only then drops
+    it when ``verbose=0`` prints it nowhere: a full-batch epoch of a small
+    cohort costs less than the formatting. A ``sink`` other than ``print``
+    gets every row, as in skorch.
+    """
+
+    def on_epoch_end(self, net, **kwargs):
+        if self.sink is print and not net.verbose:
+            self.first_iteration_ = False  # as skorch's, which skips the header then
+            return
+        super().on_epoch_end(net, **kwargs)
 
 
 class StageNet(StageNetMixin, NeuralNetClassifier):
