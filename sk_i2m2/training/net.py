@@ -114,6 +114,9 @@ class StageNetMixin:
         # with the split it would grow with the data set. The unpickled net
         # predicts and keeps its history; fitting it again takes a new split.
         state["train_split"] = None
+        # The penalised parameters are collected again when needed; pickled
+        # here they would bypass skorch's handling of the module's device.
+        state.pop("_penalised", None)
         return state
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
