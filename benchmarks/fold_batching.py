@@ -1,0 +1,598 @@
+"""Does training the cross-fitting fold models as one batched model pay?
+
+A small-cohort fit (``cv="auto"``) trains 5 fold models of one architecture
+(``clf.module_.folds``) one after the other. This script times one stage-1
+training step of all 5: ``loop``, today's sequential training (each fold
+model on its own rows of the batch, its own optimizer); ``loop, mask``, each
+fold model on all rows, its loss weighted by its column of the ``(n, 5)``
+training-membership mask (the formulation of the batched methods, and the
+reference of the check); ``vmap``, ``torch.func.vmap`` of ``grad_and_value``
+of the per-fold loss over the parameters and buffers of ``stack_module_state``
+(``functional_call`` on one copy of the module); ``grouped``, hand-batched
+layers on the same stacked tensors where the architecture allows (MLP and
+linear encoders as ``baddbmm``, conv encoders as grouped convolutions,
+concatenation fusion).
+
+Two steps: an ``AdamW`` step (forward, stage-1 loss, backward, optimizer
+step; Adam is elementwise, so one ``AdamW`` over stacked parameters is 5
+independent ones) and one L-BFGS closure evaluation (forward, loss with the
+L2 penalty of full-batch training, backward, the loss read back). Sets: three
+small cohorts of ``small_cohorts.py`` (seed 0's training rows, full batch)
+and two sets of 2000 rows with ``cv=5`` and batches of 256 (multiple-features
+digits with MLP experts, k-space digits with conv experts). Before timing,
+each method's per-fold losses and gradients are checked against ``loop,
+mask``. Figures: median ms per step, the methods taking turns, with each
+thread count of ``--threads``; the section goes to RESULTS.md
+(``fold_batching`` markers) or to ``--output``.
+
+Usage, from the repository root::
+
+    python -m benchmarks.fold_batching                      # about 2 min on 2 cores
+    python -m benchmarks.fold_batching --device cuda --output gpu.md
+    python -m benchmarks.fold_batching --sets bc-150 --threads 1 --no-write
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import functools
+import os
+import statistics
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad_and_value, stack_module_state, vmap
+
+from benchmarks.common import (
+    RESULTS,
+    machine_description,
+    script_command,
+    section_start,
+    write_results,
+)
+from sk_i2m2.nn.encoder_modules import MLP, ConvNet
+from sk_i2m2.nn.experts import Encoder, I2M2Module, InterExpert, IntraExpert
+from sk_i2m2.nn.fusion_modules import Concat
+from sk_i2m2.nn.losses import ExpertsNLLLoss
+from sk_i2m2.nn.standardize import Standardize
+
+N_FOLDS = 5
+LARGE_BATCH = 256
+ADAM = {"lr": 1e-3, "weight_decay": 1e-4}  # the mini-batch defaults of stage 1
+TOLERANCE = 1e-5
+METHODS = ("loop", "loop, mask", "vmap", "grouped")
+PAYS = 1.2  # a speed-up that stands above the noise of a shared machine
+CAVEATS = (
+    "- `loop, mask` against `loop` is the price of the mask formulation: each fold model "
+    "computes all rows of the batch, 5/4 of its own.",
+    "- Only the L-BFGS closure is batched. `torch.optim.LBFGS` over the stacked parameters "
+    "would share one line search and one curvature history among the folds; a batched "
+    "L-BFGS needs per-fold two-loop recursions and line searches, which torch does not "
+    "have. Each fold's early stopping also stays to be done: a batched fit must freeze the "
+    "folds that stopped (zero their updates) and pays for them until the last one stops.",
+    "- With BatchNorm (conv experts) the batched step is not the sequential one: a fold's "
+    "batch statistics include its validation rows (the `loop` row's check); masked "
+    "statistics would be needed for the same model.",
+    "- Several threads on a machine whose other jobs hold cores measure waiting more than "
+    "work (see the load average): compare methods within a column.",
+)
+STEPS = ("adam", "lbfgs")
+STEP_TITLES = {"adam": "AdamW step", "lbfgs": "L-BFGS closure"}
+
+
+# ----------------------------------------------------------------------
+# Data and fold models
+
+
+SETS = ("bc-150", "bc-569", "digits-300", "mfeat-2000", "kspace-2000")
+
+
+def load_set(name):
+    """``(X, y, description)``: a small set's training rows, or a large set whole."""
+    from benchmarks import small_cohorts
+    from benchmarks.common import mfeat_views
+    from sk_i2m2.datasets import load_kspace_digits
+
+    if name == "mfeat-2000":
+        X, y = mfeat_views(("fou", "fac", "kar", "pix", "zer", "mor"))
+        return dict(X), y, "UCI multiple-features digits, six table views"
+    if name == "kspace-2000":
+        X, y = load_kspace_digits()
+        return {m: np.asarray(v) for m, v in X.items()}, y, "k-space digits, two images"
+    X, _, y, _ = small_cohorts.load_split(name, 0)
+    return X, y, small_cohorts.SETS[name].title
+
+
+def without_dropout(module):
+    """``module`` with every ``nn.Dropout`` replaced by ``nn.Identity`` (in place)."""
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.Dropout):
+                setattr(parent, name, nn.Identity())
+    return module
+
+
+def fold_models(X, y):
+    """The 5 fold models of a short ``cv=5`` fit, in training mode, without dropout."""
+    from sk_i2m2 import I2M2Classifier
+
+    clf = I2M2Classifier(random_state=0, max_epochs=1, finetune_epochs=1, cv=N_FOLDS)
+    clf.fit(X, y)
+    folds = [without_dropout(copy.deepcopy(fold)).train() for fold in clf.module_.folds]
+    return folds, np.searchsorted(clf.classes_, y)
+
+
+def batch_and_mask(X, codes, large):
+    """The step's rows (all of a small set, 256 random rows of a large one) and their fold mask.
+
+    The mask is ``(n, 5)``: 1 where the row is in the fold's training rows
+    (a stratified 5-fold split of the whole set), 0 where it validates it.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    n = len(codes)
+    mask = np.ones((n, N_FOLDS), dtype=np.float32)
+    splits = StratifiedKFold(N_FOLDS, shuffle=True, random_state=0).split(np.zeros(n), codes)
+    for fold, (_, valid) in enumerate(splits):
+        mask[valid, fold] = 0.0
+    rows = np.random.default_rng(0).permutation(n)[:LARGE_BATCH] if large else np.arange(n)
+    return {m: x[rows] for m, x in X.items()}, codes[rows], mask[rows]
+
+
+# ----------------------------------------------------------------------
+# The methods: each computes the per-fold losses and leaves the gradients in
+# its parameters' ``.grad``.
+
+
+def _grad(parameter):
+    """``parameter.grad``, zeros where no loss reached it (the inter expert's unused null tokens)."""
+    return torch.zeros_like(parameter) if parameter.grad is None else parameter.grad
+
+
+class Loop:
+    """Fold models one after the other, on their own rows or on all rows with mask weights."""
+
+    def __init__(self, folds, X, y, mask, masked):
+        self.modules = [copy.deepcopy(fold) for fold in folds]
+        self.optimizers = [torch.optim.AdamW(m.parameters(), **ADAM) for m in self.modules]
+        self.criterion = ExpertsNLLLoss()
+        self.batches = []
+        for fold in range(len(self.modules)):
+            weight = mask[:, fold]
+            if masked:
+                self.batches.append((X, y, weight))
+            else:
+                rows = weight.nonzero().squeeze(1)
+                self.batches.append(({m: x[rows] for m, x in X.items()}, y[rows], None))
+
+    def evaluate(self, l2):
+        losses = []
+        for module, optimizer, (X, y, weight) in zip(self.modules, self.optimizers, self.batches):
+            optimizer.zero_grad()
+            loss = self.criterion(module(**X), y, sample_weight=weight)
+            if l2:
+                loss = loss + 0.5 * l2 * module.squared_weight_norm()
+            loss.backward()
+            losses.append(loss.item())  # one read-back per fold, as each fold's net does
+        return torch.tensor(losses)
+
+    def step(self):
+        for optimizer in self.optimizers:
+            optimizer.step()
+
+    def gradients(self):
+        """``{parameter name: (n_folds, ...)}``, for the check."""
+        named = [dict(m.named_parameters()) for m in self.modules]
+        return {name: torch.stack([_grad(p[name]) for p in named]) for name in named[0]}
+
+
+class Stacked:
+    """Base of the batched methods: stacked parameters and buffers, one ``AdamW``."""
+
+    def __init__(self, folds, X, y, mask):
+        params, self.buffers = stack_module_state([copy.deepcopy(f) for f in folds])
+        self.params = {name: p.detach().requires_grad_() for name, p in params.items()}
+        self.optimizer = torch.optim.AdamW(self.params.values(), **ADAM)
+        self.X, self.y, self.mask = X, y, mask
+
+    def step(self):
+        self.optimizer.step()
+
+    def gradients(self):
+        return {name: _grad(p) for name, p in self.params.items()}
+
+
+class VmapFolds(Stacked):
+    """``vmap(grad_and_value(per-fold loss))`` over the stacked parameters and buffers."""
+
+    def __init__(self, folds, X, y, mask):
+        super().__init__(folds, X, y, mask)
+        base = copy.deepcopy(folds[0])
+        criterion = ExpertsNLLLoss()
+
+        def fold_loss(params, buffers, X, y, weight, l2):
+            logits = functional_call(base, (params, buffers), (), X)
+            loss = criterion(logits, y, sample_weight=weight)
+            if l2:  # I2M2Module.squared_weight_norm on this fold's slice
+                loss = loss + 0.5 * l2 * sum(
+                    p.square().sum() for p in params.values() if p.ndim >= 2
+                )
+            return loss
+
+        self.batched = vmap(grad_and_value(fold_loss), in_dims=(0, 0, None, None, 1, None))
+
+    def evaluate(self, l2):
+        self.optimizer.zero_grad()
+        detached = {name: p.detach() for name, p in self.params.items()}
+        grads, losses = self.batched(detached, self.buffers, self.X, self.y, self.mask, l2)
+        for name, p in self.params.items():
+            p.grad = grads[name]
+        return losses.detach().cpu()
+
+
+class Unsupported(Exception):
+    """A module the grouped layers do not cover."""
+
+
+class GroupedFolds(Stacked):
+    """Hand-batched layers: every fold's layer at once on the stacked weights.
+
+    Vectors are ``(n_folds, n, features)``; images inside a conv encoder are
+    ``(n, n_folds * channels, ...)``, each fold a group of channels.
+    """
+
+    def __init__(self, folds, X, y, mask):
+        super().__init__(folds, X, y, mask)
+        self.module = folds[0]
+        # A module shared by two experts (the intra and inter experts' input
+        # scaling) is stacked once, under its first name.
+        first = {}
+        named = [
+            *self.module.named_parameters(remove_duplicate=False),
+            *self.module.named_buffers(remove_duplicate=False),
+        ]
+        self.canonical = {name: first.setdefault(id(t), name) for name, t in named}
+        self.weight = mask.T.unsqueeze(1)  # (n_folds, 1, n): one weight per fold, expert, row
+        self.forward(self.X)  # raises Unsupported before any timing
+
+    def __getitem__(self, name):
+        name = self.canonical[name]
+        return self.params[name] if name in self.params else self.buffers[name]
+
+    def forward(self, X):
+        """Stacked expert logits, ``(n_folds, n_experts, n, n_classes)``."""
+        if not isinstance(self.module, I2M2Module) or len(self.module.frozen):
+            raise Unsupported(type(self.module).__name__)
+        logits = []
+        for name, expert in self.module.experts.items():
+            prefix = f"experts.{name}."
+            if isinstance(expert, IntraExpert):
+                features = self.encoder(expert.encoder, X[expert.modality], prefix + "encoder.")
+                logits.append(self.linear(features, prefix + "head."))
+            elif isinstance(expert, InterExpert) and isinstance(expert.fusion, Concat):
+                features = [
+                    self.encoder(encoder, X[modality], f"{prefix}encoders.{modality}.")
+                    for modality, encoder in expert.encoders.items()
+                ]
+                logits.append(self.layers(expert.head, torch.cat(features, -1), prefix + "head."))
+            else:
+                raise Unsupported(type(expert).__name__)
+        return torch.stack(logits, 1)
+
+    def linear(self, x, prefix):
+        weight, bias = self[prefix + "weight"], self[prefix + "bias"]
+        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+    def encoder(self, encoder, x, prefix):
+        """One encoder of every fold: unbatched rows ``x`` in, ``(n_folds, n, features)`` out."""
+        if not isinstance(encoder, Encoder) or not isinstance(encoder.scaler, Standardize):
+            raise Unsupported(type(encoder).__name__)
+        mean, scale = self[prefix + "scaler.mean"], self[prefix + "scaler.scale"]
+        x = (x - mean.unsqueeze(1)) / scale.unsqueeze(1)  # (n_folds, n, *sample)
+        body = encoder.body
+        if isinstance(body, MLP):
+            return self.layers(body.net, x, prefix + "body.net.")
+        if isinstance(body, ConvNet) and body.ndim == 2 and not body.add_channel_axis:
+            n_folds, n = x.shape[:2]
+            x = x.transpose(0, 1).reshape(n, -1, *x.shape[3:])
+            return self.conv_layers(body.net, x, prefix + "body.net.", n_folds)
+        raise Unsupported(type(body).__name__)
+
+    def layers(self, sequential, x, prefix):
+        for index, layer in enumerate(sequential):
+            if isinstance(layer, nn.Linear):
+                x = self.linear(x, f"{prefix}{index}.")
+            elif isinstance(layer, nn.ReLU):
+                x = F.relu(x)
+            elif not isinstance(layer, nn.Identity):
+                raise Unsupported(type(layer).__name__)
+        return x
+
+    def conv_layers(self, sequential, x, prefix, n_folds):
+        for index, layer in enumerate(sequential):
+            name = f"{prefix}{index}."
+            if isinstance(layer, nn.Conv2d):
+                weight = self[name + "weight"].flatten(0, 1)
+                x = F.conv2d(x, weight, None, layer.stride, layer.padding, groups=n_folds)
+            elif isinstance(layer, nn.BatchNorm2d):
+                # Views of the stacked running statistics: updated in place, per fold.
+                stats = [self[name + s].view(-1) for s in ("running_mean", "running_var")]
+                x = F.batch_norm(
+                    x,
+                    *stats,
+                    self[name + "weight"].flatten(),
+                    self[name + "bias"].flatten(),
+                    training=True,
+                    momentum=layer.momentum,
+                    eps=layer.eps,
+                )
+                self[name + "num_batches_tracked"].add_(1)
+            elif isinstance(layer, (nn.ReLU, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.Identity)):
+                x = layer(x)
+            elif isinstance(layer, nn.Flatten):
+                return x.reshape(len(x), n_folds, -1).transpose(0, 1)
+            else:
+                raise Unsupported(type(layer).__name__)
+        raise Unsupported("a conv encoder without Flatten")
+
+    def evaluate(self, l2):
+        self.optimizer.zero_grad()
+        logits = self.forward(self.X)
+        n_folds, n_experts, n, n_classes = logits.shape
+        losses = F.cross_entropy(
+            logits.reshape(-1, n_classes), self.y.repeat(n_folds * n_experts), reduction="none"
+        ).view(n_folds, n_experts, n)
+        # ExpertsNLLLoss per fold: the sum over experts of weighted means.
+        losses = ((losses * self.weight).sum(-1) / self.weight.sum(-1)).sum(1)
+        if l2:
+            weights = [p for p in self.params.values() if p.ndim >= 3]
+            losses = losses + 0.5 * l2 * sum(p.square().flatten(1).sum(1) for p in weights)
+        losses.sum().backward()
+        return losses.detach().cpu()
+
+
+BATCHED = {"vmap": VmapFolds, "grouped": GroupedFolds}
+
+# ----------------------------------------------------------------------
+# Check and timing
+
+
+@contextlib.contextmanager
+def full_precision():
+    """cuDNN convolutions in float32, not TF32, while the methods are compared."""
+    allowed = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = allowed
+
+
+def check(runners, l2):
+    """Per method: ``"ok"``, or how its losses or gradients differ from ``loop, mask``'s."""
+    reference = runners["loop, mask"]
+    losses = reference.evaluate(l2)
+    grads = reference.gradients()
+    found = {"loop, mask": "reference"}
+    for method, runner in runners.items():
+        if runner is reference:
+            continue
+        other = runner.evaluate(l2)
+        other_grads = runner.gradients()
+        worst = max(
+            [float((other - losses).abs().max())]
+            + [float((other_grads[k].cpu() - g.cpu()).abs().max()) for k, g in grads.items()]
+        )
+        scale = max([1.0] + [float(g.abs().max()) for g in grads.values()])
+        found[method] = "ok" if worst <= TOLERANCE * scale else f"differs by {worst:.1e}"
+    if found["loop"] != "ok" and any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) for m in reference.modules[0].modules()
+    ):
+        found["loop"] += " (BatchNorm: batch statistics of its own rows only)"
+    return found
+
+
+def interleaved_medians(functions, device, min_rounds=7, min_seconds=1.0):
+    """Median wall time in ms of each of ``functions`` (a dict), the device synchronised.
+
+    The functions take turns, one call each per round, so that a shared
+    machine's load weighs on all of them alike; one round warms them up.
+    """
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times = {name: [] for name in functions}
+    start, rounds = time.perf_counter(), 0
+    while rounds <= min_rounds or (time.perf_counter() - start < min_seconds and rounds < 100):
+        for name, function in functions.items():
+            sync()
+            begin = time.perf_counter()
+            function()
+            sync()
+            if rounds:
+                times[name].append(time.perf_counter() - begin)
+        rounds += 1
+    return {name: 1000 * statistics.median(t) for name, t in times.items()}
+
+
+def adam_step(runner, l2):
+    """Forward, loss, backward and ``AdamW.step`` (its decoupled weight decay: no ``l2``)."""
+    runner.evaluate(0.0)
+    runner.step()
+
+
+STEP_FUNCTIONS = {"adam": adam_step, "lbfgs": lambda runner, l2: runner.evaluate(l2)}
+
+
+def measure_set(name, device, threads):
+    """Figures of one set: ``{"checks", "ms": {(threads, step, method): ms}, ...}``."""
+    X, y, title = load_set(name)
+    large = len(y) >= 1000
+    folds, codes = fold_models(X, y)
+    X, codes, mask = batch_and_mask(X, codes, large)
+    X = {m: torch.as_tensor(np.asarray(x, dtype=np.float32), device=device) for m, x in X.items()}
+    codes = torch.as_tensor(codes, device=device)
+    mask = torch.as_tensor(mask, device=device)
+    folds = [fold.to(device) for fold in folds]
+    l2 = 1.0 / len(y)  # weight_decay="auto" under L-BFGS: 1 / n_train
+    runners, skipped = {}, {}
+    for method in METHODS:
+        try:
+            if method.startswith("loop"):
+                runners[method] = Loop(folds, X, codes, mask, masked=method == "loop, mask")
+            else:
+                runners[method] = BATCHED[method](folds, X, codes, mask)
+        except Unsupported as exc:
+            skipped[method] = f"not grouped: {exc}"
+    with full_precision():
+        checks = {**check(runners, l2), **skipped}
+    ms = {}
+    for n_threads in threads:
+        torch.set_num_threads(n_threads)
+        for step in STEPS:
+            timed = {m: functools.partial(STEP_FUNCTIONS[step], r, l2) for m, r in runners.items()}
+            for method, value in interleaved_medians(timed, device).items():
+                ms[(n_threads, step, method)] = value
+        for method in runners:
+            print(
+                f"{name:12s} {method:11s} {n_threads} thread(s)  "
+                f"adam {ms[(n_threads, 'adam', method)]:8.2f} ms  "
+                f"lbfgs closure {ms[(n_threads, 'lbfgs', method)]:8.2f} ms  "
+                f"check {checks[method]}",
+                flush=True,
+            )
+    return {
+        "name": name,
+        "title": title,
+        "rows": len(codes),
+        "set_rows": len(y),
+        "large": large,
+        "experts": len(folds[0].experts),
+        "checks": checks,
+        "ms": ms,
+    }
+
+
+# ----------------------------------------------------------------------
+# The section
+
+
+def table(results, threads):
+    columns = [(t, step) for t in threads for step in STEPS]
+    header = " | ".join(f"{STEP_TITLES[step]}, {t} thread(s)" for t, step in columns)
+    lines = [
+        f"| set | rows per step | method | {header} | check |",
+        "|---|---|---|" + "---|" * len(columns) + "---|",
+    ]
+    for result in results:
+        rows = f"{result['rows']} of {result['set_rows']}" if result["large"] else "all"
+        for method in METHODS:
+            cells = []
+            for t, step in columns:
+                ms = result["ms"].get((t, step, method))
+                base = result["ms"][(t, step, "loop")]
+                cells.append("—" if ms is None else f"{ms:.2f} ms ({base / ms:.2f}×)")
+            lines.append(
+                f"| {result['name']} | {rows} | {method} | {' | '.join(cells)} "
+                f"| {result['checks'][method]} |"
+            )
+    return lines
+
+
+def reading(results, threads):
+    """Bullets read off the figures: per thread count, the best batched method of each set."""
+    lines = []
+    for t in threads:
+        cells, pays, loses = [], [], []
+        for result in results:
+            speedups = []
+            for step in STEPS:
+                batched = [
+                    (result["ms"][(t, step, "loop")] / result["ms"][(t, step, m)], m)
+                    for m in ("vmap", "grouped")
+                    if (t, step, m) in result["ms"]
+                ]
+                speedups.append(max(batched))
+            cells.append(
+                f"`{result['name']}` "
+                + " / ".join(f"{method} {speedup:.2f}×" for speedup, method in speedups)
+            )
+            if min(speedup for speedup, _ in speedups) >= PAYS:
+                pays.append(f"`{result['name']}`")
+            elif max(speedup for speedup, _ in speedups) < 1.0:
+                loses.append(f"`{result['name']}`")
+        lines.append(
+            f"- {t} thread(s), best batched method (AdamW step / L-BFGS closure): "
+            + "; ".join(cells)
+            + f". At least {PAYS}× on both steps: {', '.join(pays) or 'none'}; "
+            + f"slower than the loop on both: {', '.join(loses) or 'none'}."
+        )
+    return lines
+
+
+def section(results, threads, device, elapsed, load):
+    load_text = f"load average {load[0]:.1f} at the start, {load[1]:.1f} at the end"
+    sets = "; ".join(
+        f"`{r['name']}`: {r['title']}, {r['experts']} experts per fold" for r in results
+    )
+    lines = [
+        *section_start(
+            "fold_batching",
+            "The 5 fold models as one batched model: time of a stage-1 training step",
+            script_command("fold_batching"),
+            f"{elapsed / 60:.1f} min",
+            machine=f"{machine_description()}; {load_text}",
+        ),
+        f"- device: `{device}`; thread counts: {', '.join(map(str, threads))}",
+        f"- sets: {sets}",
+        (
+            "- protocol: the 5 fold models of `I2M2Classifier(random_state=0, max_epochs=1, "
+            "finetune_epochs=1, cv=5)`, dropout removed; one stage-1 step of all 5 (rows per "
+            "step: all training rows of a small set, or a batch of a large one), methods as in "
+            "the script's docstring. AdamW step: forward, loss, backward, `AdamW.step`; L-BFGS "
+            "closure: forward, loss + L2 penalty, backward, loss read back. Median ms per step, "
+            "the methods taking turns; in brackets the speed-up over `loop`. Check: per-fold "
+            f"losses and gradients against `loop, mask` to {TOLERANCE:g} (relative to the "
+            "largest gradient entry)."
+        ),
+        "",
+        *table(results, threads),
+        "",
+        *reading(results, threads),
+        *CAVEATS,
+        "<!-- fold_batching:end -->",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
+    parser.add_argument("--threads", type=int, nargs="+", help="default: all cores, then 1")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--output", default=str(RESULTS), help="the RESULTS.md to update (default: next to this)"
+    )
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    threads = args.threads or sorted({os.cpu_count() or 1, 1}, reverse=True)
+    if device.type == "cuda" and not args.threads:
+        threads = [torch.get_num_threads()]  # the host threads hardly matter there
+    load_start = os.getloadavg()[0]
+    start = time.perf_counter()
+    results = [measure_set(name, device, threads) for name in args.sets]
+    text = section(
+        results, threads, device, time.perf_counter() - start, (load_start, os.getloadavg()[0])
+    )
+    print(text)
+    if not args.no_write:
+        write_results(text, args.output, name="fold_batching")
+
+
+if __name__ == "__main__":
+    main()
