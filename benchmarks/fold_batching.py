@@ -13,17 +13,13 @@ layers on the same stacked tensors where the architecture allows (MLP and
 linear encoders as ``baddbmm``, conv encoders as grouped convolutions,
 concatenation fusion).
 
-Two steps: an ``AdamW`` step (forward, stage-1 loss, backward, optimizer
-step; Adam is elementwise, so one ``AdamW`` over stacked parameters is 5
-independent ones) and one L-BFGS closure evaluation (forward, loss with the
-L2 penalty of full-batch training, backward, the loss read back). Sets: three
-small cohorts of ``small_cohorts.py`` (seed 0's training rows, full batch)
-and two sets of 2000 rows with ``cv=5`` and batches of 256 (multiple-features
-digits with MLP experts, k-space digits with conv experts). Before timing,
-each method's per-fold losses and gradients are checked against ``loop,
-mask``. Figures: median ms per step, the methods taking turns, with each
-thread count of ``--threads``; the section goes to RESULTS.md
-(``fold_batching`` markers) or to ``--output``.
+Two steps: an ``AdamW`` step (Adam is elementwise: one ``AdamW`` over
+stacked parameters is 5 independent ones) and an L-BFGS closure evaluation.
+Sets: three small cohorts of ``small_cohorts.py`` (full batch) and two of
+2000 rows with batches of 256 (``mfeat``: MLP experts, ``kspace``: conv
+experts). On a small set whose default fit trains with L-BFGS, that fit's
+closure evaluations are counted and timed too: the most that batching them
+could save. The section goes to RESULTS.md (``fold_batching``) or ``--output``.
 
 Usage, from the repository root::
 
@@ -47,13 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
-from benchmarks.common import (
-    RESULTS,
-    machine_description,
-    script_command,
-    section_start,
-    write_results,
-)
+from benchmarks import common
 from sk_i2m2.nn.encoder_modules import MLP, ConvNet
 from sk_i2m2.nn.experts import Encoder, I2M2Module, InterExpert, IntraExpert
 from sk_i2m2.nn.fusion_modules import Concat
@@ -92,11 +82,10 @@ SETS = ("bc-150", "bc-569", "digits-300", "mfeat-2000", "kspace-2000")
 def load_set(name):
     """``(X, y, description)``: a small set's training rows, or a large set whole."""
     from benchmarks import small_cohorts
-    from benchmarks.common import mfeat_views
     from sk_i2m2.datasets import load_kspace_digits
 
     if name == "mfeat-2000":
-        X, y = mfeat_views(("fou", "fac", "kar", "pix", "zer", "mor"))
+        X, y = common.mfeat_views(("fou", "fac", "kar", "pix", "zer", "mor"))
         return dict(X), y, "UCI multiple-features digits, six table views"
     if name == "kspace-2000":
         X, y = load_kspace_digits()
@@ -112,6 +101,35 @@ def without_dropout(module):
             if isinstance(child, nn.Dropout):
                 setattr(parent, name, nn.Identity())
     return module
+
+
+class CountingLBFGS(torch.optim.LBFGS):
+    """``torch.optim.LBFGS`` that counts and times its closure evaluations (on the class)."""
+
+    calls, seconds = 0, 0.0
+
+    def step(self, closure):
+        def timed():
+            begin = time.perf_counter()
+            loss = closure()
+            CountingLBFGS.calls += 1
+            CountingLBFGS.seconds += time.perf_counter() - begin
+            return loss
+
+        return super().step(timed)
+
+
+def closure_share(X, y, device):
+    """``(fit s, closure evaluations, their s)`` of a default fit, if it uses L-BFGS; else None."""
+    from sk_i2m2 import I2M2Classifier
+
+    warm = I2M2Classifier(random_state=0, device=device).fit(X, y)  # also pays one-off costs
+    if not issubclass(warm.optimizer_, torch.optim.LBFGS):
+        return None
+    CountingLBFGS.calls, CountingLBFGS.seconds = 0, 0.0
+    start = time.perf_counter()
+    I2M2Classifier(random_state=0, device=device, optimizer=CountingLBFGS).fit(X, y)
+    return time.perf_counter() - start, CountingLBFGS.calls, CountingLBFGS.seconds
 
 
 def fold_models(X, y):
@@ -314,15 +332,8 @@ class GroupedFolds(Stacked):
             elif isinstance(layer, nn.BatchNorm2d):
                 # Views of the stacked running statistics: updated in place, per fold.
                 stats = [self[name + s].view(-1) for s in ("running_mean", "running_var")]
-                x = F.batch_norm(
-                    x,
-                    *stats,
-                    self[name + "weight"].flatten(),
-                    self[name + "bias"].flatten(),
-                    training=True,
-                    momentum=layer.momentum,
-                    eps=layer.eps,
-                )
+                affine = [self[name + s].flatten() for s in ("weight", "bias")]
+                x = F.batch_norm(x, *stats, *affine, True, layer.momentum, layer.eps)
                 self[name + "num_batches_tracked"].add_(1)
             elif isinstance(layer, (nn.ReLU, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.Identity)):
                 x = layer(x)
@@ -379,7 +390,7 @@ def check(runners, l2):
     return found
 
 
-def interleaved_medians(functions, device, min_rounds=5, min_seconds=0.5, max_seconds=4.0):
+def interleaved_medians(functions, device, min_rounds=7, min_seconds=1.0, max_seconds=4.0):
     """Median wall time in ms of each of ``functions`` (a dict), the device synchronised.
 
     The functions take turns, one call each per round, so that a shared
@@ -432,6 +443,7 @@ def measure_set(name, device, threads):
     """Figures of one set: ``{"checks", "ms": {(threads, step, method): ms}, ...}``."""
     X, y, title = load_set(name)
     large = len(y) >= 1000
+    closures = None if large else closure_share(X, y, device)
     folds, codes = fold_models(X, y)
     X, codes, mask = batch_and_mask(X, codes, large)
     X = {m: torch.as_tensor(np.asarray(x, dtype=np.float32), device=device) for m, x in X.items()}
@@ -453,23 +465,18 @@ def measure_set(name, device, threads):
             timed = {m: functools.partial(STEP_FUNCTIONS[step], r, l2) for m, r in runners.items()}
             for method, value in interleaved_medians(timed, device).items():
                 ms[(n_threads, step, method)] = value
-        for method in runners:
-            print(
-                f"{name:12s} {method:11s} {n_threads} thread(s)  "
-                f"adam {ms[(n_threads, 'adam', method)]:8.2f} ms  "
-                f"lbfgs closure {ms[(n_threads, 'lbfgs', method)]:8.2f} ms  "
-                f"check {checks[method]}",
-                flush=True,
-            )
+        for m in runners:
+            adam, lbfgs = ms[(n_threads, "adam", m)], ms[(n_threads, "lbfgs", m)]
+            print(f"{name:12s} {m:11s} {n_threads} thread(s)  adam {adam:8.2f} ms  ", end="")
+            print(f"lbfgs closure {lbfgs:8.2f} ms  check {checks[m]}", flush=True)
     return {
         "name": name,
         "title": title,
-        "rows": len(codes),
-        "set_rows": len(y),
-        "large": large,
+        "rows": f"{len(codes)} of {len(y)}" if large else "all",
         "experts": len(folds[0].experts),
         "checks": checks,
         "ms": ms,
+        "closures": closures,
     }
 
 
@@ -485,7 +492,6 @@ def table(results, threads):
         "|---|---|---|" + "---|" * len(columns) + "---|",
     ]
     for result in results:
-        rows = f"{result['rows']} of {result['set_rows']}" if result["large"] else "all"
         for method in METHODS:
             cells = []
             for t, step in columns:
@@ -493,7 +499,7 @@ def table(results, threads):
                 base = result["ms"][(t, step, "loop")]
                 cells.append("—" if ms is None else f"{ms:.2f} ms ({base / ms:.2f}×)")
             lines.append(
-                f"| {result['name']} | {rows} | {method} | {' | '.join(cells)} "
+                f"| {result['name']} | {result['rows']} | {method} | {' | '.join(cells)} "
                 f"| {result['checks'][method]} |"
             )
     return lines
@@ -503,30 +509,28 @@ def reading(results, threads):
     """Bullets read off the figures: per thread count, the best batched method of each set."""
     lines = []
     for t in threads:
-        cells, pays, loses = [], [], []
-        for result in results:
-            speedups = []
-            for step in STEPS:
-                batched = [
-                    (result["ms"][(t, step, "loop")] / result["ms"][(t, step, m)], m)
-                    for m in ("vmap", "grouped")
-                    if (t, step, m) in result["ms"]
-                ]
-                speedups.append(max(batched))
-            cells.append(
-                f"`{result['name']}` "
-                + " / ".join(f"{method} {speedup:.2f}×" for speedup, method in speedups)
-            )
-            if min(speedup for speedup, _ in speedups) >= PAYS:
-                pays.append(f"`{result['name']}`")
-            elif max(speedup for speedup, _ in speedups) < 1.0:
-                loses.append(f"`{result['name']}`")
+        cells = []
+        for r in results:
+            ms = r["ms"]
+            best = [
+                max((ms[(t, s, "loop")] / ms[(t, s, m)], m) for m in BATCHED if (t, s, m) in ms)
+                for s in STEPS
+            ]
+            pays = min(best)[0] >= PAYS
+            verdict = "pays" if pays else "loses" if max(best)[0] < 1.0 else "mixed"
+            cells.append(f"`{r['name']}` {' / '.join(f'{m} {x:.2f}×' for x, m in best)} {verdict}")
         lines.append(
-            f"- {t} thread(s), best batched method (AdamW step / L-BFGS closure): "
-            + "; ".join(cells)
-            + f". At least {PAYS}× on both steps: {', '.join(pays) or 'none'}; "
-            + f"slower than the loop on both: {', '.join(loses) or 'none'}."
+            f"- {t} thread(s), best batched method per step (AdamW / L-BFGS closure; pays: at "
+            f"least {PAYS}× on both, loses: below 1× on both): " + "; ".join(cells) + "."
         )
+    shares = [
+        f"`{r['name']}` {r['closures'][1]} evaluations, {r['closures'][2]:.2f} s of a "
+        f"{r['closures'][0]:.2f} s fit"
+        for r in results
+        if r["closures"]
+    ]
+    if shares:
+        lines.append("- L-BFGS closures of a default fit (both stages): " + "; ".join(shares))
     return lines
 
 
@@ -536,25 +540,22 @@ def section(results, threads, device, elapsed, load):
         f"`{r['name']}`: {r['title']}, {r['experts']} experts per fold" for r in results
     )
     lines = [
-        *section_start(
+        *common.section_start(
             "fold_batching",
             "The 5 fold models as one batched model: time of a stage-1 training step",
-            script_command("fold_batching"),
+            common.script_command("fold_batching"),
             f"{elapsed / 60:.1f} min",
-            machine=f"{machine_description()}; {load_text}",
+            machine=f"{common.machine_description()}; {load_text}",
         ),
         f"- device: `{device}`; thread counts: {', '.join(map(str, threads))}",
         f"- sets: {sets}",
         (
             "- protocol: the 5 fold models of `I2M2Classifier(random_state=0, max_epochs=1, "
-            "finetune_epochs=1, cv=5)`, dropout removed; one stage-1 step of all 5 (rows per "
-            "step: all training rows of a small set, or a batch of a large one), methods as in "
-            "the script's docstring. AdamW step: forward, loss, backward, `AdamW.step`; L-BFGS "
-            "closure: forward, loss + L2 penalty, backward, loss read back. Median ms per step, "
-            "the methods taking turns; in brackets the speed-up over `loop`. Check: per-fold "
-            f"losses and gradients against `loop, mask` to {TOLERANCE:g} (relative to the "
-            "largest gradient entry, if above 1), in float64; in brackets the largest "
-            "difference."
+            "finetune_epochs=1, cv=5)`, dropout removed; one stage-1 step of all 5, methods as "
+            "in the script's docstring. Median ms per step, the methods taking turns; in "
+            "brackets the speed-up over `loop`. Check: per-fold losses and gradients against "
+            f"`loop, mask` to {TOLERANCE:g} (relative to the largest gradient entry, if above 1) "
+            "in float64; in brackets the largest difference."
         ),
         "",
         *table(results, threads),
@@ -573,9 +574,7 @@ def main(argv=None):
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
     parser.add_argument("--threads", type=int, nargs="+", help="default: all cores, then 1")
     parser.add_argument("--no-write", action="store_true", help="print only")
-    parser.add_argument(
-        "--output", default=str(RESULTS), help="the RESULTS.md to update (default: next to this)"
-    )
+    parser.add_argument("--output", default=str(common.RESULTS), help="RESULTS.md to update")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     threads = args.threads or sorted({os.cpu_count() or 1, 1}, reverse=True)
@@ -589,7 +588,7 @@ def main(argv=None):
     )
     print(text)
     if not args.no_write:
-        write_results(text, args.output, name="fold_batching")
+        common.write_results(text, args.output, name="fold_batching")
     failed = [f"{r['name']} {m}" for r in results for m in BATCHED if "differs" in r["checks"][m]]
     if failed:
         raise SystemExit(f"batched steps that differ from the loop's: {', '.join(failed)}")
