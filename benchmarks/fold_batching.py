@@ -23,7 +23,7 @@ could save. The section goes to RESULTS.md (``fold_batching``) or ``--output``.
 
 Usage, from the repository root::
 
-    python -m benchmarks.fold_batching                      # about 2 min on 2 busy cores
+    python -m benchmarks.fold_batching                      # 1.5-3 min on 2 shared cores
     python -m benchmarks.fold_batching --device cuda --output gpu.md
     python -m benchmarks.fold_batching --sets bc-150 --threads 1 --no-write
 """
@@ -386,7 +386,7 @@ def check(runners, l2):
     return found
 
 
-def interleaved_medians(functions, device, min_rounds=7, min_seconds=0.5, max_seconds=3.0):
+def interleaved_medians(functions, device, min_rounds=7, min_seconds=0.5, max_seconds=2.0):
     """Median wall time in ms of each of ``functions`` (a dict), the device synchronised.
 
     The functions take turns, one call each per round, so that a shared
