@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared run on a CUDA machine, under 8 minutes on an H100, in four steps:
+# One prepared run on a CUDA machine, under 8 minutes on an H100, in five steps:
 #   cuda-tests    the CUDA tests (tests/ -k cuda)                                  <= 120 s
 #   speed         python -m benchmarks.speed: the CPU MLP case and the AV-MNIST-shaped
 #                 case on CUDA (ratio to a hand loop, set-up time apart from the
@@ -8,6 +8,8 @@
 #                 one seed; lr_schedule constant and auto)                          <= 120 s
 #   small-cohort  python -m benchmarks.small_cohort_devices: a 200-row set of
 #                 small_cohorts.py fitted with the defaults on the CPU and on CUDA  <= 100 s
+#   fold-batching python -m benchmarks.fold_batching --device cuda: one stage-1 step of
+#                 the 5 fold models as a loop, with vmap and with grouped layers   <= 90 s
 # Each step has its own time limit, and none runs past the total budget
 # (GPU_CHECK_BUDGET, 470 s). A step that fails or times out does not stop the
 # others; the script lists the failed steps and exits non-zero at the end.
@@ -100,10 +102,12 @@ skorch.__version__)" | tee -a "$work/env.log"
     speed_size=(--device cpu --avmnist --n-samples 200 --epochs 1 --gpu-batch-size 64)
     large_size=(--device cpu --batch-sizes 32 256 --n-samples 300 --max-epochs 2)
     small_size=(--dataset synthetic-mixed-100 --devices cpu cpu --seeds 1)
+    fold_size=(--device cpu --sets bc-150 digits-300 --threads 1)
   else
     speed_size=()
     large_size=(--device cuda --batch-sizes 32 256 1024)
     small_size=(--dataset synthetic-mixed-200 --devices cpu cuda --seeds 2)
+    fold_size=(--device cuda)
   fi
 
   # shellcheck disable=SC2046  # one argument per test file
@@ -116,6 +120,8 @@ skorch.__version__)" | tee -a "$work/env.log"
     "${large_size[@]}" --output "$work/large_batch.md"
   run_step small-cohort 100 "$py" -m benchmarks.small_cohort_devices "${small_size[@]}" \
     --output "$work/small_cohort.md"
+  run_step fold-batching 90 "$py" -m benchmarks.fold_batching "${fold_size[@]}" \
+    --output "$work/fold_batching.md"
 
   results=benchmarks/RESULTS.md
   if [ "$dry" = 1 ]; then

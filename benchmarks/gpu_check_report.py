@@ -3,7 +3,8 @@
 ``gpu_check.sh`` leaves, in its work folder, ``steps.tsv`` (one line per
 step: name, command, exit status, seconds), ``<step>.log`` (the step's
 output), ``env.log`` (``nvidia-smi`` and versions) and, from the steps that
-write one, a markdown table (``large_batch.md``, ``small_cohort.md``). This
+write one, a markdown table (``large_batch.md``, ``small_cohort.md``,
+``fold_batching.md``). This
 script turns them into one section, appended to ``--output`` between markers
 named after the run's date, so that earlier runs stay in the file:
 
@@ -11,8 +12,8 @@ named after the run's date, so that earlier runs stay in the file:
 - every step with its command, status and time;
 - the figures of ``speed.py`` per case (fit, hand loop, ratio, set-up time
   outside the epochs, epochs, joint fine-tune and ``predict_proba``
-  samples/s, peak memory), the large-batch table, the small-cohort table and
-  the CUDA tests' summary line.
+  samples/s, peak memory), the large-batch table, the small-cohort table,
+  the fold-batching table and the CUDA tests' summary line.
 
 With ``--dry-run`` the section says so in its title: a dry run's figures are
 toy sizes on the CPU, written to a scratch copy of RESULTS.md.
@@ -220,6 +221,10 @@ def section(folder, *, command, dry_run, now=None):
     lines += [small] if small else _partial(small_log, r"^\w+: first fit ")
     if ratio:
         lines += ["", f"{ratio.group(0)} (a GPU fit should not be slower: ratio ≤ 1)."]
+
+    folds = _table_body(_read(folder, "fold_batching.md"))
+    lines += ["", "### The 5 fold models batched (`benchmarks/fold_batching.py`)", ""]
+    lines += folds or _partial(_read(folder, "fold-batching.log"), r"^\S+ +(loop|vmap|grouped)")
     lines.append(f"<!-- {marker}:end -->")
     return "\n".join(lines) + "\n"
 
