@@ -203,7 +203,7 @@ def describe_fit(estimator, X, y, sample_weight=None):
         splits = [(np.arange(len(y_train)), None)]
     batch_size, weight_decay, patience = _sizes(params, outcome, len(splits[0][0]), optimizer)
     linear_l2_grid = _linear_l2_grid(
-        params, outcome, optimizer, weight_decay, small, len(splits[0][0]), tensors, splits
+        params, outcome, optimizer, weight_decay, small, len(splits[0][0]), splits
     )
     plan = TrainingPlan.from_params(
         params,
@@ -246,13 +246,18 @@ def describe_fit(estimator, X, y, sample_weight=None):
     )
 
 
-def _linear_l2_grid(params, outcome, optimizer, weight_decay, small, n_train, tensors, splits):
+#: Most float64 feature entries (splits x rows x features of the linear
+#: experts) the joint solve of the linear experts holds: 128 MiB.
+MAX_SOLVE_ENTRIES = 2**24
+
+
+def _linear_l2_grid(params, outcome, optimizer, weight_decay, small, n_train, splits):
     """The L2 coefficients the linear experts choose from, or ``None`` (no separate solve).
 
     Linear experts are solved on their own (:mod:`~sk_i2m2.training.linear_experts`)
     on a small cohort with ``optimizer="auto"``, for outcomes trained with
-    L-BFGS there, unless the fit is data-parallel, reads modalities from
-    disk or has a stochastic loss (augmentation, modality dropout).
+    L-BFGS there, unless the fit is data-parallel or has a stochastic loss
+    (augmentation, modality dropout).
     ``weight_decay="auto"`` gives a grid around scikit-learn's ``C=1``
     (:data:`~sk_i2m2.training.linear_experts.L2_GRID_FACTORS`) when the
     splits hold out rows to choose on, else ``C=1`` alone; an explicit
@@ -265,7 +270,6 @@ def _linear_l2_grid(params, outcome, optimizer, weight_decay, small, n_train, te
         or not small
         or not outcome.lbfgs_on_small_cohorts
         or params["accelerator"] is not None
-        or any(isinstance(t, LazyRows) for t in tensors.values())
         or params["augment"]
         or params["modality_dropout"] > 0
     ):
@@ -397,16 +401,21 @@ def _build_module(fit, tensors, train_rows, where, frozen):
 def _solve_linear_experts(fit, modules, tensors, exclude):
     """Solve the linear experts of every split into ``modules``; their :class:`LinearSolution`.
 
-    ``None`` when the fit has no separate solve (``linear_l2_grid``) or no
-    linear expert outside ``exclude``.
+    ``None`` when the fit has no separate solve (``linear_l2_grid``), no
+    linear expert outside ``exclude``, or features too many to hold in
+    memory once per split (:data:`MAX_SOLVE_ENTRIES`). A modality read
+    from disk (sparse counts ...) is read whole: it is a small cohort's.
     """
     names = linear_experts(modules[0], exclude=exclude)
     if fit.linear_l2_grid is None or not names:
         return None
+    n_features = sum(modules[0].experts[name].head.in_features for name in names)
+    if len(modules) * len(fit.y) * n_features > MAX_SOLVE_ENTRIES:
+        return None
     device = fit.plan.device
     options = fit.plan.stage
     criterion = options.criteria[0](**options.criterion_kwargs).to(device)
-    rows = {m: t.to(device) for m, t in tensors.items()}  # no modality is read from disk
+    rows = {m: materialize(t).to(device) for m, t in tensors.items()}
     y = torch.as_tensor(fit.y, device=device)
     solution = solve_linear_experts(
         modules, names, rows, y, fit.splits, criterion, fit.linear_l2_grid
