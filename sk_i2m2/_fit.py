@@ -360,7 +360,9 @@ def _train_splits(fit, use_threads):
     splits = []
     for module, kept, (train_rows, valid_rows) in zip(modules, pretrained, fit.splits):
         names = list(kept) + (list(solution.l2) if solution else [])
-        split = _train_split(fit, module, tensors, train_rows, valid_rows, where, names, use_threads)
+        split = _train_split(
+            fit, module, tensors, train_rows, valid_rows, where, names, use_threads
+        )
         splits.append(split)
         if split.interrupted_stage is not None:
             break
@@ -455,9 +457,11 @@ def _calibrate(fit, splits):
         and all(split.held_out_pretrain is not None for split in splits)
     ):
         candidates.append(
-            ("pretrain", [split.pretrain_module for split in splits], [
-                split.held_out_pretrain for split in splits
-            ])
+            (
+                "pretrain",
+                [split.pretrain_module for split in splits],
+                [split.held_out_pretrain for split in splits],
+            )
         )
     best = None
     for stage, modules, held_out in candidates:

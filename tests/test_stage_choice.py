@@ -6,8 +6,8 @@ import torch
 from conftest import make_independent
 
 from sk_i2m2 import I2M2Classifier
-from sk_i2m2.datasets import make_multimodal_classification
 from sk_i2m2._fit import _held_out
+from sk_i2m2.datasets import make_multimodal_classification
 from sk_i2m2.nn.ensemble import FoldEnsemble
 from sk_i2m2.training.calibration import calibrate_product
 
@@ -53,9 +53,7 @@ def test_the_kept_stage_has_the_lower_calibrated_held_out_loss(data, expected):
     kept = 0 if clf.final_stage_ == "pretrain" else 1
     raw = FoldEnsemble([nets[kept].module_ for nets in clf.fold_nets_])
     if kept == 1:  # the fine-tuned modules are the model itself
-        assert all(
-            fold is nets[1].module_ for fold, nets in zip(clf.module_.folds, clf.fold_nets_)
-        )
+        assert all(fold is nets[1].module_ for fold, nets in zip(clf.module_.folds, clf.fold_nets_))
     else:
         factors = torch.tensor(list(clf.expert_weights_.values()), dtype=torch.float64)
         expected = (clf._expert_logits(X, raw)[0].double() * factors.view(-1, 1, 1)).sum(0)

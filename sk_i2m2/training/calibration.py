@@ -164,7 +164,9 @@ def _product_loss(terms, scales, y, weight, sample_weight, criterion):
     weight = weight.double().cpu() if weight is not None else None
     sample_weight = sample_weight.double().cpu() if sample_weight is not None else None
     with torch.no_grad():
-        loss = criterion(weight)(scales.view(-1, 1, 1) * terms, y.cpu(), sample_weight=sample_weight)
+        loss = criterion(weight)(
+            scales.view(-1, 1, 1) * terms, y.cpu(), sample_weight=sample_weight
+        )
     return float(loss)
 
 

@@ -145,8 +145,10 @@ def solve_linear_experts(modules, names, tensors, y, splits, criterion, grid):
     for e, (first, width) in enumerate(zip(np.cumsum([0, *columns[:-1]]), columns)):
         block[first : first + width, e] = 1.0
     available_rows = torch.stack(masks)  # (n_experts, n_splits, n)
-    seen = None if present is None else torch.stack(
-        [present[:, modules[0].experts[name].index] for name in names]
+    seen = (
+        None
+        if present is None
+        else torch.stack([present[:, modules[0].experts[name].index] for name in names])
     )
 
     def loss_sums(weight, bias, rows):
@@ -189,7 +191,10 @@ def solve_linear_experts(modules, names, tensors, y, splits, criterion, grid):
             pooled = []
             for weight, bias in path:
                 total, count = loss_sums(weight, bias, rows.expand(n_experts, -1, -1))
-                total, count = total.view(n_experts, n_splits)[e], count.view(n_experts, n_splits)[e]
+                total, count = (
+                    total.view(n_experts, n_splits)[e],
+                    count.view(n_experts, n_splits)[e],
+                )
                 pooled.append(float(total.sum() / count.sum()))
             scores[name] = np.array(pooled)
             chosen[name] = int(np.nanargmin(scores[name]))
@@ -243,9 +248,7 @@ def _minimize(objective, start):
     # One BLAS thread: threads cannot pay on vectors this short, and on a
     # busy machine they wait for each other (tens of times slower).
     with threadpool_limits(limits=1, user_api="blas"):
-        result = minimize(
-            value_and_grad, x0, jac=True, method="L-BFGS-B", options=_SOLVER_OPTIONS
-        )
+        result = minimize(value_and_grad, x0, jac=True, method="L-BFGS-B", options=_SOLVER_OPTIONS)
     return [t.detach() for t in unflatten(result.x)], int(result.nit)
 
 
