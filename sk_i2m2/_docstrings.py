@@ -81,9 +81,9 @@ lr_schedule : {"auto", "constant"}, default="auto"
     given an ``LRScheduler`` in ``callbacks`` runs that scheduler alone,
     from the unscaled rate. On fewer than 256 training rows the batches
     of ``batch_size="auto"`` (64 rows, where the rate is tuned for 16)
-    train the same way at ``k = min(64, n_train) / 16``: four times
-    fewer steps per epoch, fits about 2.5 times faster at the same
-    accuracy on small image cohorts.
+    train at ``k = min(64, n_train) / 16`` times the rate from the first
+    step: four times fewer steps per epoch, fits about 2.5 times faster
+    at the same accuracy on small image cohorts.
 weight_decay : float or "auto", default="auto"
     Passed to the optimizer; with L-BFGS, which takes none, the loss
     gets an L2 penalty ``weight_decay / 2 * ||W||^2`` on the weight

@@ -84,9 +84,9 @@ class LargeBatchLR(LRScheduler):
     both stages when ``batch_size`` exceeds 256, and with a reference batch
     of 16 and no warm-up to the small-cohort batches of
     ``batch_size="auto"`` (fewer than 256 training rows with a mini-batch
-    optimizer). Passed in ``callbacks``
-    (with ``lr_schedule="constant"``, or in place of the automatic one,
-    which a user ``LRScheduler`` replaces), it can be configured.
+    optimizer). Passed in ``callbacks`` (with ``lr_schedule="constant"``,
+    or in place of the automatic one, which a user ``LRScheduler``
+    replaces), it can be configured.
 
     The learning rate of every training batch is recorded in the batch's
     history row under ``event_name``.
