@@ -6,11 +6,11 @@ dozen of them, so early stopping on it is noise, and wide MLP experts
 overfit. Below :data:`SMALL_COHORT` samples the estimator's ``"auto"``
 settings switch to inner cross-fitting, linear vector experts and
 full-batch L-BFGS; measured in ``benchmarks/small_cohorts.py``. Fits that
-keep a mini-batch optimizer (conv or recurrent encoders, augmentation,
-the regressor's Gaussian experts) on
-fewer than :data:`FEW_TRAINING_ROWS` rows take larger batches at a
-proportionally larger learning rate (:func:`auto_lr_schedule`); measured
-in ``benchmarks/small_conv_regimes.py``.
+keep a mini-batch optimizer (conv or recurrent encoders, augmentation, the
+regressor's Gaussian experts) on fewer than :data:`FEW_TRAINING_ROWS` rows
+take larger batches at a proportionally larger learning rate
+(:func:`auto_lr_schedule`); measured in
+``benchmarks/small_conv_regimes.py``.
 """
 
 from __future__ import annotations
