@@ -27,6 +27,7 @@ from ._lazy import LazyRows, materialize, take
 from ._missing import check_fit_options, check_samples_have_an_expert
 from ._parallel import check_accelerator, shared_seed
 from ._sizing import (
+    auto_lr_schedule,
     auto_optimizer,
     auto_patience,
     auto_weight_decay,
@@ -211,6 +212,7 @@ def describe_fit(estimator, X, y, sample_weight=None):
         batch_size=batch_size,
         weight_decay=weight_decay,
         n_iter_no_change=patience,
+        lr_schedule=auto_lr_schedule(params, batch_size, len(splits[0][0]), optimizer),
         device=device,
         seed=seed,
         estimator_name=type(estimator).__name__,

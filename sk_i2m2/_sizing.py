@@ -5,7 +5,12 @@ regime than large data sets: a 15 % validation split of 80 patients holds a
 dozen of them, so early stopping on it is noise, and wide MLP experts
 overfit. Below :data:`SMALL_COHORT` samples the estimator's ``"auto"``
 settings switch to inner cross-fitting, linear vector experts and
-full-batch L-BFGS; measured in ``benchmarks/small_cohorts.py``.
+full-batch L-BFGS; measured in ``benchmarks/small_cohorts.py``. Fits that
+keep a mini-batch optimizer (conv or recurrent encoders, augmentation, the
+regressor's Gaussian experts) on fewer than :data:`FEW_TRAINING_ROWS` rows
+take larger batches at a proportionally larger learning rate
+(:func:`auto_lr_schedule`); measured in
+``benchmarks/small_conv_regimes.py``.
 """
 
 from __future__ import annotations
@@ -19,6 +24,10 @@ __all__ = [
     "auto_weight_decay",
     "full_batch_fits",
     "auto_batch_size",
+    "auto_lr_schedule",
+    "FEW_TRAINING_ROWS",
+    "SMALL_COHORT_BATCH_SIZE",
+    "SMALL_COHORT_REFERENCE_BATCH_SIZE",
     "is_full_batch",
     "auto_n_folds",
     "auto_n_folds_regression",
@@ -27,6 +36,18 @@ __all__ = [
 
 #: Fewer training samples than this count as a small cohort.
 SMALL_COHORT = 1000
+
+#: Below this many training rows, ``n_train // 16`` is under 16 and the
+#: mini-batch rule of :func:`auto_batch_size` used to take its floor of 16.
+FEW_TRAINING_ROWS = 256
+
+#: Mini-batch size of ``batch_size="auto"`` on fewer than
+#: :data:`FEW_TRAINING_ROWS` training rows (all rows if fewer).
+SMALL_COHORT_BATCH_SIZE = 64
+
+#: The batch the default ``lr`` trains at unscaled on fewer than
+#: :data:`FEW_TRAINING_ROWS` rows: the former ``batch_size="auto"`` there.
+SMALL_COHORT_REFERENCE_BATCH_SIZE = 16
 
 
 def is_small_cohort(n_samples):
@@ -99,13 +120,55 @@ def is_full_batch(optimizer):
 def auto_batch_size(n_train, optimizer=torch.optim.AdamW):
     """Batch size of ``batch_size="auto"``.
 
-    All ``n_train`` rows for a full-batch optimizer (L-BFGS); otherwise
-    ``n_train // 16`` clipped to [16, 256]: about 16 steps per epoch on
-    small data.
+    All ``n_train`` rows for a full-batch optimizer (L-BFGS). Otherwise
+    ``n_train // 16`` clipped to [16, 256], about 16 steps per epoch,
+    except on fewer than :data:`FEW_TRAINING_ROWS` rows: there
+    :data:`SMALL_COHORT_BATCH_SIZE` rows (all rows if fewer), which
+    :func:`auto_lr_schedule` pairs with a larger learning rate.
     """
+    n_train = max(int(n_train), 1)
     if is_full_batch(optimizer):
-        return max(int(n_train), 1)
+        return n_train
+    if n_train < FEW_TRAINING_ROWS:
+        return min(SMALL_COHORT_BATCH_SIZE, n_train)
     return int(min(256, max(16, n_train // 16)))
+
+
+def auto_lr_schedule(params, batch_size, n_train, optimizer):
+    """The learning-rate schedule of a fit: ``params["lr_schedule"]``, ``"auto"`` resolved.
+
+    ``"small_cohort"`` where ``batch_size="auto"`` chose the small-cohort
+    mini-batch of :func:`auto_batch_size` (a mini-batch optimizer on fewer
+    than :data:`FEW_TRAINING_ROWS` rows; ``batch_size`` is the resolved
+    size, which an outcome may set otherwise): each stage then trains at
+    ``k = batch_size / 16`` times its learning rate from the first step,
+    the linear scaling rule from the batch of 16 the default ``lr`` is
+    tuned for there
+    (:func:`~sk_i2m2.training.schedule.lr_schedule_callbacks`). Otherwise
+    ``lr_schedule`` as given (``"auto"`` then scales only batches above
+    256).
+
+    Four times fewer optimizer steps per epoch at four times the rate
+    keep accuracy and log loss at about 2.5 times less fit time. Measured
+    with ``python -m benchmarks.small_conv_regimes`` on the digits
+    image+table sets (conv image expert, linear table expert, 5
+    cross-fitted folds; means over seeds 0-4, on 2 CPU cores shared with
+    other jobs), against batches of 16 at the constant ``lr=1e-3`` fitted
+    in the same run: digits-150 (105 training rows) test accuracy 0.947
+    against 0.938, log loss 0.187 against 0.203, 3.1 s against 7.9 s per
+    fit; digits-300 (210 rows) 0.967 against 0.967, 0.101 against 0.103,
+    7.6 s against 18.7 s. A warm-up, shorter budgets with a cosine decay,
+    or batches of 32 or 128 cost log loss or accuracy there (the module's
+    screening table).
+    """
+    lr_schedule = params["lr_schedule"]
+    small_batches = (
+        params["batch_size"] == "auto"
+        and not is_full_batch(optimizer)
+        and n_train < FEW_TRAINING_ROWS
+        and batch_size == auto_batch_size(n_train, optimizer)
+    )
+    return "small_cohort" if lr_schedule == "auto" and small_batches else lr_schedule
 
 
 def auto_n_folds(n_samples, smallest, cv):

@@ -188,8 +188,8 @@ def test_deferred_loss_sync_gives_the_same_history(data, monkeypatch):
 
 def test_progress_bar_advances_in_both_stages(data, capsys):
     X, y = data
-    # Mini-batches (on 240 rows "auto" would train full-batch with L-BFGS).
-    clf = fit(X, y, [ProgressBar()], optimizer=torch.optim.AdamW)
+    # Mini-batches of 16 (on 240 rows "auto" would train full-batch with L-BFGS).
+    clf = fit(X, y, [ProgressBar()], optimizer=torch.optim.AdamW, batch_size=16)
     assert "0/14" in capsys.readouterr().err
     # 240 rows, 15 % validation: 204 training rows in batches of 16 (one
     # final singleton dropped) and one validation batch of 36: 13 + 1 steps.

@@ -22,7 +22,8 @@ from sk_i2m2._validation import check_modalities
 from sk_i2m2.nn.standardize import input_moments
 
 ROOT = Path(__file__).resolve().parents[1]
-PARAMS = dict(max_epochs=2, cv=None, random_state=0)
+# Batches of 16 of the 51 training rows: several batches read per epoch.
+PARAMS = dict(max_epochs=2, cv=None, batch_size=16, random_state=0)
 
 
 def _counts(n=60, n_features=40, seed=0):
@@ -60,8 +61,7 @@ def test_sparse_modality_stays_sparse_and_gives_the_dense_model(monkeypatch):
         largest.clear()
         clf = I2M2Classifier(**PARAMS).fit(X, y)
         # The linear expert of this small cohort is solved from its 60 rows,
-        # read once; training reads batches of 16 rows (batch_size="auto"),
-        # validation of 9.
+        # read once; training reads batches of 16 rows, validation of 9.
         assert sorted(largest)[-2:] == [16, len(y)] and largest.count(len(y)) == 1
         assert clf.batch_size_ == 16 and clf.weight_decay_grid_ is not None
         assert clf.input_shapes_["counts"] == (40,)

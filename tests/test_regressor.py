@@ -20,7 +20,16 @@ from sk_i2m2.nn.losses import ExpertsGaussianNLLLoss, ProductOfGaussiansNLLLoss
 from sk_i2m2.nn.product import combine_gaussian, gaussian_fold_mean
 
 # Small, fast settings of the regressor tests.
-TINY = dict(max_epochs=15, lr=1e-2, cv=None, n_iter_no_change=5, random_state=0, device="cpu")
+# lr=1e-2 for batches of 16, which the small-cohort "auto" batch would replace.
+TINY = dict(
+    max_epochs=15,
+    lr=1e-2,
+    batch_size=16,
+    cv=None,
+    n_iter_no_change=5,
+    random_state=0,
+    device="cpu",
+)
 
 
 def _outputs(means, variances):

@@ -148,8 +148,14 @@ def test_early_stopping_is_not_an_interrupt():
     X, y = _data()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        # Batches of 16: noisy enough steps that patience 1 ends both stages early.
         clf = I2M2Classifier(
-            cv=None, encoders={"tab": "mlp"}, max_epochs=40, n_iter_no_change=1, random_state=0
+            cv=None,
+            encoders={"tab": "mlp"},
+            max_epochs=40,
+            n_iter_no_change=1,
+            batch_size=16,
+            random_state=0,
         ).fit(X, y)
         assert len(clf.pretrain_net_.history) < 40 and len(clf.finetune_net_.history) < 40
         user_stop = EarlyStopping(monitor="train_loss", patience=1, threshold=10.0)

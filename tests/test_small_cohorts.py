@@ -155,5 +155,5 @@ def test_an_explicit_optimizer_is_used_on_small_data():
     X, y = make_independent(120, n_modalities=2)
     clf = I2M2Classifier(optimizer=torch.optim.AdamW, max_epochs=3, random_state=0).fit(X, y)
     assert clf.optimizer_ is torch.optim.AdamW
-    assert clf.batch_size_ == 16  # mini-batches
+    assert clf.batch_size_ == 64  # mini-batches (of 96 training rows)
     assert clf.fusion_.dropout == 0.1

@@ -20,6 +20,14 @@ rule (``lr * sqrt(k)``, the SDE-derived rule for Adam) lost 1.0 pt at equal
 epochs and needed ``sqrt(k)`` times the epochs, twice the time, to lose
 0.4 pt; counting the early-stopping patience in steps instead of epochs did
 not help.
+
+Small cohorts use the same rule the other way round. Below 256 training
+rows, where ``n_train // 16`` batches would hold fewer than 16 rows, the
+default ``lr`` is tuned for batches of 16; ``batch_size="auto"`` takes 64
+there and ``lr_schedule="auto"`` scales the rate from a reference batch
+of 16 (``k = 4``, no warm-up): four times fewer steps per epoch for the
+same progress (measured in ``benchmarks/small_conv_regimes.py``; see
+:func:`sk_i2m2._sizing.auto_lr_schedule`).
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ import math
 
 import torch
 from skorch.callbacks import LRScheduler
+
+from .._sizing import SMALL_COHORT_REFERENCE_BATCH_SIZE
 
 __all__ = ["REFERENCE_BATCH_SIZE", "LargeBatchLR", "WarmupFactor", "lr_schedule_callbacks"]
 
@@ -71,9 +81,12 @@ class LargeBatchLR(LRScheduler):
     there. With ``k <= 1`` it leaves the learning rate at ``lr``.
 
     ``I2M2Classifier(lr_schedule="auto")`` adds it with its defaults to
-    both stages when ``batch_size`` exceeds 256. Passed in ``callbacks``
-    (with ``lr_schedule="constant"``, or in place of the automatic one,
-    which a user ``LRScheduler`` replaces), it can be configured.
+    both stages when ``batch_size`` exceeds 256, and with a reference batch
+    of 16 and no warm-up to the small-cohort batches of
+    ``batch_size="auto"`` (fewer than 256 training rows with a mini-batch
+    optimizer). Passed in ``callbacks`` (with ``lr_schedule="constant"``,
+    or in place of the automatic one, which a user ``LRScheduler``
+    replaces), it can be configured.
 
     The learning rate of every training batch is recorded in the batch's
     history row under ``event_name``.
@@ -87,7 +100,7 @@ class LargeBatchLR(LRScheduler):
         square-root rule derived for Adam; at equal epochs it trained less
         far in ``benchmarks/large_batch.py``).
     warmup_epochs : int, default=5
-        Length of the ramp in epochs; capped at a tenth of the net's
+        Length of the ramp in epochs (0: none); capped at a tenth of the net's
         ``max_epochs`` (at least one epoch), so a short run is not spent
         warming up.
     event_name : str, default="batch_lr"
@@ -152,16 +165,25 @@ class LargeBatchLR(LRScheduler):
 def lr_schedule_callbacks(lr_schedule, batch_size, user_callbacks):
     """Callbacks that carry out ``lr_schedule`` in one stage: a list of ``(name, callback)``.
 
-    Empty for ``"constant"``, for batches of at most
+    ``"small_cohort"`` (what ``"auto"`` becomes for the small-cohort batches
+    of ``batch_size="auto"``, see :func:`sk_i2m2._sizing.auto_lr_schedule`)
+    scales the rate linearly from a batch of
+    :data:`~sk_i2m2._sizing.SMALL_COHORT_REFERENCE_BATCH_SIZE`. Otherwise
+    empty for ``"constant"`` and for batches of at most
     :data:`REFERENCE_BATCH_SIZE` (which therefore train exactly as without
-    the schedule), and when the stage has a user
+    the schedule). Empty too when the stage has a user
     :class:`~skorch.callbacks.LRScheduler` among ``user_callbacks``: that
     scheduler then owns the learning rate, starting from ``lr``.
     """
-    if lr_schedule == "constant" or batch_size <= REFERENCE_BATCH_SIZE:
-        return []
     for entry in user_callbacks:
         callback = entry[1] if isinstance(entry, tuple) else entry
         if isinstance(callback, LRScheduler):
             return []
+    if lr_schedule == "small_cohort":
+        # No warm-up: measured, the ramp cost log loss and bought nothing
+        # at k = 4 (benchmarks/small_conv_regimes.py).
+        small = LargeBatchLR(SMALL_COHORT_REFERENCE_BATCH_SIZE, warmup_epochs=0)
+        return [("small_cohort_lr", small)]
+    if lr_schedule == "constant" or batch_size <= REFERENCE_BATCH_SIZE:
+        return []
     return [("large_batch_lr", LargeBatchLR())]
