@@ -1,4 +1,4 @@
-"""Linear experts of every fold and every L2 strength, solved as one convex problem.
+"""Linear experts of every fold and every L2 strength, solved at once.
 
 On a small cohort a vector modality's intra expert is linear
 (``MLPEncoder(hidden_sizes=())``): a softmax, per-label logistic or Cox
@@ -9,12 +9,14 @@ tens to hundreds of rows, so it is chosen by the inner folds that already
 run, as :class:`~sklearn.linear_model.LogisticRegressionCV` chooses ``C``:
 
 - every fold's copy of the expert is fitted at every strength of a short
-  grid, all at once: the experts of all folds and strengths have disjoint
+  grid: at one strength the copies of all folds and experts have disjoint
   parameters, so the sum of their objectives is minimised by each one's own
-  minimiser, and one full-batch L-BFGS run in float64 reaches all of them
-  (the features of all rows go through one ``einsum``; each fold's rows are
-  picked by its mask, which the stage-1 criterion takes as the experts'
-  availability);
+  minimiser, and one L-BFGS-B run (scipy's, in float64, on all rows at
+  once) reaches all of them. Each expert's features of all rows go through
+  one batched product; each fold's rows are picked by its mask, which the
+  stage-1 criterion takes as the experts' availability. The strengths are
+  solved from the strongest down, each run starting from the previous
+  solution (a regularisation path);
 - each expert's strength is the one whose fold copies have the lowest
   loss on their held-out rows, pooled over the folds;
 - each fold keeps its copy at that strength, trained to convergence (no
@@ -123,27 +125,24 @@ def solve_linear_experts(modules, names, tensors, y, splits, criterion, grid):
         sample_weight = sample_weight.double()
     inputs, present = modules[0].expert_inputs(tensors)
     n_experts, n_outputs = len(names), modules[0].experts[names[0]].head.out_features
-    # All experts as one block-diagonal linear map, so that a loss
-    # evaluation is a handful of operations whatever the number of experts:
-    # features (n_splits, n, all features) of every expert side by side,
-    # weights (n_splits, all features, n_experts, n_outputs) masked to the
-    # expert's own features.
-    blocks, masks, columns = [], [], []
+    # All experts' weights in one tensor (n_splits, all features, n_outputs),
+    # each expert's rows a slice of it: one parameter vector for the solver,
+    # and a loss evaluation is one small product per expert.
+    features, masks, columns = [], [], []
     with torch.no_grad():
         for name in names:
             expert = modules[0].experts[name]
             available = None if present is None else present[:, expert.index]
-            blocks.append(
+            features.append(
                 torch.stack(
                     [m.experts[name].encoder(inputs[expert.modality], available) for m in modules]
-                )
+                ).double()
             )
             masks.append(train if available is None else train & available)
             columns.append(expert.head.in_features)
-    features = torch.cat(blocks, dim=2).double()
-    block = torch.zeros(sum(columns), n_experts, 1, dtype=torch.float64, device=device)
-    for e, (first, width) in enumerate(zip(np.cumsum([0, *columns[:-1]]), columns)):
-        block[first : first + width, e] = 1.0
+    slices = [
+        slice(first, first + width) for first, width in zip(np.cumsum([0, *columns[:-1]]), columns)
+    ]
     available_rows = torch.stack(masks)  # (n_experts, n_splits, n)
     seen = (
         None
@@ -153,7 +152,12 @@ def solve_linear_experts(modules, names, tensors, y, splits, criterion, grid):
 
     def loss_sums(weight, bias, rows):
         # Loss sums and weights of each (expert, split) copy over its ``rows``.
-        logits = torch.einsum("knf,kfec->eknc", features, weight * block)
+        logits = torch.stack(
+            [
+                torch.einsum("knf,kfc->knc", block, weight[:, part])
+                for block, part in zip(features, slices)
+            ]
+        )
         logits = logits + bias.transpose(0, 1).unsqueeze(2)
         return criterion.per_expert_sums(
             logits.reshape(n_experts * n_splits, len(y), n_outputs),
@@ -166,9 +170,7 @@ def solve_linear_experts(modules, names, tensors, y, splits, criterion, grid):
     # previous solution (a regularisation path): far fewer iterations than
     # one solve of every coefficient at once, whose conditioning is the
     # weakest coefficient's.
-    weight = torch.zeros(
-        n_splits, sum(columns), n_experts, n_outputs, dtype=torch.float64, device=device
-    )
+    weight = torch.zeros(n_splits, sum(columns), n_outputs, dtype=torch.float64, device=device)
     bias = torch.zeros(n_splits, n_experts, n_outputs, dtype=torch.float64, device=device)
     path, n_iter = [], 0
     for l2 in grid:
@@ -176,7 +178,7 @@ def solve_linear_experts(modules, names, tensors, y, splits, criterion, grid):
         def objective(weight, bias, l2=l2):
             total, count = loss_sums(weight, bias, available_rows)
             loss = (total / count.clamp_min(1e-300)).sum()
-            return loss + 0.5 * l2 * (weight * block).square().sum()
+            return loss + 0.5 * l2 * weight.square().sum()
 
         (weight, bias), iterations = _minimize(objective, (weight, bias))
         n_iter += iterations
@@ -198,16 +200,13 @@ def solve_linear_experts(modules, names, tensors, y, splits, criterion, grid):
                 pooled.append(float(total.sum() / count.sum()))
             scores[name] = np.array(pooled)
             chosen[name] = int(np.nanargmin(scores[name]))
-    offsets = dict(zip(names, np.cumsum([0, *columns[:-1]])))
     heads = [
         {
             name: (
-                path[chosen[name]][0][k, offsets[name] : offsets[name] + width, e]
-                .T.float()
-                .contiguous(),
+                path[chosen[name]][0][k, part].T.float().contiguous(),
                 path[chosen[name]][1][k, e].float(),
             )
-            for e, (name, width) in enumerate(zip(names, columns))
+            for e, (name, part) in enumerate(zip(names, slices))
         }
         for k in range(n_splits)
     ]
