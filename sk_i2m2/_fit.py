@@ -43,7 +43,7 @@ from .fusion import resolve_fusion
 from .nn.build import Architecture, build_module_for, cached_modalities, precompute_frozen
 from .nn.experts import PRESENT, SAMPLE_WEIGHT
 from .training.callbacks import check_callbacks
-from .training.linear_experts import L2_GRID_FACTORS, linear_experts, solve_linear_experts
+from .training.linear_experts import l2_grid, solve_into
 from .training.stages import TrainingPlan, run_stages, split_datasets
 
 __all__ = ["FitDescription", "FitResult", "describe_fit", "train"]
@@ -203,8 +203,8 @@ def describe_fit(estimator, X, y, sample_weight=None):
     else:
         splits = [(np.arange(len(y_train)), None)]
     batch_size, weight_decay, patience = _sizes(params, outcome, len(splits[0][0]), optimizer)
-    linear_l2_grid = _linear_l2_grid(
-        params, outcome, optimizer, weight_decay, small, len(splits[0][0]), splits
+    linear_l2_grid = l2_grid(
+        params, outcome.lbfgs_on_small_cohorts, optimizer, weight_decay, small, splits
     )
     plan = TrainingPlan.from_params(
         params,
@@ -246,42 +246,6 @@ def describe_fit(estimator, X, y, sample_weight=None):
         linear_l2_grid=linear_l2_grid,
         kept_l2=dict(getattr(estimator, "expert_weight_decay_", {})) if kept else {},
     )
-
-
-#: Most float64 feature entries (splits x rows x features of the linear
-#: experts) the joint solve of the linear experts holds: 128 MiB.
-MAX_SOLVE_ENTRIES = 2**24
-
-
-def _linear_l2_grid(params, outcome, optimizer, weight_decay, small, n_train, splits):
-    """The L2 coefficients the linear experts choose from, or ``None`` (no separate solve).
-
-    Linear experts are solved on their own (:mod:`~sk_i2m2.training.linear_experts`)
-    on a small cohort with ``optimizer="auto"``, for outcomes trained with
-    L-BFGS there, unless the fit is data-parallel or has a stochastic loss
-    (augmentation, modality dropout).
-    ``weight_decay="auto"`` gives a grid around scikit-learn's ``C=1``
-    (:data:`~sk_i2m2.training.linear_experts.L2_GRID_FACTORS`) when the
-    splits hold out rows to choose on, else ``C=1`` alone; an explicit
-    ``weight_decay`` is the L2 coefficient where the stages use L-BFGS,
-    and with a mini-batch optimizer (decoupled weight decay, another
-    quantity) the linear experts train with the others.
-    """
-    if (
-        params["optimizer"] != "auto"
-        or not small
-        or not outcome.lbfgs_on_small_cohorts
-        or params["accelerator"] is not None
-        or params["augment"]
-        or params["modality_dropout"] > 0
-    ):
-        return None
-    if params["weight_decay"] != "auto":
-        return (weight_decay,) if is_full_batch(optimizer) else None
-    default = 1.0 / max(n_train, 1)
-    if all(valid is None for _, valid in splits):
-        return (default,)
-    return tuple(default * factor for factor in L2_GRID_FACTORS)
 
 
 def _optimizer(params, specs, tensors, n_samples, outcome):
@@ -358,7 +322,18 @@ def _train_splits(fit, use_threads):
     for module, experts in zip(modules, pretrained):
         for name, expert in experts.items():
             module.experts[name].load_state_dict(expert.state_dict())
-    solution = _solve_linear_experts(fit, modules, tensors, exclude=pretrained[0])
+    solution = None
+    if fit.linear_l2_grid is not None:
+        solution = solve_into(
+            modules,
+            tensors,
+            fit.y,
+            fit.splits,
+            fit.plan.stage,
+            fit.linear_l2_grid,
+            device=fit.plan.device,
+            exclude=pretrained[0],
+        )
     splits = []
     for module, kept, (train_rows, valid_rows) in zip(modules, pretrained, fit.splits):
         names = list(kept) + (list(solution.l2) if solution else [])
@@ -400,36 +375,6 @@ def _build_module(fit, tensors, train_rows, where, frozen):
         present=train_ds.X.get(PRESENT),
         frozen=frozen,
     ).to(fit.plan.device)
-
-
-def _solve_linear_experts(fit, modules, tensors, exclude):
-    """Solve the linear experts of every split into ``modules``; their :class:`LinearSolution`.
-
-    ``None`` when the fit has no separate solve (``linear_l2_grid``), no
-    linear expert outside ``exclude``, or features too many to hold in
-    memory once per split (:data:`MAX_SOLVE_ENTRIES`). A modality read
-    from disk (sparse counts ...) is read whole: it is a small cohort's.
-    """
-    names = linear_experts(modules[0], exclude=exclude)
-    if fit.linear_l2_grid is None or not names:
-        return None
-    n_features = sum(modules[0].experts[name].head.in_features for name in names)
-    if len(modules) * len(fit.y) * n_features > MAX_SOLVE_ENTRIES:
-        return None
-    device = fit.plan.device
-    options = fit.plan.stage
-    criterion = options.criteria[0](**options.criterion_kwargs).to(device)
-    rows = {m: materialize(t).to(device) for m, t in tensors.items()}
-    y = torch.as_tensor(fit.y, device=device)
-    solution = solve_linear_experts(
-        modules, names, rows, y, fit.splits, criterion, fit.linear_l2_grid
-    )
-    with torch.no_grad():
-        for module, heads in zip(modules, solution.heads):
-            for name, (weight, bias) in heads.items():
-                module.experts[name].head.weight.copy_(weight)
-                module.experts[name].head.bias.copy_(bias)
-    return solution
 
 
 def _calibrate(fit, splits):

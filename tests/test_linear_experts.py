@@ -99,10 +99,10 @@ def test_the_choice_is_saved_and_loaded(weak_and_strong, tmp_path):
 
 
 def test_features_too_many_for_memory_train_in_stage_1(monkeypatch):
-    import sk_i2m2._fit
+    from sk_i2m2.training import linear_experts
 
     X, y = make_independent(100, n_modalities=2)
-    monkeypatch.setattr(sk_i2m2._fit, "MAX_SOLVE_ENTRIES", 5 * 100 * 10 - 1)
+    monkeypatch.setattr(linear_experts, "MAX_SOLVE_ENTRIES", 5 * 100 * 10 - 1)
     clf = I2M2Classifier(max_epochs=3, random_state=0).fit(X, y)
     assert clf.weight_decay_grid_ is None and clf.weight_decay_scores_ is None
     checkpoint = dict(clf.fold_nets_[0][0].callbacks_)["expert_checkpoint"]

@@ -32,15 +32,30 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .._lazy import materialize
+from .._sizing import is_full_batch
 from ..nn.experts import SAMPLE_WEIGHT, IntraExpert
 
-__all__ = ["L2_GRID_FACTORS", "LinearSolution", "linear_experts", "solve_linear_experts"]
+__all__ = [
+    "L2_GRID_FACTORS",
+    "MAX_SOLVE_ENTRIES",
+    "LinearSolution",
+    "l2_grid",
+    "linear_experts",
+    "solve_into",
+    "solve_linear_experts",
+]
 
 #: Multiples of the default L2 coefficient (``weight_decay="auto"``, scikit-learn's
 #: ``C=1``) tried for each linear expert, strongest first: ``C`` of 0.01, 0.1
 #: and 1. Weaker penalties were never chosen by the held-out loss on the
 #: small-cohort benchmark sets and take the most iterations.
 L2_GRID_FACTORS = (100.0, 10.0, 1.0)
+
+#: Most float64 feature entries (splits x rows x features of the linear
+#: experts) the solve holds: 128 MiB. Beyond, the linear experts train in
+#: stage 1 with the others.
+MAX_SOLVE_ENTRIES = 2**24
 
 # L-BFGS-B settings of each solve (float64): ``gtol`` bounds the largest
 # gradient entry of the mean loss, 100 times below scikit-learn's ``tol``.
@@ -72,6 +87,84 @@ class LinearSolution:
     grid: tuple
     held_out_loss: dict
     n_iter: int
+
+
+def l2_grid(params, lbfgs_on_small_cohorts, optimizer, weight_decay, small, splits):
+    """The L2 coefficients the linear experts choose from, or ``None`` (no separate solve).
+
+    Linear experts are solved on their own on a small cohort with
+    ``optimizer="auto"``, for outcomes trained with L-BFGS there
+    (``lbfgs_on_small_cohorts``), unless the fit is data-parallel or has a
+    stochastic loss (augmentation, modality dropout). ``params`` are the
+    estimator's; ``weight_decay`` is its resolved value. ``"auto"`` gives
+    the grid :data:`L2_GRID_FACTORS` around scikit-learn's ``C=1`` (``1 /
+    n_train``) when the ``splits`` hold out rows to choose on, else
+    ``C=1`` alone; an explicit ``weight_decay`` is the L2 coefficient
+    where the stages use L-BFGS, and with a mini-batch optimizer
+    (decoupled weight decay, another quantity) the linear experts train
+    with the others.
+    """
+    if (
+        params["optimizer"] != "auto"
+        or not small
+        or not lbfgs_on_small_cohorts
+        or params["accelerator"] is not None
+        or params["augment"]
+        or params["modality_dropout"] > 0
+    ):
+        return None
+    if params["weight_decay"] != "auto":
+        return (weight_decay,) if is_full_batch(optimizer) else None
+    default = 1.0 / max(len(splits[0][0]), 1)
+    if all(valid is None for _, valid in splits):
+        return (default,)
+    return tuple(default * factor for factor in L2_GRID_FACTORS)
+
+
+def solve_into(modules, tensors, y, splits, options, grid, device, exclude=()):
+    """Solve the linear experts of every split's model and set them in ``modules``.
+
+    Parameters
+    ----------
+    modules : list of I2M2Module
+        One untrained model per split.
+    tensors : dict
+        Every row of every modality (with the presence mask and sample
+        weights under their keys); a modality read from disk is read whole,
+        as a small cohort's.
+    y : ndarray
+        The stage nets' target of every row.
+    splits : sequence of (train_rows, valid_rows)
+    options : StageOptions
+        The outcome's; gives the stage-1 criterion.
+    grid : tuple of float
+        L2 coefficients (:func:`l2_grid`).
+    device : torch.device
+    exclude : collection of str, default=()
+        Experts not to solve (kept by ``warm_start``).
+
+    Returns
+    -------
+    LinearSolution or None
+        ``None`` when there is no linear expert outside ``exclude``, or
+        their features are too many to hold once per split
+        (:data:`MAX_SOLVE_ENTRIES`).
+    """
+    names = linear_experts(modules[0], exclude=exclude)
+    n_features = sum(modules[0].experts[name].head.in_features for name in names)
+    if not names or len(modules) * len(y) * n_features > MAX_SOLVE_ENTRIES:
+        return None
+    criterion = options.criteria[0](**options.criterion_kwargs).to(device)
+    rows = {m: materialize(t).to(device) for m, t in tensors.items()}
+    solution = solve_linear_experts(
+        modules, names, rows, torch.as_tensor(y, device=device), splits, criterion, grid
+    )
+    with torch.no_grad():
+        for module, heads in zip(modules, solution.heads):
+            for name, (weight, bias) in heads.items():
+                module.experts[name].head.weight.copy_(weight)
+                module.experts[name].head.bias.copy_(bias)
+    return solution
 
 
 def linear_experts(module, exclude=()):
