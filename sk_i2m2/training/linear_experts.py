@@ -277,23 +277,29 @@ def solve_linear_experts(modules, names, tensors, y, splits, criterion, grid):
         (weight, bias), iterations = _minimize(objective, (weight, bias))
         n_iter += iterations
         path.append((weight, bias))
-    chosen, scores = {}, {}
-    with torch.no_grad():
-        for e, name in enumerate(names):
-            if held_out is None:
-                chosen[name], scores[name] = 0, None
-                continue
-            rows = held_out if seen is None else held_out & seen[e]
+    if held_out is None:
+        chosen, scores = dict.fromkeys(names, 0), dict.fromkeys(names)
+    else:
+        # Every expert's held-out loss at every coefficient, pooled over the
+        # folds: one evaluation per coefficient.
+        rows = held_out.expand(n_experts, -1, -1)
+        if seen is not None:
+            rows = rows & seen.unsqueeze(1)
+        with torch.no_grad():
             pooled = []
             for weight, bias in path:
-                total, count = loss_sums(weight, bias, rows.expand(n_experts, -1, -1))
-                total, count = (
-                    total.view(n_experts, n_splits)[e],
-                    count.view(n_experts, n_splits)[e],
+                total, count = loss_sums(weight, bias, rows)
+                pooled.append(
+                    (
+                        total.view(n_experts, n_splits).sum(1)
+                        / count.view(n_experts, n_splits).sum(1)
+                    )
+                    .cpu()
+                    .numpy()
                 )
-                pooled.append(float(total.sum() / count.sum()))
-            scores[name] = np.array(pooled)
-            chosen[name] = int(np.nanargmin(scores[name]))
+        pooled = np.stack(pooled, axis=1)  # (n_experts, n_grid)
+        scores = {name: pooled[e] for e, name in enumerate(names)}
+        chosen = {name: int(np.nanargmin(scores[name])) for name in names}
     heads = [
         {
             name: (
