@@ -33,6 +33,9 @@ Models:
 - ``regime: calibration temperature``: the defaults with one temperature
   instead of the expert weights of ``calibration="auto"`` (only with
   ``--models``);
+- ``regime: stopping threshold 1e-4``: the defaults with stage 1's
+  stopping threshold at 1e-4 instead of the classifier's 1 % (only with
+  ``--models``);
 - ``regime: ...``: prototype fitting regimes from ``small_regimes.py``
   (only with ``--models``).
 """
@@ -40,6 +43,7 @@ Models:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import sys
@@ -180,12 +184,22 @@ def _sklearn(fit):
     return lambda X, y, seed: {"": fit(X, y, seed)}
 
 
-def _i2m2(**params):
+def _i2m2(stopping_threshold=None, **params):
     def fit(X, y, seed):
+        from unittest import mock
+
         from sk_i2m2 import I2M2Classifier
 
+        # The stage-1 stopping threshold is the outcome's, not a parameter:
+        # a regime row sets the classifier outcome's value for its fit only.
+        threshold = (
+            mock.patch("sk_i2m2.outcomes.classes.LOG_LOSS_STOPPING_THRESHOLD", stopping_threshold)
+            if stopping_threshold is not None
+            else contextlib.nullcontext()
+        )
         start = time.perf_counter()
-        clf = I2M2Classifier(random_state=seed, **params).fit(X, y)
+        with threshold:
+            clf = I2M2Classifier(random_state=seed, **params).fit(X, y)
         seconds = time.perf_counter() - start
         return {"": (clf.predict_proba, seconds, _stage_seconds(clf))}
 
@@ -236,6 +250,8 @@ MODELS = {
     # The calibration of the cross-fitted default ("auto": expert weights)
     # against one temperature, the default before expert weights.
     "regime: calibration temperature": _i2m2(calibration="temperature"),
+    # Stage 1's stopping rule for log losses (1 % relative) against 1e-4.
+    "regime: stopping threshold 1e-4": _i2m2(stopping_threshold=1e-4),
     # Prototype regimes (small_regimes.py). The "cv" regimes return two
     # variants from the same inner folds: "cv" (refit on all rows for the
     # median fold epochs) and "bag" (geometric mean of the fold models).

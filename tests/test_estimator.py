@@ -162,19 +162,29 @@ def test_each_expert_stops_alone_and_is_not_run_after(small_data):
     ).fit(X, y)
     checkpoint = dict(clf.pretrain_net_.callbacks_)["expert_checkpoint"]
     history = clf.pretrain_net_.history
-    # Every expert stopped after `patience` epochs without improvement, on its
-    # own schedule; it was neither run nor scored after that, and the stage
-    # ended with the last one.
+    # Every expert stopped after `patience` epochs without an improvement of
+    # more than `threshold` on its best loss, on its own schedule; it was
+    # neither run nor scored after that, and the stage ended with the last one.
     assert set(checkpoint.stopped_epoch_) == set(clf.expert_names_)
     assert len(set(checkpoint.stopped_epoch_.values())) > 1
     # The stage runs a copy of the user's callback.
     ran = next(cb for _, cb in clf.pretrain_net_.callbacks_ if isinstance(cb, CountExpertCalls))
     ran = ran.epochs_
+    threshold = checkpoint.threshold
+    assert threshold == 1e-2  # the classifier's (a log loss)
     for name, stopped in checkpoint.stopped_epoch_.items():
-        assert stopped == checkpoint.best_epoch_[name] + 3
+        improved = checkpoint.improved_epoch_[name]
+        assert stopped == improved + 3
         assert ran[name] == set(range(1, stopped + 1))
         scored = [row["epoch"] for row in history if f"valid_loss_{name}" in row]
         assert scored == list(range(1, stopped + 1))
+        losses = history[:stopped, f"valid_loss_{name}"]
+        # The restored weights are the lowest loss's, even where it fell by
+        # less than the threshold; patience counts from the last clear fall.
+        assert checkpoint.best_epoch_[name] == 1 + int(np.argmin(losses))
+        assert checkpoint.best_epoch_[name] >= improved
+        best_then = min(losses[:improved])
+        assert min(losses[improved:]) >= best_then * (1 - threshold)
     assert len(history) == max(checkpoint.stopped_epoch_.values())
     assert clf.module_.stopped == frozenset()
 

@@ -27,7 +27,13 @@ from ..nn.losses import ExpertsNLLLoss, ProductOfExpertsNLLLoss
 from ..nn.product import combine, contributions
 from ..training.calibration import calibrate_product
 from ..training.net import StageNet
-from ._base import Outcome, PredictionHead, StageOptions, validation_split
+from ._base import (
+    LOG_LOSS_STOPPING_THRESHOLD,
+    Outcome,
+    PredictionHead,
+    StageOptions,
+    validation_split,
+)
 from .labels import LabelsOutcome, is_multilabel_target
 
 __all__ = ["ClassesOutcome", "check_target", "class_weight_tensor"]
@@ -93,6 +99,7 @@ class ClassesOutcome(Outcome):
             criterion_kwargs={
                 "weight": class_weight_tensor(self.class_weight, classes, y, sample_weight)
             },
+            stopping_threshold=LOG_LOSS_STOPPING_THRESHOLD,
         )
 
     def n_folds(self, y):

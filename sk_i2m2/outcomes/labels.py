@@ -25,7 +25,13 @@ from ..nn.losses import ExpertsBCELoss, ProductOfExpertsBCELoss
 from ..nn.product import combine_labels
 from ..training.calibration import calibrate_product
 from ..training.net import StageNetMultilabel
-from ._base import Outcome, PredictionHead, StageOptions, validation_split
+from ._base import (
+    LOG_LOSS_STOPPING_THRESHOLD,
+    Outcome,
+    PredictionHead,
+    StageOptions,
+    validation_split,
+)
 
 __all__ = [
     "LabelsOutcome",
@@ -74,6 +80,7 @@ class LabelsOutcome(Outcome):
             criteria=(ExpertsBCELoss, ProductOfExpertsBCELoss),
             net_kwargs={"classes": list(range(len(attributes["classes_"])))},
             criterion_kwargs={"weight": weight},
+            stopping_threshold=LOG_LOSS_STOPPING_THRESHOLD,
         )
 
     def n_folds(self, y):

@@ -38,12 +38,14 @@ class ExpertCheckpoint(Callback):
     weights, if any: the criterion's ``per_expert_sums`` gives exact
     weighted means over the whole split), records ``valid_loss_<expert>``
     and ``valid_loss_<expert>_best`` in the history, and keeps an in-memory
-    copy of each expert's weights at its best epoch. An expert that has
-    not improved for ``patience`` epochs stops: it is no longer run (the
-    module's ``stopped`` experts), so the stage's ``train_loss`` and
-    ``valid_loss`` sum the experts still training from then on. The stage
-    ends when every expert has stopped, and each expert's best weights are
-    restored.
+    copy of each expert's weights at its best epoch (its lowest validation
+    loss). An expert whose loss has not fallen below its best by more than
+    ``threshold`` (relative) for ``patience`` epochs stops, as
+    scikit-learn's ``MLPClassifier`` counts ``n_iter_no_change`` against
+    ``tol``: it is no longer run (the module's ``stopped`` experts), so the
+    stage's ``train_loss`` and ``valid_loss`` sum the experts still
+    training from then on. The stage ends when every expert has stopped,
+    and each expert's best weights are restored.
 
     Under data-parallel training (``DistributedDataParallel``, which needs
     every parameter in every step) a stopped expert keeps running, but its
@@ -56,7 +58,9 @@ class ExpertCheckpoint(Callback):
         Epochs without improvement before an expert stops; ``None`` never
         stops early.
     threshold : float, default=1e-4
-        Relative improvement needed to count as better.
+        Relative improvement on the best loss that restarts the count of
+        ``patience`` epochs; any lower loss is checkpointed (the outcome's
+        ``StageOptions.stopping_threshold`` in a fit).
     pretrained : collection of str, default=()
         Experts trained before this stage (the estimator's ``warm_start``):
         they are stopped from the start and keep their weights.
@@ -66,6 +70,9 @@ class ExpertCheckpoint(Callback):
     best_epoch_ : dict
         Expert name -> epoch (1-based) whose weights were restored; 0 for a
         pretrained expert.
+    improved_epoch_ : dict
+        Expert name -> last epoch (1-based) whose loss improved on the best
+        by more than ``threshold``: ``patience`` counts from it.
     best_loss_ : dict
         Expert name -> best validation loss (``inf`` for a pretrained expert).
     stopped_epoch_ : dict
@@ -83,6 +90,7 @@ class ExpertCheckpoint(Callback):
 
     def initialize(self):
         self.best_epoch_ = {}
+        self.improved_epoch_ = {}
         self.best_loss_ = {}
         self.stopped_epoch_ = {}
         self.stopped_early_ = False
@@ -103,6 +111,7 @@ class ExpertCheckpoint(Callback):
         for name in module.expert_names:
             self.best_loss_[name] = math.inf
             self.best_epoch_[name] = 0
+            self.improved_epoch_[name] = 0
         for name in self.pretrained:
             self.stopped_epoch_[name] = 0
             # Restored at the end even where data-parallel training ran it.
@@ -147,14 +156,15 @@ class ExpertCheckpoint(Callback):
                 continue
             best = self.best_loss_[name]
             # Relative to |best|: a Gaussian NLL (the regressor's) can be negative.
-            improved = loss < (best if math.isinf(best) else best - self.threshold * abs(best))
+            if math.isinf(best) or loss < best - self.threshold * abs(best):
+                self.improved_epoch_[name] = epoch
             net.history.record(f"valid_loss_{name}", loss)
-            net.history.record(f"valid_loss_{name}_best", improved)
-            if improved:
+            net.history.record(f"valid_loss_{name}_best", loss < best)
+            if loss < best:
                 self.best_loss_[name] = loss
                 self.best_epoch_[name] = epoch
                 self._best_state[name] = _copy_state(module.experts[name])
-            elif self.patience is not None and epoch - self.best_epoch_[name] >= self.patience:
+            if self.patience is not None and epoch - self.improved_epoch_[name] >= self.patience:
                 self.stopped_epoch_[name] = epoch
         if not is_data_parallel(net.module_):
             module.stopped = frozenset(self.stopped_epoch_)

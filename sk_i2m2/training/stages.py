@@ -166,7 +166,16 @@ def run_stages(module, train_ds, valid_ds, plan, pretrained=()):
         plan.lr,
         plan.max_epochs,
         valid_ds,
-        [("expert_checkpoint", ExpertCheckpoint(patience=patience, pretrained=pretrained))],
+        [
+            (
+                "expert_checkpoint",
+                ExpertCheckpoint(
+                    patience=patience,
+                    threshold=plan.stage.stopping_threshold,
+                    pretrained=pretrained,
+                ),
+            )
+        ],
     )
     if set(pretrained) >= set(module.expert_names):
         pretrain_net.initialize()
