@@ -327,17 +327,21 @@ METRICS = [
 ]
 
 
-def target_checks(summary):
+def target_checks(summary, results):
     """Per set and candidate (``I2M2`` and any ``regime: ...``): the two targets.
 
     Targets: accuracy ≥ max(LR concat, LR product, LRCV concat) − 1 pt,
     and ≥ max(I2M2 intra, I2M2 inter) − 1 pt (the defaults' intra and inter
     models); log loss ≤ the best logistic baseline's; fit time ≤ 10x
-    ``MLP concat``'s.
+    ``MLP concat``'s. Each accuracy difference comes with the standard
+    error of its mean over the seeds, from the per-seed differences
+    (``results``, one row per fit): the resolution of the 1-point check.
     """
+    per_seed = results.pivot_table(index=["dataset", "seed"], columns="model", values="accuracy")
     checks = []
     for name in summary.index.get_level_values(0).unique():
         acc = summary.loc[name, "accuracy_mean"]
+        seeds = per_seed.loc[name]
         for model in [m for m in acc.index if m == "I2M2" or m.startswith("regime: ")]:
             row = {"dataset": name, "candidate": model, "model": acc[model]}
             for key, pair in {
@@ -346,9 +350,12 @@ def target_checks(summary):
             }.items():
                 present = [m for m in pair if m in acc]
                 if present:
-                    best = max(acc[m] for m in present)
+                    reference = max(present, key=lambda m: acc[m])
+                    best = acc[reference]
                     row[key] = acc[model] - best
                     row[key + "_ok"] = bool(acc[model] >= best - 0.01)
+                    differences = seeds[model] - seeds[reference]
+                    row[key + "_se"] = differences.std(ddof=1) / np.sqrt(len(differences))
             loss = summary.loc[name, "log_loss_mean"]
             logistic = [m for m in LOGISTIC if m in loss]
             if logistic:
@@ -432,7 +439,7 @@ def main(argv=None):
     if args.raw:
         results.to_csv(args.raw, index=False)
     summary = summarize_seeds(results, METRICS)
-    checks = target_checks(summary)
+    checks = target_checks(summary, results)
     pd.set_option("display.width", 200)
     print(
         summary[["accuracy_mean", "accuracy_std", "log_loss_mean", "fit_seconds_mean"]]

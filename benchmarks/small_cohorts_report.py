@@ -46,8 +46,10 @@ def results_section(summary, checks, *, command, seeds, elapsed, notes=""):
         "### Target check (test accuracy)",
         "",
         "I2M2 should be at least max(LR concat, LR product, LRCV concat) − 1 pt and at "
-        "least max(I2M2 intra, I2M2 inter) − 1 pt (differences in points), with a log "
-        "loss no higher than the best logistic baseline's.",
+        "least max(I2M2 intra, I2M2 inter) − 1 pt (differences in points, ± the standard "
+        "error of the mean of the per-seed differences: a difference within about two "
+        "of them of −1 is not resolved by these seeds), with a log loss no higher than "
+        "the best logistic baseline's.",
         "",
         "| data set | model | accuracy | vs best logistic | ok | vs best of intra/inter | ok "
         "| log loss ≤ best logistic |",
@@ -57,7 +59,10 @@ def results_section(summary, checks, *, command, seeds, elapsed, notes=""):
         cells = []
         for key in ("vs_lr", "vs_own"):
             if key in c:
-                cells += [f"{100 * c[key]:+.1f}", "yes" if c[key + "_ok"] else "**no**"]
+                cells += [
+                    f"{100 * c[key]:+.1f} ± {100 * c[key + '_se']:.1f}",
+                    "yes" if c[key + "_ok"] else "**no**",
+                ]
             else:
                 cells += ["", ""]
         if "log_loss_ok" in c:
