@@ -36,6 +36,11 @@ Models:
 - ``regime: stopping threshold 1e-4``: the defaults with stage 1's
   stopping threshold at 1e-4 instead of the classifier's 1 % (only with
   ``--models``);
+- ``regime: L2 grid C 0.01-1 x5``, ``regime: L2 grid C 0.01-10``: the
+  linear experts choose their penalty from ``C`` of 0.01, 1/30, 0.1, 1/3
+  and 1, or of 0.01, 0.1, 1 and 10, instead of 0.01, 0.1 and 1 (only with
+  ``--models``);
+- ``regime: patience 5``: ``n_iter_no_change=5`` (only with ``--models``);
 - ``regime: ...``: prototype fitting regimes from ``small_regimes.py``
   (only with ``--models``).
 """
@@ -184,23 +189,25 @@ def _sklearn(fit):
     return lambda X, y, seed: {"": fit(X, y, seed)}
 
 
-def _i2m2(stopping_threshold=None, **params):
+def _i2m2(patch=None, **params):
+    """``I2M2Classifier(random_state=seed, **params)``, timed.
+
+    ``patch`` maps the dotted names of internal constants (not parameters:
+    e.g. an outcome's stopping threshold) to the values a regime row uses
+    for its fit only.
+    """
+
     def fit(X, y, seed):
         from unittest import mock
 
         from sk_i2m2 import I2M2Classifier
 
-        # The stage-1 stopping threshold is the outcome's, not a parameter:
-        # a regime row sets the classifier outcome's value for its fit only.
-        threshold = (
-            mock.patch("sk_i2m2.outcomes.classes.LOG_LOSS_STOPPING_THRESHOLD", stopping_threshold)
-            if stopping_threshold is not None
-            else contextlib.nullcontext()
-        )
-        start = time.perf_counter()
-        with threshold:
+        with contextlib.ExitStack() as stack:
+            for target, value in (patch or {}).items():
+                stack.enter_context(mock.patch(target, value))
+            start = time.perf_counter()
             clf = I2M2Classifier(random_state=seed, **params).fit(X, y)
-        seconds = time.perf_counter() - start
+            seconds = time.perf_counter() - start
         return {"": (clf.predict_proba, seconds, _stage_seconds(clf))}
 
     return fit
@@ -246,12 +253,22 @@ MODELS = {
     # The L-BFGS defaults against their alternatives (weight_decay="auto" is
     # 1 / n_train and n_iter_no_change="auto" is 3 with L-BFGS).
     "regime: patience 10": _i2m2(n_iter_no_change=10),
+    "regime: patience 5": _i2m2(n_iter_no_change=5),
     "regime: weight_decay 1e-4, patience 10": _i2m2(weight_decay=1e-4, n_iter_no_change=10),
     # The calibration of the cross-fitted default ("auto": expert weights)
     # against one temperature, the default before expert weights.
     "regime: calibration temperature": _i2m2(calibration="temperature"),
     # Stage 1's stopping rule for log losses (1 % relative) against 1e-4.
-    "regime: stopping threshold 1e-4": _i2m2(stopping_threshold=1e-4),
+    "regime: stopping threshold 1e-4": _i2m2(
+        patch={"sk_i2m2.outcomes.classes.LOG_LOSS_STOPPING_THRESHOLD": 1e-4}
+    ),
+    # The linear experts' L2 grid (C of 0.01, 0.1, 1) against finer and wider ones.
+    "regime: L2 grid C 0.01-1 x5": _i2m2(
+        patch={"sk_i2m2.training.linear_experts.L2_GRID_FACTORS": (100.0, 30.0, 10.0, 3.0, 1.0)}
+    ),
+    "regime: L2 grid C 0.01-10": _i2m2(
+        patch={"sk_i2m2.training.linear_experts.L2_GRID_FACTORS": (100.0, 10.0, 1.0, 0.1)}
+    ),
     # Prototype regimes (small_regimes.py). The "cv" regimes return two
     # variants from the same inner folds: "cv" (refit on all rows for the
     # median fold epochs) and "bag" (geometric mean of the fold models).
