@@ -7,6 +7,7 @@ from sklearn.model_selection import train_test_split
 
 from sk_i2m2 import I2M2Classifier, ModalityDict, load
 from sk_i2m2.nn.ensemble import FoldEnsemble
+from sk_i2m2.nn.losses import ProductOfExpertsNLLLoss
 from sk_i2m2.training.calibration import fit_expert_weights
 
 
@@ -21,6 +22,47 @@ def test_fit_expert_weights_shrinks_a_noise_expert_and_keeps_a_good_one():
     assert bad < 0.05
     empty = torch.zeros(2, 0, 3)
     assert fit_expert_weights(empty, torch.zeros(0, dtype=torch.long)) == [1.0, 1.0]
+
+
+def test_fit_expert_weights_is_the_best_product_within_the_bounds():
+    """A weight held at 1 leaves the others at their best given it, not at their free optimum.
+
+    An under-confident good expert would be sharpened (its free weight is
+    above 1); held at 1, the noisier expert must make up more of the
+    product's confidence than it does beside a sharpened one.
+    """
+    generator = torch.Generator().manual_seed(0)
+    true_logits = 3.0 * torch.randn(2000, 3, generator=generator)
+    y = torch.multinomial(true_logits.softmax(1), 1, generator=generator).squeeze(1)
+    noisy = true_logits + 3.0 * torch.randn(2000, 3, generator=generator)
+    terms = torch.stack([0.3 * true_logits, noisy]).log_softmax(-1).double()
+    loss = ProductOfExpertsNLLLoss()
+
+    def product_loss(weights):
+        scales = torch.tensor(weights, dtype=torch.float64).view(-1, 1, 1)
+        return float(loss(scales * terms, y))
+
+    under_confident, noisy_weight = fit_expert_weights(terms, y)
+    assert under_confident == 1.0
+    grid = np.linspace(0.0, 1.0, 101)
+    best_on_grid = min(product_loss([1.0, w]) for w in grid)
+    assert product_loss([under_confident, noisy_weight]) <= best_on_grid + 1e-9
+    # The free optimum sharpens the good expert; cut back to 1 afterwards, its
+    # other weight is no longer the best one.
+    free = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([free], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        value = loss(free.exp().view(-1, 1, 1) * terms, y)
+        value.backward()
+        return value
+
+    optimizer.step(closure)
+    free_weights = free.detach().exp().tolist()
+    assert free_weights[0] > 1.5
+    clipped = [min(w, 1.0) for w in free_weights]
+    assert product_loss([under_confident, noisy_weight]) < product_loss(clipped) - 1e-3
 
 
 def _two_views_one_noise(n=240, seed=0):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
+from scipy.optimize import minimize
 
 from ..nn.losses import ProductOfExpertsNLLLoss
 
@@ -59,10 +61,9 @@ def fit_temperature(
     """
     if len(y) == 0:
         return 1.0
-    (scale,) = _fit_scales(logits.unsqueeze(0), y, weight, sample_weight, criterion, max_iter)
-    if not math.isfinite(scale) or scale <= 0:
-        return 1.0
-    return min(max(1.0 / scale, _T_MIN), _T_MAX)
+    bounds = (1.0 / _T_MAX, 1.0 / _T_MIN)
+    (scale,) = _fit_scales(logits.unsqueeze(0), y, weight, sample_weight, criterion, max_iter, bounds)
+    return 1.0 / scale if math.isfinite(scale) else 1.0
 
 
 def fit_expert_weights(
@@ -74,7 +75,7 @@ def fit_expert_weights(
     sample_weight=None,
     criterion=ProductOfExpertsNLLLoss,
 ):
-    """One weight in [0, 1] per expert, minimising the loss of their weighted product.
+    """The weights in [0, 1], one per expert, that minimise the loss of their weighted product.
 
     The normalised product ``prod_k q_k(y | x)^{w_k}`` is still a product of
     experts, each tempered by its own ``1 / w_k``. Where
@@ -83,7 +84,9 @@ def fit_expert_weights(
     expert that overfit its training rows, an inter expert that counts again
     what the intra experts already say) instead of letting it pull the
     product down with full weight. A weight is at most 1: an expert is never
-    made more confident than it was trained to be.
+    made more confident than it was trained to be. The loss is convex in the
+    weights, and they are fitted within these bounds together: where one
+    expert's weight stops at 1, the others are the best ones given that.
 
     Parameters
     ----------
@@ -102,10 +105,10 @@ def fit_expert_weights(
     n_experts = len(expert_terms)
     if len(y) == 0:
         return [1.0] * n_experts
-    weights = _fit_scales(expert_terms, y, weight, sample_weight, criterion, max_iter)
+    weights = _fit_scales(expert_terms, y, weight, sample_weight, criterion, max_iter, (0.0, 1.0))
     if not all(math.isfinite(w) for w in weights):
         return [1.0] * n_experts
-    return [min(w, 1.0) for w in weights]
+    return weights
 
 
 def calibrate_product(calibration, held_out, options, expert_terms):
@@ -181,25 +184,34 @@ def _held_out_loss(held_out, options):
     }
 
 
-def _fit_scales(terms, y, weight, sample_weight, criterion, max_iter):
-    """Positive factors ``s`` minimising ``criterion`` of ``sum_k s_k * terms[k]``; a list."""
+def _fit_scales(terms, y, weight, sample_weight, criterion, max_iter, bounds):
+    """Factors ``s`` within ``bounds`` minimising ``criterion`` of ``sum_k s_k * terms[k]``; a list.
+
+    The loss is convex in ``s`` (the terms enter linearly, as the features
+    of a logistic regression), so scipy's box-constrained L-BFGS-B finds the
+    best factors within the bounds, all at once; it starts at ``s = 1``.
+    """
     terms = terms.detach().double().cpu()
     y = y.cpu()
     weight = weight.double().cpu() if weight is not None else None
     sample_weight = sample_weight.double().cpu() if sample_weight is not None else None
     loss_fn = criterion(weight)
-    # Optimise log s: positive factors without constraints; start at s = 1.
-    log_s = torch.zeros(len(terms), dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([log_s], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
 
-    def closure():
-        optimizer.zero_grad()
-        loss = loss_fn(log_s.exp().view(-1, 1, 1) * terms, y, sample_weight=sample_weight)
+    def loss_and_grad(flat):
+        scales = torch.from_numpy(flat).requires_grad_()
+        loss = loss_fn(scales.view(-1, 1, 1) * terms, y, sample_weight=sample_weight)
         loss.backward()
-        return loss
+        return loss.item(), scales.grad.numpy()
 
-    optimizer.step(closure)
-    return log_s.detach().exp().tolist()
+    result = minimize(
+        loss_and_grad,
+        np.ones(len(terms)),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[bounds] * len(terms),
+        options={"maxiter": max_iter},
+    )
+    return [float(v) for v in result.x]
 
 
 def fit_gaussian_temperature(mean, log_var, y, sample_weight=None):
