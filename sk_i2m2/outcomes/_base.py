@@ -29,7 +29,7 @@ __all__ = ["Outcome", "StageOptions", "PredictionHead", "validation_split"]
 #: on any data set; an expert whose held-out loss has not fallen 1 % below its
 #: best in ``n_iter_no_change`` epochs is creeping, and its best weights are
 #: kept all the same. On the small digits image+table cohorts fits then take
-#: 13-21 % less time than at 1e-4, with the same accuracy and log loss
+#: 13-20 % less time than at 1e-4, with the same accuracy and log loss
 #: (``benchmarks/small_cohorts.py``, its ``regime: stopping threshold 1e-4``
 #: row; ``benchmarks/compare.py`` before and after on 1,400 rows in
 #: ``benchmarks/RESULTS.md``). Losses with an offset that depends on the data

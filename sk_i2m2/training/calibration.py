@@ -62,7 +62,9 @@ def fit_temperature(
     if len(y) == 0:
         return 1.0
     bounds = (1.0 / _T_MAX, 1.0 / _T_MIN)
-    (scale,) = _fit_scales(logits.unsqueeze(0), y, weight, sample_weight, criterion, max_iter, bounds)
+    (scale,) = _fit_scales(
+        logits.unsqueeze(0), y, weight, sample_weight, criterion, max_iter, bounds
+    )
     return 1.0 / scale if math.isfinite(scale) else 1.0
 
 
