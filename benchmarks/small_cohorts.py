@@ -2,13 +2,13 @@
 
 Run from the repository root::
 
-    python -m benchmarks.small_cohorts            # all sets, 10 seeds
+    python -m benchmarks.small_cohorts            # all sets, 20 seeds
     python -m benchmarks.small_cohorts --quick    # 3 seeds, fewer sets
 
 and the section between ``<!-- small:start -->`` and ``<!-- small:end -->`` of
 ``benchmarks/RESULTS.md`` is rewritten.
 
-Protocol (per data set and seed ``s`` in 0..9): data sets built from a fixed
+Protocol (per data set and seed ``s`` in 0..19): data sets built from a fixed
 pool (breast cancer, mfeat, digits) are first subsampled to ``n`` rows with a
 stratified draw (``train_test_split(train_size=n, stratify=y,
 random_state=s)``; skipped when ``n`` is the whole pool); synthetic sets are
@@ -387,7 +387,7 @@ def target_checks(summary, results):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help=f"3 seeds on {len(QUICK_SETS)} sets")
-    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 10)")
+    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 20)")
     parser.add_argument(
         "--datasets",
         nargs="+",
@@ -427,7 +427,7 @@ def main(argv=None):
 
     from benchmarks.small_cohorts_report import results_section
 
-    seeds = args.seeds if args.seeds is not None else (3 if args.quick else 10)
+    seeds = args.seeds if args.seeds is not None else (3 if args.quick else 20)
     names = args.datasets or (QUICK_SETS if args.quick else list(SETS))
     models = args.models or DEFAULT_MODELS
     tasks = [(n, s) for n in names for s in range(seeds)]
