@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
-from scipy.optimize import minimize
 
 from ..nn.losses import ProductOfExpertsNLLLoss
+from .lbfgsb import minimize_lbfgsb
 
 __all__ = [
     "fit_temperature",
@@ -190,7 +189,7 @@ def _fit_scales(terms, y, weight, sample_weight, criterion, max_iter, bounds):
     """Factors ``s`` within ``bounds`` minimising ``criterion`` of ``sum_k s_k * terms[k]``; a list.
 
     The loss is convex in ``s`` (the terms enter linearly, as the features
-    of a logistic regression), so scipy's box-constrained L-BFGS-B finds the
+    of a logistic regression), so the box-constrained L-BFGS-B finds the
     best factors within the bounds, all at once; it starts at ``s = 1``.
     """
     terms = terms.detach().double().cpu()
@@ -199,21 +198,12 @@ def _fit_scales(terms, y, weight, sample_weight, criterion, max_iter, bounds):
     sample_weight = sample_weight.double().cpu() if sample_weight is not None else None
     loss_fn = criterion(weight)
 
-    def loss_and_grad(flat):
-        scales = torch.from_numpy(flat).requires_grad_()
-        loss = loss_fn(scales.view(-1, 1, 1) * terms, y, sample_weight=sample_weight)
-        loss.backward()
-        return loss.item(), scales.grad.numpy()
+    def objective(scales):
+        return loss_fn(scales.view(-1, 1, 1) * terms, y, sample_weight=sample_weight)
 
-    result = minimize(
-        loss_and_grad,
-        np.ones(len(terms)),
-        jac=True,
-        method="L-BFGS-B",
-        bounds=[bounds] * len(terms),
-        options={"maxiter": max_iter},
-    )
-    return [float(v) for v in result.x]
+    start = torch.ones(len(terms), dtype=torch.float64)
+    (scales,), _ = minimize_lbfgsb(objective, [start], bounds=bounds, options={"maxiter": max_iter})
+    return scales.tolist()
 
 
 def fit_gaussian_temperature(mean, log_var, y, sample_weight=None):

@@ -35,6 +35,7 @@ import torch
 from .._lazy import materialize
 from .._sizing import is_full_batch
 from ..nn.experts import SAMPLE_WEIGHT, IntraExpert
+from .lbfgsb import minimize_lbfgsb
 
 __all__ = [
     "L2_GRID_FACTORS",
@@ -274,7 +275,9 @@ def solve_linear_experts(modules, names, tensors, y, splits, criterion, grid):
             loss = (total / count.clamp_min(1e-300)).sum()
             return loss + 0.5 * l2 * weight.square().sum()
 
-        (weight, bias), iterations = _minimize(objective, (weight, bias))
+        (weight, bias), iterations = minimize_lbfgsb(
+            objective, (weight, bias), options=_SOLVER_OPTIONS
+        )
         n_iter += iterations
         path.append((weight, bias))
     if held_out is None:
@@ -317,38 +320,6 @@ def solve_linear_experts(modules, names, tensors, y, splits, criterion, grid):
         held_out_loss=scores,
         n_iter=int(n_iter),
     )
-
-
-def _minimize(objective, start):
-    """Minimise ``objective(*tensors)`` from ``start`` with scipy's L-BFGS-B; ``(tensors, n_iter)``.
-
-    scipy's Fortran L-BFGS-B (scikit-learn's ``lbfgs`` solver) keeps the
-    quasi-Newton bookkeeping out of Python, where ``torch.optim.LBFGS``
-    spends more on it than on the loss evaluations of problems this small.
-    """
-    from scipy.optimize import minimize
-    from threadpoolctl import threadpool_limits
-
-    shapes = [t.shape for t in start]
-    sizes = [t.numel() for t in start]
-    like = start[0]
-
-    def unflatten(flat):
-        tensor = torch.as_tensor(flat, dtype=torch.float64, device=like.device)
-        return [part.view(shape) for part, shape in zip(tensor.split(sizes), shapes)]
-
-    def value_and_grad(flat):
-        tensors = [t.requires_grad_() for t in unflatten(flat)]
-        loss = objective(*tensors)
-        grads = torch.autograd.grad(loss, tensors)
-        return float(loss.detach()), torch.cat([g.reshape(-1) for g in grads]).cpu().numpy()
-
-    x0 = torch.cat([t.reshape(-1) for t in start]).cpu().numpy()
-    # One BLAS thread: threads cannot pay on vectors this short, and on a
-    # busy machine they wait for each other (tens of times slower).
-    with threadpool_limits(limits=1, user_api="blas"):
-        result = minimize(value_and_grad, x0, jac=True, method="L-BFGS-B", options=_SOLVER_OPTIONS)
-    return [t.detach() for t in unflatten(result.x)], int(result.nit)
 
 
 def _split_masks(splits, n, device):
