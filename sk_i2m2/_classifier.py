@@ -86,7 +86,9 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         a product of experts, in which an expert that does not help on
         held-out rows (a weak modality, an inter expert that repeats what
         the intra experts say) is shrunk rather than multiplied in with full
-        weight; predictions may change. A cross-fitted model weighed so
+        weight; predictions may change. For multilabel ``y`` the weights
+        are per expert and label: each label's product is its own, and a
+        modality that predicts one label is shrunk on the others only. A cross-fitted model weighed so
         keeps its stage-1 experts instead of the fine-tuned ones when their
         weighted product has the lower held-out loss (``final_stage_``).
         ``"temperature"`` fits one
@@ -122,7 +124,8 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
     expert_weights_ : dict
         Expert name -> the weight its logits were multiplied by in
         ``module_`` (``calibration``'s expert weights; 1.0 when it fitted
-        none).
+        none); for multilabel ``y``, an array of shape ``(n_labels,)``,
+        one weight per label.
     calibration_loss_ : float or None
         The stage-2 loss (cross-entropy) of the calibrated product on the
         held-out rows, pooled over the folds; ``None`` without held-out

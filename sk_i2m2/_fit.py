@@ -347,7 +347,12 @@ def _train_splits(fit, use_threads):
     if "expert_weights_" in calibration:
         calibration = dict(calibration)
         module, calibration["expert_weights_"] = _weigh_experts(
-            module, calibration["expert_weights_"], shares_stage_1=final_stage == "pretrain"
+            module,
+            calibration["expert_weights_"],
+            shares_stage_1=final_stage == "pretrain",
+            n_outputs=(
+                fit.outcome.n_outputs(fit.target) if fit.outcome.expert_weights_per_output else None
+            ),
         )
     expert_l2 = {name: fit.plan.weight_decay for name in module.expert_names}
     expert_l2.update({name: fit.kept_l2.get(name, expert_l2[name]) for name in pretrained[0]})
@@ -427,19 +432,25 @@ def _calibrate(fit, splits):
     return best
 
 
-def _weigh_experts(module, weights, shares_stage_1):
-    """``module`` with each expert's logits multiplied by its calibration weight.
+def _weigh_experts(module, weights, shares_stage_1, n_outputs=None):
+    """``module`` with each expert's logits multiplied by its calibration weights.
 
-    Returns the module and the weights by expert name (all 1.0 when the
-    calibration fitted none). The weights go into the experts' output
-    layers, so the model stays a product of experts that predicts, saves
-    and exports as before. A module holding the stage-1 experts
-    (``shares_stage_1``), which the stage-1 nets and ``warm_start`` keep as
-    trained, is copied first.
+    Returns the module and the weights by expert name: a float each, or
+    with ``n_outputs`` (an outcome weighed per output column) an array of
+    ``n_outputs``; all 1.0 when the calibration fitted none. The weights go
+    into the experts' output layers, so the model stays a product of
+    experts that predicts, saves and exports as before. A module holding
+    the stage-1 experts (``shares_stage_1``), which the stage-1 nets and
+    ``warm_start`` keep as trained, is copied first.
     """
     names = list(module.expert_names)
-    weights = dict(zip(names, weights)) if weights else dict.fromkeys(names, 1.0)
-    if any(weight != 1.0 for weight in weights.values()):
+    if not weights:
+        weights = [1.0 if n_outputs is None else np.ones(n_outputs) for _ in names]
+    weights = {
+        name: float(weight) if n_outputs is None else np.asarray(weight, dtype=float)
+        for name, weight in zip(names, weights)
+    }
+    if any(np.any(weight != 1.0) for weight in weights.values()):
         if shares_stage_1:
             module = copy.deepcopy(module)
         module.scale_outputs(weights)

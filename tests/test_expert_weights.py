@@ -6,8 +6,8 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from sk_i2m2 import I2M2Classifier, ModalityDict, load
-from sk_i2m2.nn.ensemble import FoldEnsemble
-from sk_i2m2.nn.losses import ProductOfExpertsNLLLoss
+from sk_i2m2.nn.ensemble import FoldEnsemble, MeanFoldEnsemble
+from sk_i2m2.nn.losses import ProductOfExpertsBCELoss, ProductOfExpertsNLLLoss
 from sk_i2m2.training.calibration import fit_expert_weights
 
 
@@ -141,3 +141,91 @@ def test_auto_fits_a_temperature_on_a_single_validation_split():
     assert clf.n_folds_ == 1
     assert clf.expert_weights_ == dict.fromkeys(clf.expert_names_, 1.0)
     assert clf.temperature_ != 1.0
+
+
+def test_per_label_weights_are_each_labels_own_best_product():
+    """Multilabel products are taken label by label: each label's weights are fitted alone."""
+    generator = torch.Generator().manual_seed(0)
+    n = 3000
+    true_logits = 2.0 * torch.randn(n, 2, generator=generator)
+    y = torch.bernoulli(torch.sigmoid(true_logits), generator=generator)
+    noise = 2.0 * torch.randn(n, 2, generator=generator)
+    # Expert "a" knows label 0 and guesses label 1; expert "b" the other way round.
+    terms = torch.stack(
+        [
+            torch.stack([true_logits[:, 0], noise[:, 1]], 1),
+            torch.stack([noise[:, 0], true_logits[:, 1]], 1),
+        ]
+    ).double()
+    weights = fit_expert_weights(terms, y, criterion=ProductOfExpertsBCELoss, per_output=True)
+    (a_knows, a_guesses), (b_guesses, b_knows) = weights
+    assert min(a_knows, b_knows) > 0.9 and max(a_guesses, b_guesses) < 0.1
+    for label in range(2):
+        alone = fit_expert_weights(
+            terms[:, :, label : label + 1],
+            y[:, label : label + 1],
+            criterion=ProductOfExpertsBCELoss,
+        )
+        assert [row[label] for row in weights] == pytest.approx(alone, abs=1e-4)
+    # One weight per expert must serve both labels: a worse product.
+    shared = fit_expert_weights(terms, y, criterion=ProductOfExpertsBCELoss)
+    loss = ProductOfExpertsBCELoss()
+    per_label = float(loss(torch.tensor(weights).view(2, 1, 2) * terms, y))
+    assert per_label < float(loss(torch.tensor(shared).view(2, 1, 1) * terms, y)) - 0.05
+    empty = torch.zeros(2, 0, 3)
+    assert fit_expert_weights(empty, torch.zeros(0, 3), per_output=True) == [[1.0] * 3] * 2
+
+
+def _one_label_per_view(n=300, seed=0):
+    """Label 0 from view ``a``, label 1 from view ``b``."""
+    rng = np.random.RandomState(seed)
+    X = ModalityDict(a=rng.randn(n, 6), b=rng.randn(n, 6))
+    Y = np.c_[X["a"][:, :2].sum(1) > 0, X["b"][:, :2].sum(1) > 0].astype(int)
+    return X, Y
+
+
+@pytest.fixture(scope="module")
+def multilabel_fit():
+    X, Y = _one_label_per_view()
+    X_train, X_test, Y_train, _ = train_test_split(X, Y, test_size=0.3, random_state=0)
+    return I2M2Classifier(random_state=0).fit(X_train, Y_train), X_test
+
+
+def test_multilabel_experts_are_weighed_per_label(multilabel_fit):
+    clf, X_test = multilabel_fit
+    assert clf.n_folds_ == 5 and clf.temperature_ == 1.0
+    weights = clf.expert_weights_
+    assert list(weights) == ["a", "b", "inter"]
+    for weight in weights.values():
+        assert isinstance(weight, np.ndarray) and weight.shape == (2,)
+        assert ((weight >= 0) & (weight <= 1)).all()
+    # Each view's expert keeps its say on its own label and is shrunk on the other.
+    assert weights["a"][0] > 2 * weights["a"][1]
+    assert weights["b"][1] > 2 * weights["b"][0]
+    # The fitted model is the product of the kept stage's experts, each label's
+    # logits tempered by that label's weight.
+    stage = 0 if clf.final_stage_ == "pretrain" else 1
+    trained = MeanFoldEnsemble([nets[stage].module_ for nets in clf.fold_nets_])
+    factors = torch.tensor(np.stack(list(weights.values())), dtype=torch.float64)
+    tempered = clf._expert_logits(X_test, trained)[0].double() * factors.unsqueeze(1)
+    np.testing.assert_allclose(
+        clf.predict_proba(X_test), torch.sigmoid(tempered.sum(0)).numpy(), atol=1e-5
+    )
+
+
+def test_per_label_weights_survive_save_and_load(multilabel_fit, tmp_path):
+    clf, X_test = multilabel_fit
+    clf.save(tmp_path / "model")
+    loaded = load(tmp_path / "model")
+    for name, weight in clf.expert_weights_.items():
+        np.testing.assert_allclose(loaded.expert_weights_[name], weight)
+    np.testing.assert_allclose(loaded.predict_proba(X_test), clf.predict_proba(X_test))
+
+
+@pytest.mark.parametrize("params", [{"calibration": "temperature"}, {"cv": None}])
+def test_multilabel_weights_not_fitted_are_ones_per_label(params):
+    X, Y = _one_label_per_view(n=120)
+    clf = I2M2Classifier(max_epochs=3, random_state=0, **params).fit(X, Y)
+    assert clf.temperature_ != 1.0
+    for weight in clf.expert_weights_.values():
+        np.testing.assert_array_equal(weight, np.ones(2))

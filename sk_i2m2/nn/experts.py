@@ -277,13 +277,16 @@ class I2M2Module(nn.Module):
     def scale_outputs(self, weights):
         """Multiply each expert's logits by its weight, in place.
 
-        ``weights`` maps expert names to factors; scaling an expert's output
-        layer is exactly scaling its logits, so the module stays a product
-        of (tempered) experts and predicts, saves and exports as before.
+        ``weights`` maps expert names to a factor, or to one factor per
+        output (an array of the output layer's ``out_features``: e.g. one
+        per label); scaling an expert's output layer is exactly scaling its
+        logits, so the module stays a product of (tempered) experts and
+        predicts, saves and exports as before.
         """
         for name, factor in weights.items():
             layer = self.experts[name].output_layer
-            layer.weight.mul_(factor)
+            factor = torch.as_tensor(factor, dtype=layer.weight.dtype, device=layer.weight.device)
+            layer.weight.mul_(factor.view(-1, 1) if factor.ndim else factor)
             if layer.bias is not None:
                 layer.bias.mul_(factor)
 

@@ -118,6 +118,9 @@ class Outcome(abc.ABC):
     saved_defaults = {}
     #: Whether ``optimizer="auto"`` may train small cohorts full-batch with L-BFGS.
     lbfgs_on_small_cohorts = True
+    #: Whether the calibration weighs each expert once per output column
+    #: (``expert_weights_`` values are arrays) rather than once.
+    expert_weights_per_output = False
 
     def __init__(
         self, *, cv="auto", validation_fraction=0.15, calibration="temperature", estimator_name=""

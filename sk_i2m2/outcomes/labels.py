@@ -58,6 +58,9 @@ class LabelsOutcome(Outcome):
 
     parameters = (*Outcome.parameters, "class_weight")
     target_attributes = ("classes_",)
+    # Each label's product is its own: an expert that predicts one label
+    # (a modality that carries it) is weighed on that label alone.
+    expert_weights_per_output = True
 
     def __init__(self, *, class_weight=None, **params):
         super().__init__(**params)
@@ -102,7 +105,13 @@ class LabelsOutcome(Outcome):
 
     def calibrate(self, held_out, options, training_rows):
         # Each expert's per-label log-odds: their sum is the product's.
-        return calibrate_product(self.calibration, held_out, options, lambda logits: logits)
+        return calibrate_product(
+            self.calibration,
+            held_out,
+            options,
+            lambda logits: logits,
+            per_output=self.expert_weights_per_output,
+        )
 
     def prediction_head(self, attributes):
         return PredictionHead(

@@ -61,8 +61,8 @@ def fit_temperature(
     if len(y) == 0:
         return 1.0
     bounds = (1.0 / _T_MAX, 1.0 / _T_MIN)
-    (scale,) = _fit_scales(
-        logits.unsqueeze(0), y, weight, sample_weight, criterion, max_iter, bounds
+    scale = float(
+        _fit_scales(logits.unsqueeze(0), y, weight, sample_weight, criterion, max_iter, bounds)
     )
     return 1.0 / scale if math.isfinite(scale) else 1.0
 
@@ -75,6 +75,7 @@ def fit_expert_weights(
     *,
     sample_weight=None,
     criterion=ProductOfExpertsNLLLoss,
+    per_output=False,
 ):
     """The weights in [0, 1], one per expert, that minimise the loss of their weighted product.
 
@@ -97,22 +98,33 @@ def fit_expert_weights(
         see the sample) on held-out rows.
     y, weight, max_iter, sample_weight, criterion
         As for :func:`fit_temperature`.
+    per_output : bool, default=False
+        Fit one weight per expert and output column (``n_outputs`` weights
+        per expert) instead of one per expert. For multilabel targets,
+        whose product is taken label by label, an expert then keeps its
+        say on the labels it predicts and is shrunk on the others: a
+        modality that carries one label is noise for the rest. The loss is
+        then a sum of one such problem per label.
 
     Returns
     -------
-    weights : list of float
-        One weight per expert; all 1.0 when ``y`` is empty or the fit fails.
+    weights : list
+        One weight (a float) per expert, or with ``per_output`` one list of
+        ``n_outputs`` weights per expert; all 1.0 when ``y`` is empty or the
+        fit fails.
     """
-    n_experts = len(expert_terms)
+    ones = _unit_weights(len(expert_terms), expert_terms.shape[-1], per_output)
     if len(y) == 0:
-        return [1.0] * n_experts
-    weights = _fit_scales(expert_terms, y, weight, sample_weight, criterion, max_iter, (0.0, 1.0))
-    if not all(math.isfinite(w) for w in weights):
-        return [1.0] * n_experts
-    return weights
+        return ones.tolist()
+    weights = _fit_scales(
+        expert_terms, y, weight, sample_weight, criterion, max_iter, (0.0, 1.0), per_output
+    )
+    if not torch.isfinite(weights).all():
+        return ones.tolist()
+    return weights.tolist()
 
 
-def calibrate_product(calibration, held_out, options, expert_terms):
+def calibrate_product(calibration, held_out, options, expert_terms, per_output=False):
     """The calibration attributes of a product of classifying experts.
 
     Parameters
@@ -131,29 +143,35 @@ def calibrate_product(calibration, held_out, options, expert_terms):
         Maps a model's expert logits ``(n_experts, n_samples, n_outputs)``
         to the per-expert terms whose sum is the product's logits
         (log-probabilities for classes, log-odds for labels).
+    per_output : bool, default=False
+        Weigh each expert per output column (:func:`fit_expert_weights`):
+        for labels, whose products are independent of each other.
 
     Returns
     -------
     attributes : dict
         ``temperature_``, ``expert_weights_`` (a list, one weight per
-        expert; the fit multiplies each expert's output layer by its weight)
-        and ``calibration_loss_``, the stage-2 loss of the calibrated
-        product on the held-out rows (``None`` without held-out rows).
+        expert, or with ``per_output`` one list of weights per expert; the
+        fit multiplies each expert's output layer by its weights) and
+        ``calibration_loss_``, the stage-2 loss of the calibrated product
+        on the held-out rows (``None`` without held-out rows).
     """
-    n_experts = len(held_out[0][0]) if held_out else 0
+    if not held_out:
+        return {"temperature_": 1.0, "expert_weights_": [], "calibration_loss_": None}
+    terms = torch.cat([expert_terms(logits) for logits, _, _, _ in held_out], dim=1)
+    n_experts, _, n_outputs = terms.shape
     attributes = {
         "temperature_": 1.0,
-        "expert_weights_": [1.0] * n_experts,
+        "expert_weights_": _unit_weights(n_experts, n_outputs, per_output).tolist(),
         "calibration_loss_": None,
     }
-    if not held_out:
-        return attributes
     if calibration == "auto":
         calibration = "experts" if len(held_out) > 1 else "temperature"
-    terms = torch.cat([expert_terms(logits) for logits, _, _, _ in held_out], dim=1)
     targets, loss_options = _held_out_loss(held_out, options)
     if calibration == "experts" and n_experts > 1:
-        attributes["expert_weights_"] = fit_expert_weights(terms, targets, **loss_options)
+        attributes["expert_weights_"] = fit_expert_weights(
+            terms, targets, **loss_options, per_output=per_output
+        )
     elif calibration is not None:
         attributes["temperature_"] = fit_temperature(terms.sum(0), targets, **loss_options)
     scales = torch.tensor(attributes["expert_weights_"], dtype=torch.float64)
@@ -163,13 +181,16 @@ def calibrate_product(calibration, held_out, options, expert_terms):
 
 
 def _product_loss(terms, scales, y, weight, sample_weight, criterion):
-    """``criterion`` of the product ``sum_k scales[k] * terms[k]``, as a float."""
+    """``criterion`` of the product ``sum_k scales[k] * terms[k]``, as a float.
+
+    ``scales[k]`` is one factor or one per output column.
+    """
     terms = terms.detach().double().cpu()
     weight = weight.double().cpu() if weight is not None else None
     sample_weight = sample_weight.double().cpu() if sample_weight is not None else None
     with torch.no_grad():
         loss = criterion(weight)(
-            scales.view(-1, 1, 1) * terms, y.cpu(), sample_weight=sample_weight
+            scales.view(len(terms), 1, -1) * terms, y.cpu(), sample_weight=sample_weight
         )
     return float(loss)
 
@@ -185,12 +206,15 @@ def _held_out_loss(held_out, options):
     }
 
 
-def _fit_scales(terms, y, weight, sample_weight, criterion, max_iter, bounds):
-    """Factors ``s`` within ``bounds`` minimising ``criterion`` of ``sum_k s_k * terms[k]``; a list.
+def _fit_scales(terms, y, weight, sample_weight, criterion, max_iter, bounds, per_output=False):
+    """Factors ``s`` within ``bounds`` minimising ``criterion`` of ``sum_k s_k * terms[k]``.
 
-    The loss is convex in ``s`` (the terms enter linearly, as the features
-    of a logistic regression), so the box-constrained L-BFGS-B finds the
-    best factors within the bounds, all at once; it starts at ``s = 1``.
+    A tensor of one factor per term ``k``, or with ``per_output`` one per
+    term and output column (``terms`` is ``(n_terms, n_samples,
+    n_outputs)``). The loss is convex in ``s`` (the terms enter linearly,
+    as the features of a logistic regression), so the box-constrained
+    L-BFGS-B finds the best factors within the bounds, all at once; it
+    starts at ``s = 1``.
     """
     terms = terms.detach().double().cpu()
     y = y.cpu()
@@ -199,11 +223,16 @@ def _fit_scales(terms, y, weight, sample_weight, criterion, max_iter, bounds):
     loss_fn = criterion(weight)
 
     def objective(scales):
-        return loss_fn(scales.view(-1, 1, 1) * terms, y, sample_weight=sample_weight)
+        return loss_fn(scales.view(len(terms), 1, -1) * terms, y, sample_weight=sample_weight)
 
-    start = torch.ones(len(terms), dtype=torch.float64)
+    start = _unit_weights(len(terms), terms.shape[-1], per_output)
     (scales,), _ = minimize_lbfgsb(objective, [start], bounds=bounds, options={"maxiter": max_iter})
-    return scales.tolist()
+    return scales
+
+
+def _unit_weights(n_terms, n_outputs, per_output):
+    """Factors of 1 (float64): one per term, or with ``per_output`` one per term and output."""
+    return torch.ones((n_terms, n_outputs) if per_output else (n_terms,), dtype=torch.float64)
 
 
 def fit_gaussian_temperature(mean, log_var, y, sample_weight=None):

@@ -1,0 +1,231 @@
+"""Small multilabel cohorts: expert weights per label against one weight per expert.
+
+Below 1,000 training samples a default ``I2M2Classifier`` is cross-fitted
+and its calibration weighs the experts on the pooled held-out rows
+(``calibration="auto"``). A multilabel product is taken label by label, and
+a modality often carries some labels and not others, so each expert gets
+one weight per label. This script measures that against one weight per
+expert (the same fit with the weights shared by the labels), beside
+per-label scikit-learn baselines.
+
+Data: the two sets of ``benchmarks/targets.py`` (mfeat's four findings of
+the digit; the synthetic set whose labels come from view ``a``, from view
+``b`` and from the sign agreement of both), ``n`` rows drawn at random
+(the same rows for every seed), then a 70/30 train/test split per seed.
+
+Models: ``I2M2`` (``I2M2Classifier(random_state=seed)``); ``I2M2, one
+weight per expert`` (the same with
+``LabelsOutcome.expert_weights_per_output`` patched to ``False``);
+``logistic regression per label`` and ``gradient boosting per label`` as in
+``targets.py``.
+
+Usage, from the repository root::
+
+    python -m benchmarks.multilabel_small              # 10 seeds, n of 300, 600, 1400
+    python -m benchmarks.multilabel_small --seeds 2 --sizes 300 --output -
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import sys
+import time
+from unittest import mock
+
+import numpy as np
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.multioutput import MultiOutputClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from benchmarks.common import (
+    RESULTS,
+    flatten,
+    run_tasks,
+    script_command,
+    section_start,
+    write_results,
+)
+from benchmarks.targets import (
+    _positive_proba,
+    _scores,
+    _table,
+    mfeat_findings,
+    synthetic_multilabel,
+)
+
+SECTION = "multilabel_small"
+SETS = {
+    "mfeat findings": mfeat_findings,
+    "synthetic": synthetic_multilabel,
+}
+MODELS = [
+    "I2M2",
+    "I2M2, one weight per expert",
+    "logistic regression per label",
+    "gradient boosting per label",
+]
+SHARED_WEIGHTS = "sk_i2m2.outcomes.labels.LabelsOutcome.expert_weights_per_output"
+
+
+def _rows(name, n):
+    """The ``n`` rows of set ``name`` every seed splits (a fixed random draw)."""
+    X, Y = SETS[name]()
+    rows = np.random.RandomState(0).permutation(len(Y))[:n]
+    return {m: x[rows] for m, x in X.items()}, Y[rows]
+
+
+@functools.cache
+def _warm_up():
+    """One small fit per process, so that no timed fit pays the first fit's set-up."""
+    from sk_i2m2 import I2M2Classifier
+
+    X, Y = _rows("synthetic", 60)
+    I2M2Classifier(max_epochs=1, random_state=0).fit(X, Y)
+
+
+def run_task(name, n, seed):
+    """Every model on one train/test split; one result row each."""
+    from sk_i2m2 import I2M2Classifier
+
+    _warm_up()
+    X, Y = _rows(name, n)
+    train, test = train_test_split(np.arange(len(Y)), test_size=0.3, random_state=seed)
+    X_train, X_test = {m: x[train] for m, x in X.items()}, {m: x[test] for m, x in X.items()}
+    flat_train, flat_test = flatten(X_train, np.float64), flatten(X_test, np.float64)
+    models = {
+        "I2M2": (I2M2Classifier(random_state=seed), X_train, X_test, False),
+        "I2M2, one weight per expert": (
+            I2M2Classifier(random_state=seed),
+            X_train,
+            X_test,
+            True,
+        ),
+        "logistic regression per label": (
+            make_pipeline(
+                StandardScaler(), MultiOutputClassifier(LogisticRegression(max_iter=2000))
+            ),
+            flat_train,
+            flat_test,
+            False,
+        ),
+        "gradient boosting per label": (
+            MultiOutputClassifier(HistGradientBoostingClassifier(random_state=seed)),
+            flat_train,
+            flat_test,
+            False,
+        ),
+    }
+    results = []
+    for model_name, (model, fit_X, test_X, shared) in models.items():
+        with mock.patch(SHARED_WEIGHTS, False) if shared else contextlib.nullcontext():
+            start = time.perf_counter()
+            model.fit(fit_X, Y[train])
+            seconds = time.perf_counter() - start
+        row = {"set": name, "n": n, "seed": seed, "model": model_name, "fit_s": seconds}
+        row.update(_scores(Y[test], _positive_proba(model, test_X)))
+        results.append(row)
+    return results
+
+
+def section(rows, *, command, minutes, seeds, sizes, n_jobs):
+    lines = [
+        *section_start(
+            SECTION,
+            "Small multilabel cohorts: expert weights per label",
+            command,
+            f"{minutes:.1f} min",
+        ),
+        f"- protocol: per set and n, n rows drawn at random once; seeds {list(seeds)}, a "
+        "random 70/30 train/test split per seed. `I2M2`: `I2M2Classifier(random_state=seed)`"
+        " (below 1,000 training rows: 5 cross-fitted folds, expert weights fitted on the "
+        "pooled held-out rows, one per expert and label); `I2M2, one weight per expert`: the "
+        "same fit with one weight per expert shared by the labels (the calibration before "
+        "per-label weights); logistic regression on the standardised concatenated views "
+        "and gradient boosting (defaults) on the concatenated views, one model per label. "
+        "Mean ± std over seeds; the difference is I2M2 minus one weight per expert, ± the "
+        "standard error of the per-seed differences. Fit times are wall seconds in one of "
+        f"{n_jobs} processes, after a small warm-up fit in each.",
+        "",
+    ]
+    for name in SETS:
+        for n in sizes:
+            sel = [r for r in rows if r["set"] == name and r["n"] == n]
+            lines += [
+                f"### {name}, n={n} ({round(0.7 * n)} training rows)",
+                "",
+                *_table(sel, MODELS, time_digits=2),
+                "",
+                _difference(sel),
+                "",
+            ]
+    lines += [f"<!-- {SECTION}:end -->", ""]
+    return "\n".join(lines)
+
+
+def _difference(rows):
+    """Per-label weights minus one weight per expert: subset accuracy (points) and log loss."""
+    by_seed = {}
+    for r in rows:
+        by_seed.setdefault(r["seed"], {})[r["model"]] = r
+    parts = []
+    for metric, scale, unit in (("subset_accuracy", 100, " pt"), ("log_loss", 1, "")):
+        diffs = np.array(
+            [
+                scale * (seed["I2M2"][metric] - seed["I2M2, one weight per expert"][metric])
+                for seed in by_seed.values()
+            ]
+        )
+        error = diffs.std(ddof=1) / np.sqrt(len(diffs)) if len(diffs) > 1 else 0.0
+        digits = 1 if scale == 100 else 3
+        parts.append(
+            f"{metric.replace('_', ' ')} {diffs.mean():+.{digits}f} ± {error:.{digits}f}{unit}"
+        )
+    return "Per-label weights minus one weight per expert: " + "; ".join(parts) + "."
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=10, help="number of seeds (default 10)")
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[300, 600, 1400], help="rows drawn per set"
+    )
+    parser.add_argument("--n-jobs", type=int, default=2, help="processes (default 2)")
+    parser.add_argument(
+        "--output", default=str(RESULTS), help="file to write the section to; - prints it only"
+    )
+    args = parser.parse_args(argv)
+    seeds = range(args.seeds)
+    start = time.perf_counter()
+    tasks = [(name, n, seed) for name in SETS for n in args.sizes for seed in seeds]
+    # By reference to the importable module, not to __main__.
+    from benchmarks import multilabel_small
+
+    rows = run_tasks(
+        multilabel_small.run_task,
+        tasks,
+        args.n_jobs,
+        lambda r: (
+            f"{r['set']:15s} n={r['n']:<5d} seed {r['seed']:<3d} {r['model']:32s} "
+            f"subset {r['subset_accuracy']:.3f}"
+        ),
+    )
+    text = section(
+        rows,
+        command=script_command(SECTION, argv),
+        minutes=(time.perf_counter() - start) / 60,
+        seeds=seeds,
+        sizes=args.sizes,
+        n_jobs=args.n_jobs,
+    )
+    if args.output != "-":
+        write_results(text, args.output, name=SECTION)
+    print(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
