@@ -229,3 +229,15 @@ def test_multilabel_weights_not_fitted_are_ones_per_label(params):
     assert clf.temperature_ != 1.0
     for weight in clf.expert_weights_.values():
         np.testing.assert_array_equal(weight, np.ones(2))
+
+
+def test_per_label_weights_export_to_onnx(multilabel_fit, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import sk_i2m2
+
+    clf, X_test = multilabel_fit
+    path = sk_i2m2.to_onnx(clf, tmp_path / "model.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (proba,) = session.run(None, {m: np.asarray(v, np.float32) for m, v in X_test.items()})
+    np.testing.assert_allclose(proba, clf.predict_proba(X_test), atol=1e-5)
