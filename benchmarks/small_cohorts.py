@@ -41,6 +41,7 @@ Models:
   and 1, or of 0.01, 0.1, 1 and 10, instead of 0.01, 0.1 and 1 (only with
   ``--models``);
 - ``regime: patience 5``: ``n_iter_no_change=5`` (only with ``--models``);
+- ``regime: cv 3``: 3 cross-fitted folds instead of 5 (only with ``--models``);
 - ``regime: ...``: prototype fitting regimes from ``small_regimes.py``
   (only with ``--models``).
 """
@@ -254,6 +255,8 @@ MODELS = {
     # 1 / n_train and n_iter_no_change="auto" is 3 with L-BFGS).
     "regime: patience 10": _i2m2(n_iter_no_change=10),
     "regime: patience 5": _i2m2(n_iter_no_change=5),
+    # Cross-fitting (cv="auto": 5 folds) with 3 folds: fewer, smaller fold models.
+    "regime: cv 3": _i2m2(cv=3),
     "regime: weight_decay 1e-4, patience 10": _i2m2(weight_decay=1e-4, n_iter_no_change=10),
     # The calibration of the cross-fitted default ("auto": expert weights)
     # against one temperature, the default before expert weights.

@@ -88,9 +88,10 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
         the intra experts say) is shrunk rather than multiplied in with full
         weight; predictions may change. For multilabel ``y`` the weights
         are per expert and label: each label's product is its own, and a
-        modality that predicts one label is shrunk on the others only. A cross-fitted model weighed so
-        keeps its stage-1 experts instead of the fine-tuned ones when their
-        weighted product has the lower held-out loss (``final_stage_``).
+        modality that predicts one label is shrunk on the others only. A
+        cross-fitted model weighed so keeps its stage-1 experts instead of
+        the fine-tuned ones when their weighted product has the lower
+        held-out loss (``final_stage_``).
         ``"temperature"`` fits one
         temperature for the whole product (``temperature_``), which leaves
         the arg-max, hence ``predict``, as it is. ``"auto"`` fits expert
