@@ -264,6 +264,47 @@ def summarize_seeds(results, metrics, ddof=0):
     return grouped.mean().add_suffix("_mean").join(grouped.std(ddof=ddof).add_suffix("_std"))
 
 
+def multilabel_positive_proba(model, X):
+    """Each label's probability of being positive, ``(n_samples, n_labels)``.
+
+    ``MultiOutputClassifier`` gives one ``(n, 2)`` array per label; an
+    ``I2M2Classifier`` fitted on multilabel ``y`` gives the columns already.
+    """
+    proba = model.predict_proba(X)
+    return np.column_stack([p[:, 1] for p in proba]) if isinstance(proba, list) else proba
+
+
+def multilabel_scores(Y, proba):
+    """Subset accuracy, macro AUROC and the mean over labels of the binary log loss."""
+    from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
+
+    proba = np.clip(proba, 1e-7, 1 - 1e-7)
+    return {
+        "subset_accuracy": accuracy_score(Y, (proba > 0.5).astype(int)),
+        "macro_auroc": roc_auc_score(Y, proba, average="macro"),
+        "log_loss": float(
+            np.mean([log_loss(Y[:, j], proba[:, j], labels=[0, 1]) for j in range(Y.shape[1])])
+        ),
+    }
+
+
+def multilabel_table(rows, models, time_digits=1):
+    """Markdown rows of :func:`multilabel_scores` and fit time per model: mean ± std over ``rows``."""
+    lines = [
+        "| model | subset accuracy | macro AUROC | log loss (mean over labels) | fit time (s) |",
+        "|---|---|---|---|---|",
+    ]
+    for name in models:
+        sel = [r for r in rows if r["model"] == name]
+        lines.append(
+            f"| {name} | {mean_std([r['subset_accuracy'] for r in sel])} | "
+            f"{mean_std([r['macro_auroc'] for r in sel])} | "
+            f"{mean_std([r['log_loss'] for r in sel])} | "
+            f"{mean_std([r['fit_s'] for r in sel], time_digits)} |"
+        )
+    return lines
+
+
 def mean_std(values, digits=3):
     """``"mean ± std"`` of ``values`` (population std)."""
     return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"

@@ -45,18 +45,15 @@ from sklearn.preprocessing import StandardScaler
 from benchmarks.common import (
     RESULTS,
     flatten,
+    multilabel_positive_proba,
+    multilabel_scores,
+    multilabel_table,
     run_tasks,
     script_command,
     section_start,
     write_results,
 )
-from benchmarks.targets import (
-    _positive_proba,
-    _scores,
-    _table,
-    mfeat_findings,
-    synthetic_multilabel,
-)
+from benchmarks.targets import mfeat_findings, synthetic_multilabel
 
 SECTION = "multilabel_small"
 SETS = {
@@ -127,7 +124,7 @@ def run_task(name, n, seed):
             model.fit(fit_X, Y[train])
             seconds = time.perf_counter() - start
         row = {"set": name, "n": n, "seed": seed, "model": model_name, "fit_s": seconds}
-        row.update(_scores(Y[test], _positive_proba(model, test_X)))
+        row.update(multilabel_scores(Y[test], multilabel_positive_proba(model, test_X)))
         results.append(row)
     return results
 
@@ -158,7 +155,7 @@ def section(rows, *, command, minutes, seeds, sizes, n_jobs):
             lines += [
                 f"### {name}, n={n} ({round(0.7 * n)} training rows)",
                 "",
-                *_table(sel, MODELS, time_digits=2),
+                *multilabel_table(sel, MODELS, time_digits=2),
                 "",
                 _difference(sel),
                 "",

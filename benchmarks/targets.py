@@ -36,7 +36,6 @@ import time
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.multioutput import MultiOutputClassifier
 from sklearn.pipeline import make_pipeline
@@ -45,7 +44,9 @@ from sklearn.preprocessing import StandardScaler
 from benchmarks.common import (
     RESULTS,
     flatten,
-    mean_std,
+    multilabel_positive_proba,
+    multilabel_scores,
+    multilabel_table,
     script_command,
     section_start,
     write_results,
@@ -83,24 +84,6 @@ def synthetic_multilabel(n_samples=2000, flip=0.1, random_state=0):
     return X, np.where(flipped, 1 - Y, Y)
 
 
-def _positive_proba(model, X):
-    proba = model.predict_proba(X)
-    # MultiOutputClassifier gives one (n, 2) array per label.
-    return np.column_stack([p[:, 1] for p in proba]) if isinstance(proba, list) else proba
-
-
-def _scores(Y, proba):
-    eps = 1e-7
-    proba = np.clip(proba, eps, 1 - eps)
-    return {
-        "subset_accuracy": accuracy_score(Y, (proba > 0.5).astype(int)),
-        "macro_auroc": roc_auc_score(Y, proba, average="macro"),
-        "log_loss": float(
-            np.mean([log_loss(Y[:, j], proba[:, j], labels=[0, 1]) for j in range(Y.shape[1])])
-        ),
-    }
-
-
 def run(data, seeds, params, n_samples=None, hgb_params=None):
     results = []
     X, Y = data
@@ -133,26 +116,9 @@ def run(data, seeds, params, n_samples=None, hgb_params=None):
             model.fit(fit_X, Y[train])
             seconds = time.perf_counter() - start
             row = {"seed": seed, "model": name, "fit_s": seconds}
-            row.update(_scores(Y[test], _positive_proba(model, test_X)))
+            row.update(multilabel_scores(Y[test], multilabel_positive_proba(model, test_X)))
             results.append(row)
     return results
-
-
-def _table(rows, models=MODELS, time_digits=1):
-    """Markdown rows of ``models``' scores over the seeds of ``rows``: mean ± std."""
-    lines = [
-        "| model | subset accuracy | macro AUROC | log loss (mean over labels) | fit time (s) |",
-        "|---|---|---|---|---|",
-    ]
-    for name in models:
-        sel = [r for r in rows if r["model"] == name]
-        lines.append(
-            f"| {name} | {mean_std([r['subset_accuracy'] for r in sel])} | "
-            f"{mean_std([r['macro_auroc'] for r in sel])} | "
-            f"{mean_std([r['log_loss'] for r in sel])} | "
-            f"{mean_std([r['fit_s'] for r in sel], time_digits)} |"
-        )
-    return lines
 
 
 def section(results, *, command, minutes, seeds, params, n_samples, hgb_params):
@@ -174,11 +140,11 @@ def section(results, *, command, minutes, seeds, params, n_samples, hgb_params):
         "",
         f"### mfeat {'+'.join(VIEWS)}, four findings of the digit ({', '.join(FINDINGS)})",
         "",
-        *_table(results["mfeat"]),
+        *multilabel_table(results["mfeat"], MODELS),
         "",
         "### Synthetic: a label per view and one from both views (10 % flipped)",
         "",
-        *_table(results["synthetic"]),
+        *multilabel_table(results["synthetic"], MODELS),
         "",
         "Subset accuracy counts a sample as right only when all its labels are. "
         "The synthetic third label needs both views at once, so per-label models on "
