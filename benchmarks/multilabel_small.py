@@ -62,14 +62,16 @@ SETS = {
     "mfeat findings": mfeat_findings,
     "synthetic": synthetic_multilabel,
 }
-MODELS = [
-    "I2M2",
-    "I2M2, one weight per expert",
-    "I2M2 intra",
-    "I2M2 inter",
-    "logistic regression per label",
-    "gradient boosting per label",
-]
+#: The I2M2 rows: model name -> ``I2M2Classifier`` parameters.
+I2M2_MODELS = {
+    "I2M2": {},
+    "I2M2, one weight per expert": {},
+    "I2M2 intra": {"dependencies": "intra"},
+    "I2M2 inter": {"dependencies": "inter"},
+}
+MODELS = [*I2M2_MODELS, "logistic regression per label", "gradient boosting per label"]
+#: The row fitted with one weight per expert, and what it patches to get it.
+SHARED_WEIGHTS_MODEL = "I2M2, one weight per expert"
 SHARED_WEIGHTS = "sk_i2m2.outcomes.labels.LabelsOutcome.expert_weights_per_output"
 
 
@@ -99,42 +101,22 @@ def run_task(name, n, seed):
     X_train, X_test = {m: x[train] for m, x in X.items()}, {m: x[test] for m, x in X.items()}
     flat_train, flat_test = flatten(X_train, np.float64), flatten(X_test, np.float64)
     models = {
-        "I2M2": (I2M2Classifier(random_state=seed), X_train, X_test, False),
-        "I2M2, one weight per expert": (
-            I2M2Classifier(random_state=seed),
-            X_train,
-            X_test,
-            True,
-        ),
-        "I2M2 intra": (
-            I2M2Classifier(dependencies="intra", random_state=seed),
-            X_train,
-            X_test,
-            False,
-        ),
-        "I2M2 inter": (
-            I2M2Classifier(dependencies="inter", random_state=seed),
-            X_train,
-            X_test,
-            False,
-        ),
-        "logistic regression per label": (
-            make_pipeline(
-                StandardScaler(), MultiOutputClassifier(LogisticRegression(max_iter=2000))
-            ),
-            flat_train,
-            flat_test,
-            False,
-        ),
-        "gradient boosting per label": (
-            MultiOutputClassifier(HistGradientBoostingClassifier(random_state=seed)),
-            flat_train,
-            flat_test,
-            False,
-        ),
+        name: (I2M2Classifier(random_state=seed, **params), X_train, X_test)
+        for name, params in I2M2_MODELS.items()
     }
+    models["logistic regression per label"] = (
+        make_pipeline(StandardScaler(), MultiOutputClassifier(LogisticRegression(max_iter=2000))),
+        flat_train,
+        flat_test,
+    )
+    models["gradient boosting per label"] = (
+        MultiOutputClassifier(HistGradientBoostingClassifier(random_state=seed)),
+        flat_train,
+        flat_test,
+    )
     results = []
-    for model_name, (model, fit_X, test_X, shared) in models.items():
+    for model_name, (model, fit_X, test_X) in models.items():
+        shared = model_name == SHARED_WEIGHTS_MODEL
         with mock.patch(SHARED_WEIGHTS, False) if shared else contextlib.nullcontext():
             start = time.perf_counter()
             model.fit(fit_X, Y[train])
@@ -161,8 +143,8 @@ def section(rows, *, command, minutes, seeds, sizes, n_jobs):
         "per-label weights); `I2M2 intra`, `I2M2 inter`: `dependencies` intra / inter; "
         "logistic regression on the standardised concatenated views and gradient boosting "
         "(defaults) on the concatenated views, one model per label. Mean ± std over seeds; "
-        "differences ± the standard error of the per-seed differences. Fit times are wall seconds in one of "
-        f"{n_jobs} processes, after a small warm-up fit in each.",
+        "differences ± the standard error of the per-seed differences. Fit times are wall "
+        f"seconds in one of {n_jobs} processes, after a small warm-up fit in each.",
         "",
     ]
     for name in SETS:
@@ -178,7 +160,7 @@ def section(rows, *, command, minutes, seeds, sizes, n_jobs):
                 *multilabel_table(sel, MODELS, time_digits=2),
                 "",
                 "- per-label weights minus one weight per expert: "
-                + _difference(sel, "I2M2, one weight per expert"),
+                + _difference(sel, SHARED_WEIGHTS_MODEL),
                 f"- I2M2 minus the better of its intra and inter ({best_part}): "
                 + _difference(sel, best_part),
                 "",
@@ -188,7 +170,7 @@ def section(rows, *, command, minutes, seeds, sizes, n_jobs):
 
 
 def _difference(rows, reference):
-    """``I2M2`` minus ``reference``: subset accuracy (points) and log loss, ± their standard errors."""
+    """``I2M2`` minus ``reference``: subset accuracy (points) and log loss, ± standard errors."""
     by_seed = {}
     for r in rows:
         by_seed.setdefault(r["seed"], {})[r["model"]] = r
