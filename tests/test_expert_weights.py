@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.model_selection import train_test_split
 
-from sk_i2m2 import I2M2Classifier, ModalityDict, load
+from sk_i2m2 import I2M2Classifier, ModalityDict, load, to_onnx
 from sk_i2m2.nn.ensemble import FoldEnsemble, MeanFoldEnsemble
 from sk_i2m2.nn.losses import ProductOfExpertsBCELoss, ProductOfExpertsNLLLoss
 from sk_i2m2.training.calibration import fit_expert_weights
@@ -234,10 +234,8 @@ def test_multilabel_weights_not_fitted_are_ones_per_label(params):
 def test_per_label_weights_export_to_onnx(multilabel_fit, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    import sk_i2m2
-
     clf, X_test = multilabel_fit
-    path = sk_i2m2.to_onnx(clf, tmp_path / "model.onnx")
+    path = to_onnx(clf, tmp_path / "model.onnx")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (proba,) = session.run(None, {m: np.asarray(v, np.float32) for m, v in X_test.items()})
     np.testing.assert_allclose(proba, clf.predict_proba(X_test), atol=1e-5)
