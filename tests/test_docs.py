@@ -240,6 +240,7 @@ BENCHMARK_QUOTES = [
         "``frozen_modalities_`` lists",
     ),
     ("user_guide/persistence.rst", "On the CPU, onnxruntime answers", "one thread, in"),
+    ("user_guide/targets.rst", "On small cohorts whose labels", "- **Outputs**"),
 ]
 
 
