@@ -218,6 +218,7 @@ def test_per_label_weights_survive_save_and_load(multilabel_fit, tmp_path):
     clf.save(tmp_path / "model")
     loaded = load(tmp_path / "model")
     for name, weight in clf.expert_weights_.items():
+        assert isinstance(loaded.expert_weights_[name], np.ndarray)
         np.testing.assert_allclose(loaded.expert_weights_[name], weight)
     np.testing.assert_allclose(loaded.predict_proba(X_test), clf.predict_proba(X_test))
 
@@ -228,6 +229,7 @@ def test_multilabel_weights_not_fitted_are_ones_per_label(params):
     clf = I2M2Classifier(max_epochs=3, random_state=0, **params).fit(X, Y)
     assert clf.temperature_ != 1.0
     for weight in clf.expert_weights_.values():
+        assert isinstance(weight, np.ndarray) and weight.shape == (2,)
         np.testing.assert_array_equal(weight, np.ones(2))
 
 
