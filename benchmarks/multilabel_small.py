@@ -1,12 +1,13 @@
 """Small multilabel cohorts: expert weights per label against one weight per expert.
 
-Below 1,000 training samples a default ``I2M2Classifier`` is cross-fitted
-and its calibration weighs the experts on the pooled held-out rows
-(``calibration="auto"``). A multilabel product is taken label by label, and
-a modality often carries some labels and not others, so each expert gets
-one weight per label. This script measures that against one weight per
-expert (the same fit with the weights shared by the labels), beside
-per-label scikit-learn baselines.
+Below 2,000 samples (1,000 for classes) a default multilabel
+``I2M2Classifier`` is cross-fitted and its calibration weighs the experts
+on the pooled held-out rows (``calibration="auto"``). A multilabel product
+is taken label by label, and a modality often carries some labels and not
+others, so each expert gets one weight per label. This script measures
+that against one weight per expert (the same fit with the weights shared
+by the labels), and the multilabel small-cohort size against the classes'
+1,000, beside per-label scikit-learn baselines.
 
 Data: the two sets of ``benchmarks/targets.py`` (mfeat's four findings of
 the digit; the synthetic set whose labels come from view ``a``, from view
@@ -16,14 +17,18 @@ the digit; the synthetic set whose labels come from view ``a``, from view
 Models: ``I2M2`` (``I2M2Classifier(random_state=seed)``); ``I2M2, one
 weight per expert`` (the same with
 ``LabelsOutcome.expert_weights_per_output`` patched to ``False``);
-``I2M2 intra`` and ``I2M2 inter`` (``dependencies`` ``"intra"`` and
-``"inter"``: I2M2 should be at least as good as the better of its own
-parts); ``logistic regression per label`` and ``gradient boosting per
-label`` as in ``targets.py``.
+``I2M2, small-cohort defaults below 1,000 samples`` (the multilabel
+outcome's ``small_cohort_size`` patched to the classes' 1,000: above it
+one validation split, mini-batch AdamW and MLP experts; fitted only on
+1,000 training rows or more, below which it is the default fit); ``I2M2
+intra`` and ``I2M2 inter`` (``dependencies`` ``"intra"`` and ``"inter"``:
+I2M2 should be at least as good as the better of its own parts);
+``logistic regression per label`` and ``gradient boosting per label`` as in
+``targets.py``.
 
 Usage, from the repository root::
 
-    python -m benchmarks.multilabel_small              # 10 seeds, n of 300, 600, 1400
+    python -m benchmarks.multilabel_small              # 10 seeds, n of 300, 600, 1400, 2000
     python -m benchmarks.multilabel_small --seeds 2 --sizes 300 --output -
 """
 
@@ -62,17 +67,21 @@ SETS = {
     "mfeat findings": mfeat_findings,
     "synthetic": synthetic_multilabel,
 }
-#: The I2M2 rows: model name -> ``I2M2Classifier`` parameters.
+SHARED_WEIGHTS_MODEL = "I2M2, one weight per expert"
+SMALL_COHORT_1000 = "I2M2, small-cohort defaults below 1,000 samples"
+#: The I2M2 rows: model name -> (``I2M2Classifier`` parameters, internal
+#: constants patched for the fit: dotted name -> value).
 I2M2_MODELS = {
-    "I2M2": {},
-    "I2M2, one weight per expert": {},
-    "I2M2 intra": {"dependencies": "intra"},
-    "I2M2 inter": {"dependencies": "inter"},
+    "I2M2": ({}, {}),
+    SHARED_WEIGHTS_MODEL: (
+        {},
+        {"sk_i2m2.outcomes.labels.LabelsOutcome.expert_weights_per_output": False},
+    ),
+    SMALL_COHORT_1000: ({}, {"sk_i2m2.outcomes.labels.LabelsOutcome.small_cohort_size": None}),
+    "I2M2 intra": ({"dependencies": "intra"}, {}),
+    "I2M2 inter": ({"dependencies": "inter"}, {}),
 }
 MODELS = [*I2M2_MODELS, "logistic regression per label", "gradient boosting per label"]
-#: The row fitted with one weight per expert, and what it patches to get it.
-SHARED_WEIGHTS_MODEL = "I2M2, one weight per expert"
-SHARED_WEIGHTS = "sk_i2m2.outcomes.labels.LabelsOutcome.expert_weights_per_output"
 
 
 def _rows(name, n):
@@ -94,6 +103,7 @@ def _warm_up():
 def run_task(name, n, seed):
     """Every model on one train/test split; one result row each."""
     from sk_i2m2 import I2M2Classifier
+    from sk_i2m2._sizing import is_small_cohort
 
     _warm_up()
     X, Y = _rows(name, n)
@@ -101,23 +111,28 @@ def run_task(name, n, seed):
     X_train, X_test = {m: x[train] for m, x in X.items()}, {m: x[test] for m, x in X.items()}
     flat_train, flat_test = flatten(X_train, np.float64), flatten(X_test, np.float64)
     models = {
-        name: (I2M2Classifier(random_state=seed, **params), X_train, X_test)
-        for name, params in I2M2_MODELS.items()
+        model: (I2M2Classifier(random_state=seed, **params), X_train, X_test, patches)
+        for model, (params, patches) in I2M2_MODELS.items()
     }
+    if is_small_cohort(len(train)):  # the same fit as "I2M2" there
+        del models[SMALL_COHORT_1000]
     models["logistic regression per label"] = (
         make_pipeline(StandardScaler(), MultiOutputClassifier(LogisticRegression(max_iter=2000))),
         flat_train,
         flat_test,
+        {},
     )
     models["gradient boosting per label"] = (
         MultiOutputClassifier(HistGradientBoostingClassifier(random_state=seed)),
         flat_train,
         flat_test,
+        {},
     )
     results = []
-    for model_name, (model, fit_X, test_X) in models.items():
-        shared = model_name == SHARED_WEIGHTS_MODEL
-        with mock.patch(SHARED_WEIGHTS, False) if shared else contextlib.nullcontext():
+    for model_name, (model, fit_X, test_X, patches) in models.items():
+        with contextlib.ExitStack() as stack:
+            for target, value in patches.items():
+                stack.enter_context(mock.patch(target, value))
             start = time.perf_counter()
             model.fit(fit_X, Y[train])
             seconds = time.perf_counter() - start
@@ -137,10 +152,13 @@ def section(rows, *, command, minutes, seeds, sizes, n_jobs):
         ),
         f"- protocol: per set and n, n rows drawn at random once; seeds {list(seeds)}, a "
         "random 70/30 train/test split per seed. `I2M2`: `I2M2Classifier(random_state=seed)`"
-        " (below 1,000 training rows: 5 cross-fitted folds, expert weights fitted on the "
+        " (below 2,000 samples: 5 cross-fitted folds, expert weights fitted on the "
         "pooled held-out rows, one per expert and label); `I2M2, one weight per expert`: the "
         "same fit with one weight per expert shared by the labels (the calibration before "
-        "per-label weights); `I2M2 intra`, `I2M2 inter`: `dependencies` intra / inter; "
+        "per-label weights); `I2M2, small-cohort defaults below 1,000 samples`: the same with "
+        "the multilabel small-cohort size (2,000) patched to the classes' 1,000, fitted from "
+        "1,000 training rows; "
+        "`I2M2 intra`, `I2M2 inter`: `dependencies` intra / inter; "
         "logistic regression on the standardised concatenated views and gradient boosting "
         "(defaults) on the concatenated views, one model per label. Mean ± std over seeds; "
         "differences ± the standard error of the per-seed differences. Fit times are wall "
@@ -157,12 +175,22 @@ def section(rows, *, command, minutes, seeds, sizes, n_jobs):
             lines += [
                 f"### {name}, n={n} ({round(0.7 * n)} training rows)",
                 "",
-                *multilabel_table(sel, MODELS, time_digits=2),
+                *multilabel_table(
+                    sel, [m for m in MODELS if any(r["model"] == m for r in sel)], time_digits=2
+                ),
                 "",
                 "- per-label weights minus one weight per expert: "
                 + _difference(sel, SHARED_WEIGHTS_MODEL),
                 f"- I2M2 minus the better of its intra and inter ({best_part}): "
                 + _difference(sel, best_part),
+                *(
+                    [
+                        "- I2M2 minus the small-cohort defaults below 1,000 samples: "
+                        + _difference(sel, SMALL_COHORT_1000)
+                    ]
+                    if any(r["model"] == SMALL_COHORT_1000 for r in sel)
+                    else []
+                ),
                 "",
             ]
     lines += [f"<!-- {SECTION}:end -->", ""]
@@ -191,7 +219,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10, help="number of seeds (default 10)")
     parser.add_argument(
-        "--sizes", type=int, nargs="+", default=[300, 600, 1400], help="rows drawn per set"
+        "--sizes", type=int, nargs="+", default=[300, 600, 1400, 2000], help="rows drawn per set"
     )
     parser.add_argument("--n-jobs", type=int, default=2, help="processes (default 2)")
     parser.add_argument(

@@ -90,10 +90,11 @@ print(contributions.abs().mean().unstack().round(2))
 # %%
 # A small cohort: how much each view counts for each finding
 # -----------------------------------------------------------
-# Below 1000 samples the model is cross-fitted, and its calibration weighs
-# each expert once per finding on the held-out rows (``expert_weights_``,
-# in [0, 1]): each finding's product is its own, so a view keeps its say on
-# the findings where it adds to the others and is shrunk where it does not.
+# Below 2000 samples a multilabel model is cross-fitted, and its
+# calibration weighs each expert once per finding on the held-out rows
+# (``expert_weights_``, in [0, 1]): each finding's product is its own, so a
+# view keeps its say on the findings where it adds to the others and is
+# shrunk where it does not.
 # Here the inter expert, which reads all three views, carries most of every
 # finding, and of the single views the morphological one counts most.
 X_small, _, Y_small, _ = train_test_split(

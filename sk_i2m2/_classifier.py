@@ -57,7 +57,8 @@ class I2M2Classifier(ClassifierMixin, I2M2Base):
     %(batch_size)s
     %(lr_schedule)s
     optimizer : torch optimizer class or "auto", default="auto"
-        ``"auto"``: ``torch.optim.LBFGS`` on fewer than 1000 samples whose
+        ``"auto"``: ``torch.optim.LBFGS`` on fewer than 1000 samples (2000
+        for a multilabel ``y``) whose
         experts all read vectors (tables, embeddings, frozen features), unless
         ``batch_size``, ``accelerator``, ``augment`` or ``modality_dropout``
         asks for mini-batches or on-disk modalities are read a batch at a

@@ -48,7 +48,8 @@ encoders : dict or None, default=None
     class, factory or instance mapping a batch to ``(batch, features)``.
     Modalities not listed get a default encoder chosen from their shape
     (see :func:`~sk_i2m2.encoders.infer_encoder_kind`); on fewer than
-    1000 samples a vector modality's default is a linear expert
+    1000 samples (2000 for a multilabel ``y``) a vector modality's
+    default is a linear expert
     (``MLPEncoder(hidden_sizes=())``) and ``fusion="concat"`` a narrow
     one (``ConcatFusion(hidden_size=16)``). Spec hyperparameters are
     reachable as ``encoders__<modality>__<param>``.
@@ -93,7 +94,8 @@ weight_decay : float or "auto", default="auto"
     (n_train * weight_decay))`` on its standardised features.
     ``"auto"``: ``1 / n_train`` with L-BFGS (``LogisticRegression``'s
     default ``C=1``), 1e-4 otherwise (fitted as ``weight_decay_``). On
-    a small cohort (below 1000 samples, ``optimizer="auto"``) each
+    a small cohort (below 1000 samples, 2000 for a multilabel ``y``;
+    ``optimizer="auto"``) each
     linear expert's L2 coefficient is chosen by the inner folds instead,
     as ``LogisticRegressionCV`` chooses ``C``: among ``C`` of 0.01,
     0.1, 1 and 10, the one of lowest pooled held-out loss (fitted as
@@ -117,7 +119,8 @@ cv : int, "auto" or None, default="auto"
     the geometric mean of its ``k`` versions, an expert of the same
     kind, so still a product of experts), which uses every row for
     training and every row for stopping. It costs about ``k`` fits.
-    ``"auto"``: 5 folds on fewer than 1000 samples, where a single
+    ``"auto"``: 5 folds on fewer than 1000 samples (2000 for a
+    multilabel ``y``), where a single
     validation split is too small to stop on (fewer folds when a class,
     the events or the censored samples number fewer than 5), else
     ``None``: one split of ``validation_fraction``.

@@ -178,12 +178,12 @@ def describe_fit(estimator, X, y, sample_weight=None):
         present, list(tensors), params["dependencies"], params["inter_missing"]
     )
     check_callbacks(params["callbacks"])
-    small = is_small_cohort(len(y_train))
+    small = is_small_cohort(len(y_train), outcome.small_cohort_size)
     n_folds = outcome.n_folds(y_train) if params["early_stopping"] else None
     specs = resolve_encoders(
         params["encoders"], {m: t.shape[1:] for m, t in tensors.items()}, small_cohort=small
     )
-    optimizer = _optimizer(params, specs, tensors, len(y_train), outcome)
+    optimizer = _optimizer(params, specs, tensors, small, outcome)
     fusion = resolve_fusion(
         params["fusion"], small_cohort=small, full_batch=is_full_batch(optimizer)
     )
@@ -248,7 +248,7 @@ def describe_fit(estimator, X, y, sample_weight=None):
     )
 
 
-def _optimizer(params, specs, tensors, n_samples, outcome):
+def _optimizer(params, specs, tensors, small_cohort, outcome):
     """The optimizer class of ``optimizer`` (``"auto"``: L-BFGS where full batches fit)."""
     if params["optimizer"] != "auto":
         return params["optimizer"]
@@ -259,7 +259,7 @@ def _optimizer(params, specs, tensors, n_samples, outcome):
         on_disk=any(isinstance(t, LazyRows) for t in tensors.values()),
         stochastic=bool(params["augment"]) or params["modality_dropout"] > 0,
     )
-    return auto_optimizer(n_samples, fits and outcome.lbfgs_on_small_cohorts)
+    return auto_optimizer(small_cohort, fits and outcome.lbfgs_on_small_cohorts)
 
 
 def _sizes(params, outcome, n_train, optimizer):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sk_i2m2 import I2M2Classifier
-from sk_i2m2._sizing import SMALL_COHORT, is_full_batch
+from sk_i2m2._sizing import MULTILABEL_SMALL_COHORT, is_full_batch
 from sk_i2m2.encoders import MLPEncoder
 
 
@@ -24,8 +24,8 @@ def _labels_per_view_and_across(n, seed):
 
 @pytest.fixture(scope="module")
 def fitted():
-    # Above the small-cohort size: MLP experts and mini-batch AdamW.
-    X, Y = _labels_per_view_and_across(SMALL_COHORT, seed=0)
+    # Above the (multilabel) small-cohort size: MLP experts and mini-batch AdamW.
+    X, Y = _labels_per_view_and_across(MULTILABEL_SMALL_COHORT, seed=0)
     encoders = {m: MLPEncoder(inter_hidden_sizes=()) for m in X}
     clf = I2M2Classifier(encoders=encoders, random_state=0).fit(X, Y)
     X_test, Y_test = _labels_per_view_and_across(2000, seed=1)

@@ -6,7 +6,7 @@ import torch
 from conftest import make_independent
 
 from sk_i2m2 import I2M2Classifier
-from sk_i2m2._sizing import SMALL_COHORT
+from sk_i2m2._sizing import MULTILABEL_SMALL_COHORT, SMALL_COHORT
 from sk_i2m2.encoders import MLPEncoder
 from sk_i2m2.fusion import ConcatFusion
 from sk_i2m2.nn.ensemble import FoldEnsemble
@@ -122,6 +122,20 @@ def test_large_data_keeps_adamw():
     X, y = make_independent(SMALL_COHORT, n_modalities=2)
     clf = I2M2Classifier(max_epochs=1, finetune_epochs=0, random_state=0).fit(X, y)
     assert clf.optimizer_ is torch.optim.AdamW and clf.batch_size_ == 850 // 16  # mini-batches
+
+
+def test_multilabel_outcomes_are_small_cohorts_up_to_their_own_size():
+    """Multilabel fits keep the small-cohort defaults up to MULTILABEL_SMALL_COHORT samples."""
+    assert MULTILABEL_SMALL_COHORT > SMALL_COHORT
+    X, y = make_independent(SMALL_COHORT, n_modalities=2)
+    Y = np.c_[y, 1 - y]
+    labels = I2M2Classifier(max_epochs=1, finetune_epochs=0, random_state=0).fit(X, Y)
+    assert labels.multilabel_ and labels.n_folds_ == 5
+    assert labels.optimizer_ is torch.optim.LBFGS and labels.weight_decay_grid_ is not None
+    X, y = make_independent(MULTILABEL_SMALL_COHORT, n_modalities=2)
+    Y = np.c_[y, 1 - y]
+    labels = I2M2Classifier(max_epochs=1, finetune_epochs=0, random_state=0).fit(X, Y)
+    assert labels.n_folds_ == 1 and labels.optimizer_ is torch.optim.AdamW
 
 
 def test_a_linear_expert_is_the_penalised_logistic_regression():

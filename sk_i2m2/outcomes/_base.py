@@ -118,6 +118,9 @@ class Outcome(abc.ABC):
     saved_defaults = {}
     #: Whether ``optimizer="auto"`` may train small cohorts full-batch with L-BFGS.
     lbfgs_on_small_cohorts = True
+    #: Fewer training samples than this get the small-cohort defaults;
+    #: ``None``: ``sk_i2m2._sizing.SMALL_COHORT``.
+    small_cohort_size = None
     #: Whether the calibration weighs each expert once per output column
     #: (``expert_weights_`` values are arrays) rather than once.
     expert_weights_per_output = False

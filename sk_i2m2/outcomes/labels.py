@@ -19,7 +19,7 @@ from sklearn.model_selection import KFold
 from sklearn.utils import check_array
 
 from .._registry import REGISTRY
-from .._sizing import auto_n_folds
+from .._sizing import MULTILABEL_SMALL_COHORT, auto_n_folds
 from ..nn.ensemble import MeanFoldEnsemble
 from ..nn.losses import ExpertsBCELoss, ProductOfExpertsBCELoss
 from ..nn.product import combine_labels
@@ -61,6 +61,8 @@ class LabelsOutcome(Outcome):
     # Each label's product is its own: an expert that predicts one label
     # (a modality that carries it) is weighed on that label alone.
     expert_weights_per_output = True
+    # Those weights need cross-fitted held-out rows (see the constant).
+    small_cohort_size = MULTILABEL_SMALL_COHORT
 
     def __init__(self, *, class_weight=None, **params):
         super().__init__(**params)
@@ -88,7 +90,7 @@ class LabelsOutcome(Outcome):
 
     def n_folds(self, y):
         # Every row counts as its own stratum: multilabel rows are not stratified.
-        return auto_n_folds(len(y), len(y), self.cv)
+        return auto_n_folds(len(y), len(y), self.cv, self.small_cohort_size)
 
     def splits(self, y, n_folds, seed, attributes):
         if n_folds:
