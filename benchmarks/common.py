@@ -289,7 +289,10 @@ def multilabel_scores(Y, proba):
 
 
 def multilabel_table(rows, models, time_digits=1):
-    """Markdown rows of :func:`multilabel_scores` and fit time per model: mean ± std over ``rows``."""
+    """Markdown rows of :func:`multilabel_scores` and fit time per model, mean ± std over ``rows``.
+
+    ``rows`` hold one score row per fit (with ``model`` and ``fit_s``).
+    """
     lines = [
         "| model | subset accuracy | macro AUROC | log loss (mean over labels) | fit time (s) |",
         "|---|---|---|---|---|",

@@ -6,10 +6,10 @@ dozen of them, so early stopping on it is noise, and wide MLP experts
 overfit. Below :data:`SMALL_COHORT` samples (:data:`MULTILABEL_SMALL_COHORT`
 for multilabel outcomes) the estimator's ``"auto"`` settings switch to
 inner cross-fitting, linear vector experts and full-batch L-BFGS; measured
-in ``benchmarks/small_cohorts.py`` and ``benchmarks/multilabel_small.py``. Fits that
-keep a mini-batch optimizer (conv or recurrent encoders, augmentation, the
-regressor's Gaussian experts) on fewer than :data:`FEW_TRAINING_ROWS` rows
-take larger batches at a proportionally larger learning rate
+in ``benchmarks/small_cohorts.py`` and ``benchmarks/multilabel_small.py``.
+Fits that keep a mini-batch optimizer (conv or recurrent encoders,
+augmentation, the regressor's Gaussian experts) on fewer than
+:data:`FEW_TRAINING_ROWS` rows take larger batches at a proportionally larger learning rate
 (:func:`auto_lr_schedule`); measured in
 ``benchmarks/small_conv_regimes.py``.
 """
@@ -47,8 +47,9 @@ SMALL_COHORT = 1000
 #: small-cohort defaults learnt the synthetic set's interaction label
 #: (subset accuracy 0.621 against 0.366 with the mini-batch defaults;
 #: gradient boosting 0.613) and scored 0.871 against 0.862 on mfeat's four
-#: findings (log loss 0.085 against 0.081), in 26 % and 62 % of the time. Multiclass outcomes keep :data:`SMALL_COHORT`: there the 2,000 size
-#: cost accuracy on mfeat mor+zer (``benchmarks/RESULTS.md``, "Small-cohort
+#: findings (log loss 0.085 against 0.081), in 26 % and 62 % of the time.
+#: Multiclass outcomes keep :data:`SMALL_COHORT`: there the 2,000 size cost
+#: accuracy on mfeat mor+zer (``benchmarks/RESULTS.md``, "Small-cohort
 #: size").
 MULTILABEL_SMALL_COHORT = 2000
 
