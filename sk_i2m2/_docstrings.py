@@ -125,12 +125,13 @@ cv : int, "auto" or None, default="auto"
     the events or the censored samples number fewer than 5), else
     ``None``: one split of ``validation_fraction``.
 n_iter_no_change : int or "auto", default="auto"
-    Patience, in epochs, of early stopping. ``"auto"``: 3 with L-BFGS
-    (an epoch of up to 5 quasi-Newton iterations on all rows), 10
-    otherwise (fitted as ``n_iter_no_change_``). In stage 1 an expert's
-    count restarts only when its held-out loss falls clearly below its
-    best (a classifier's log loss by more than 1 %); its weights are kept
-    at its lowest loss all the same.
+    Patience, in epochs, of early stopping. ``"auto"``: with L-BFGS (an
+    epoch of up to 5 quasi-Newton iterations on all rows) 1 for class
+    labels and 3 for other targets (multilabel, survival), with a
+    mini-batch optimizer 10 (fitted as ``n_iter_no_change_``). In stage
+    1 an expert's count restarts only when its held-out loss falls
+    clearly below its best (a classifier's log loss by more than 1 %);
+    its weights are kept at its lowest loss all the same.
 inter_missing : {"null", "drop"}, default="null"
     How the inter expert handles a sample that misses a modality (see
     the user guide's *Missing modalities* page): ``"null"`` puts a

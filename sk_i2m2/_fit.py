@@ -272,7 +272,11 @@ def _sizes(params, outcome, n_train, optimizer):
     return (
         outcome.auto_batch_size(n_train, optimizer) if batch_size == "auto" else int(batch_size),
         auto_weight_decay(n_train, optimizer) if weight_decay == "auto" else float(weight_decay),
-        auto_patience(optimizer) if patience == "auto" else int(patience),
+        (
+            auto_patience(optimizer, outcome.full_batch_patience)
+            if patience == "auto"
+            else int(patience)
+        ),
     )
 
 

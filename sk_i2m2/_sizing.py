@@ -23,6 +23,7 @@ __all__ = [
     "MULTILABEL_SMALL_COHORT",
     "auto_optimizer",
     "auto_patience",
+    "FULL_BATCH_PATIENCE",
     "auto_weight_decay",
     "full_batch_fits",
     "auto_batch_size",
@@ -52,6 +53,10 @@ SMALL_COHORT = 1000
 #: accuracy on mfeat mor+zer (``benchmarks/RESULTS.md``, "Small-cohort
 #: size").
 MULTILABEL_SMALL_COHORT = 2000
+
+#: Epochs of patience of ``n_iter_no_change="auto"`` with L-BFGS, unless the
+#: outcome sets its own (``Outcome.full_batch_patience``).
+FULL_BATCH_PATIENCE = 3
 
 #: Below this many training rows, ``n_train // 16`` is under 16 and the
 #: mini-batch rule of :func:`auto_batch_size` used to take its floor of 16.
@@ -121,15 +126,17 @@ def auto_weight_decay(n_train, optimizer):
     return 1.0 / max(int(n_train), 1) if is_full_batch(optimizer) else 1e-4
 
 
-def auto_patience(optimizer):
-    """``n_iter_no_change="auto"``: 3 epochs with L-BFGS, 10 with a mini-batch optimizer.
+def auto_patience(optimizer, full_batch_patience=FULL_BATCH_PATIENCE):
+    """``n_iter_no_change="auto"``: ``full_batch_patience`` epochs with L-BFGS, else 10.
 
     An L-BFGS epoch is up to 5 quasi-Newton iterations on all rows, far more
     progress than a mini-batch epoch, so fewer epochs past the best
-    validation loss tell that it has stopped improving;
-    ``benchmarks/small_cohorts.py`` compares 3 with 10 (its ``regime:`` rows).
+    validation loss tell that it has stopped improving. The count is the
+    outcome's (``Outcome.full_batch_patience``): :data:`FULL_BATCH_PATIENCE`
+    unless it measured otherwise; ``benchmarks/small_cohorts.py`` compares
+    counts (its ``regime:`` rows).
     """
-    return 3 if is_full_batch(optimizer) else 10
+    return full_batch_patience if is_full_batch(optimizer) else 10
 
 
 def is_full_batch(optimizer):

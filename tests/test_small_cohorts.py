@@ -6,11 +6,12 @@ import torch
 from conftest import make_independent
 
 from sk_i2m2 import I2M2Classifier
-from sk_i2m2._sizing import MULTILABEL_SMALL_COHORT, SMALL_COHORT
+from sk_i2m2._sizing import FULL_BATCH_PATIENCE, MULTILABEL_SMALL_COHORT, SMALL_COHORT
 from sk_i2m2.encoders import MLPEncoder
 from sk_i2m2.fusion import ConcatFusion
 from sk_i2m2.nn.ensemble import FoldEnsemble
 from sk_i2m2.nn.product import combine
+from sk_i2m2.outcomes.classes import ClassesOutcome
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +111,10 @@ def test_small_cohorts_train_full_batch_with_lbfgs(small_fit):
     train_rows = len(y) - len(clf.fold_nets_[0][0].train_split.keywords["valid_ds"])
     assert clf.batch_size_ == train_rows  # every training row in one batch
     assert clf.fusion_.dropout == 0.0  # a line search needs a deterministic loss
+    # A classifier's patience with L-BFGS: one epoch.
+    assert clf.n_iter_no_change_ == ClassesOutcome.full_batch_patience == 1
     pretrain, finetune = clf.fold_nets_[0]
-    # One optimizer step (up to 20 L-BFGS iterations) per epoch.
+    # One optimizer step (up to 5 L-BFGS iterations) per epoch.
     assert all(
         sum("train_loss" in batch for batch in row["batches"]) == 1 for row in pretrain.history
     )
@@ -122,6 +125,7 @@ def test_large_data_keeps_adamw():
     X, y = make_independent(SMALL_COHORT, n_modalities=2)
     clf = I2M2Classifier(max_epochs=1, finetune_epochs=0, random_state=0).fit(X, y)
     assert clf.optimizer_ is torch.optim.AdamW and clf.batch_size_ == 850 // 16  # mini-batches
+    assert clf.n_iter_no_change_ == 10
 
 
 def test_multilabel_outcomes_are_small_cohorts_up_to_their_own_size():
@@ -132,6 +136,8 @@ def test_multilabel_outcomes_are_small_cohorts_up_to_their_own_size():
     labels = I2M2Classifier(max_epochs=1, finetune_epochs=0, random_state=0).fit(X, Y)
     assert labels.multilabel_ and labels.n_folds_ == 5
     assert labels.optimizer_ is torch.optim.LBFGS and labels.weight_decay_grid_ is not None
+    # Multilabel fits keep the longer patience (one label may still learn).
+    assert labels.n_iter_no_change_ == FULL_BATCH_PATIENCE == 3
     X, y = make_independent(MULTILABEL_SMALL_COHORT, n_modalities=2)
     Y = np.c_[y, 1 - y]
     labels = I2M2Classifier(max_epochs=1, finetune_epochs=0, random_state=0).fit(X, Y)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
 
-from .._sizing import auto_batch_size
+from .._sizing import FULL_BATCH_PATIENCE, auto_batch_size
 from .._warnings import warn_user
 
 __all__ = ["Outcome", "StageOptions", "PredictionHead", "validation_split"]
@@ -118,6 +118,8 @@ class Outcome(abc.ABC):
     saved_defaults = {}
     #: Whether ``optimizer="auto"`` may train small cohorts full-batch with L-BFGS.
     lbfgs_on_small_cohorts = True
+    #: Epochs of patience of ``n_iter_no_change="auto"`` with L-BFGS.
+    full_batch_patience = FULL_BATCH_PATIENCE
     #: Fewer training samples than this get the small-cohort defaults;
     #: ``None``: ``sk_i2m2._sizing.SMALL_COHORT``.
     small_cohort_size = None
