@@ -116,3 +116,26 @@ def test_forward_flops_counts_linear_convolution_and_recurrent_layers():
     conv = 2 * (2 * 3 * 3) * (7 * 4 * 3 * 3)
     gru = 2 * (3 * 6 * 5 + 3 * 6 * 6) * (7 * 4)
     assert _threads.forward_flops(Model(), batch) == linear + conv + gru
+
+
+def test_small_solves_use_one_blas_thread_and_restore_the_count():
+    # scipy's L-BFGS-B (the linear experts' solves, the calibration) calls
+    # BLAS on vectors of a few hundred entries: one thread, the count before
+    # restored after.
+    from threadpoolctl import threadpool_info
+
+    from sk_i2m2.training.lbfgsb import minimize_lbfgsb
+
+    def blas_threads():
+        return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
+    before, during = blas_threads(), []
+
+    def objective(x):
+        during.append(blas_threads())
+        return (x - 3.0).square().sum()
+
+    (x,), _ = minimize_lbfgsb(objective, [torch.zeros(4, dtype=torch.float64)])
+    torch.testing.assert_close(x, torch.full((4,), 3.0, dtype=torch.float64))
+    assert during and all(threads == [1] * len(before) for threads in during)
+    assert blas_threads() == before

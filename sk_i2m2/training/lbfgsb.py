@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 __all__ = ["minimize_lbfgsb"]
@@ -34,7 +36,6 @@ def minimize_lbfgsb(objective, start, *, bounds=None, options=None):
         L-BFGS-B iterations.
     """
     from scipy.optimize import minimize
-    from threadpoolctl import threadpool_limits
 
     shapes = [t.shape for t in start]
     sizes = [t.numel() for t in start]
@@ -53,7 +54,7 @@ def minimize_lbfgsb(objective, start, *, bounds=None, options=None):
     x0 = torch.cat([t.reshape(-1) for t in start]).cpu().numpy()
     # One BLAS thread: threads cannot pay on vectors this short, and on a
     # busy machine they wait for each other (tens of times slower).
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _blas_libraries().limit(limits=1, user_api="blas"):
         result = minimize(
             value_and_grad,
             x0,
@@ -63,3 +64,17 @@ def minimize_lbfgsb(objective, start, *, bounds=None, options=None):
             options=options,
         )
     return [t.detach() for t in unflatten(result.x)], int(result.nit)
+
+
+@functools.cache
+def _blas_libraries():
+    """threadpoolctl's controller of the BLAS libraries loaded (scipy's among them).
+
+    Building one scans the process's shared libraries, which takes
+    milliseconds; a fit runs several solves (each L2 strength, each
+    calibration), so the scan runs once per process, after scipy's L-BFGS-B
+    and its BLAS are imported.
+    """
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
