@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from benchmarks.common import section_start, summary_cell
 from benchmarks.small_cohorts import SECTION, SETS, TEST_SIZE
 
 
-def results_section(summary, checks, *, command, seeds, elapsed, notes=""):
+def results_section(summary, checks, *, command, seeds, elapsed, notes="", results=None):
+    """The section's markdown; ``results`` (one row per fit) adds the regimes' paired table."""
     names = list(summary.index.get_level_values(0).unique())
     lines = [
         *section_start(
@@ -81,7 +84,8 @@ def results_section(summary, checks, *, command, seeds, elapsed, notes=""):
             "",
             "Mean wall time of one fit, seconds, on the same training rows. I2M2's two stages "
             "are the summed epoch times of its fold models; the rest of the fit is set-up, "
-            "held-out predictions and calibration. Target: I2M2 ≤ 10x `MLP concat`.",
+            "the linear experts' solves, held-out predictions and calibration. Target: I2M2 "
+            "≤ 10x `MLP concat`.",
             "",
             "| data set | n train | I2M2 | stage 1 | stage 2 | MLP concat | LR concat "
             "| I2M2 / MLP | ok |",
@@ -101,6 +105,8 @@ def results_section(summary, checks, *, command, seeds, elapsed, notes=""):
                 f"{seconds[name, 'MLP concat']:.3f} | {seconds[name, 'LR concat']:.3f} | "
                 f"{c['time_ratio']:.0f}x | {'yes' if c['time_ratio'] <= 10 else '**no**'} |"
             )
+    if results is not None:
+        lines += regime_differences(results)
     lines += [
         "",
         "### Results",
@@ -118,3 +124,43 @@ def results_section(summary, checks, *, command, seeds, elapsed, notes=""):
         )
     lines.append(f"<!-- {SECTION}:end -->")
     return "\n".join(lines) + "\n"
+
+
+def regime_differences(results):
+    """Lines of a table: the default fit against each ``regime:`` row, paired by seed.
+
+    Per set and regime: I2M2's test accuracy minus the regime's, in points, and
+    its log loss minus the regime's, each ± the standard error of the mean of
+    the per-seed differences; and the ratio of their mean fit times.
+    """
+    regimes = [m for m in results["model"].unique() if m.startswith("regime: ")]
+    if not regimes or "I2M2" not in set(results["model"]):
+        return []
+    per_seed = results.pivot_table(
+        index=["dataset", "seed"], columns="model", values=["accuracy", "log_loss", "fit_seconds"]
+    )
+    lines = [
+        "",
+        "### The defaults against each regime (paired by seed)",
+        "",
+        "I2M2 minus the regime row: test accuracy in points and log loss, ± the standard error "
+        "of the mean of the per-seed differences; fit time: I2M2's mean over the regime's.",
+        "",
+        "| data set | regime | accuracy | log loss | fit time |",
+        "|---|---|---|---|---|",
+    ]
+    for name in results["dataset"].unique():
+        seeds = per_seed.loc[name]
+        for regime in regimes:
+            cells = []
+            for metric, scale, digits in (("accuracy", 100, 1), ("log_loss", 1, 3)):
+                differences = scale * (seeds[metric, "I2M2"] - seeds[metric, regime])
+                error = differences.std(ddof=1) / np.sqrt(len(differences))
+                cells.append(f"{differences.mean():+.{digits}f} ± {error:.{digits}f}")
+            ratio = seeds["fit_seconds", "I2M2"].mean() / seeds["fit_seconds", regime].mean()
+            lines.append(
+                f"| {SETS[name].title} | {regime.removeprefix('regime: ')} | "
+                + " | ".join(cells)
+                + f" | {ratio:.2f} |"
+            )
+    return lines

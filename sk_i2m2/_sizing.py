@@ -46,9 +46,9 @@ SMALL_COHORT = 1000
 #: label), which a single validation split cannot fit without overfitting.
 #: On ``benchmarks/multilabel_small.py``'s 1,400 training rows (10 seeds) the
 #: small-cohort defaults learnt the synthetic set's interaction label
-#: (subset accuracy 0.621 against 0.366 with the mini-batch defaults;
+#: (subset accuracy 0.622 against 0.366 with the mini-batch defaults;
 #: gradient boosting 0.613) and scored 0.871 against 0.862 on mfeat's four
-#: findings (log loss 0.085 against 0.081), in 26 % and 62 % of the time.
+#: findings (log loss 0.085 against 0.081), in 25 % and 45 % of the time.
 #: Multiclass outcomes keep :data:`SMALL_COHORT`: there the 2,000 size cost
 #: accuracy on mfeat mor+zer (``benchmarks/RESULTS.md``, "Small-cohort
 #: size").

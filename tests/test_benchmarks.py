@@ -43,6 +43,27 @@ def test_expected_calibration_error():
     assert expected_calibration_error([0, 1], np.full((2, 2), 0.5)) == pytest.approx(0.0)
 
 
+def test_regime_rows_are_paired_with_the_defaults_by_seed():
+    import pandas as pd
+
+    from benchmarks.small_cohorts_report import regime_differences
+
+    rows = [
+        # I2M2 beats the regime by 10 and 0 points; log losses 0.1 lower; half the time.
+        ("bc-80", 0, "I2M2", 0.9, 0.3, 1.0),
+        ("bc-80", 0, "regime: x", 0.8, 0.4, 2.0),
+        ("bc-80", 1, "I2M2", 0.7, 0.5, 1.0),
+        ("bc-80", 1, "regime: x", 0.7, 0.6, 2.0),
+        ("bc-80", 0, "LR concat", 0.5, 0.9, 0.1),
+    ]
+    results = pd.DataFrame(
+        rows, columns=["dataset", "seed", "model", "accuracy", "log_loss", "fit_seconds"]
+    )
+    lines = regime_differences(results)
+    assert lines[-1] == "| breast cancer n=80 | x | +5.0 ± 5.0 | -0.100 ± 0.000 | 0.50 |"
+    assert regime_differences(results[results["model"] != "regime: x"]) == []
+
+
 def test_write_results_replaces_only_its_section(tmp_path):
     path = tmp_path / "RESULTS.md"
     section = "<!-- compare:start -->\nfirst\n<!-- compare:end -->\n"
