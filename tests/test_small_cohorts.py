@@ -153,10 +153,10 @@ def test_a_linear_expert_is_the_penalised_logistic_regression(monkeypatch, solve
     # on the standardised features (3 classes: both use the full multinomial).
     # Solved to convergence it is that optimum; at the default tolerance
     # (scikit-learn's tol) it is close to it.
-    monkeypatch.setattr(linear_experts, "SOLVER_TOL", solver_tol)
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
+    monkeypatch.setattr(linear_experts, "SOLVER_TOL", solver_tol)
     rng = np.random.RandomState(0)
     n, weight_decay = 150, 1e-2
     y = rng.randint(0, 3, n)

@@ -122,20 +122,24 @@ def test_small_solves_use_one_blas_thread_and_restore_the_count():
     # scipy's L-BFGS-B (the linear experts' solves, the calibration) calls
     # BLAS on vectors of a few hundred entries: one thread, the count before
     # restored after.
-    from threadpoolctl import threadpool_info
+    from threadpoolctl import threadpool_info, threadpool_limits
 
     from sk_i2m2.training.lbfgsb import minimize_lbfgsb
 
     def blas_threads():
         return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
 
-    before, during = blas_threads(), []
+    during = []
 
     def objective(x):
         during.append(blas_threads())
         return (x - 3.0).square().sum()
 
-    (x,), _ = minimize_lbfgsb(objective, [torch.zeros(4, dtype=torch.float64)])
+    with threadpool_limits(limits=2, user_api="blas"):  # a user's count, not one
+        before = blas_threads()
+        (x,), _ = minimize_lbfgsb(objective, [torch.zeros(4, dtype=torch.float64)])
+        after = blas_threads()
     torch.testing.assert_close(x, torch.full((4,), 3.0, dtype=torch.float64))
+    assert before and all(threads == 2 for threads in before)
     assert during and all(threads == [1] * len(before) for threads in during)
-    assert blas_threads() == before
+    assert after == before
