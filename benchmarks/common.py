@@ -56,6 +56,21 @@ def synthetic_classification(n_samples, intra_strength, inter_strength, random_s
     return ModalityDict({m: np.asarray(X[m]) for m in X}), np.asarray(y)
 
 
+@contextlib.contextmanager
+def patched(constants):
+    """Internal constants of sk-i2m2 set for the block: dotted name -> value.
+
+    How a benchmark row measures a setting that is not a parameter (an
+    outcome's stopping threshold, a solver's tolerance) beside the default.
+    """
+    from unittest import mock
+
+    with contextlib.ExitStack() as stack:
+        for target, value in (constants or {}).items():
+            stack.enter_context(mock.patch(target, value))
+        yield
+
+
 @functools.cache
 def warm_up():
     """One small I2M2 fit per process, so that no timed fit pays the first fit's set-up."""

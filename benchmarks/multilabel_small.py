@@ -37,10 +37,8 @@ Usage, from the repository root::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import time
-from unittest import mock
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -56,6 +54,7 @@ from benchmarks.common import (
     multilabel_positive_proba,
     multilabel_scores,
     multilabel_table,
+    patched,
     run_tasks,
     script_command,
     section_start,
@@ -125,9 +124,7 @@ def run_task(name, n, seed):
     )
     results = []
     for model_name, (model, fit_X, test_X, patches) in models.items():
-        with contextlib.ExitStack() as stack:
-            for target, value in patches.items():
-                stack.enter_context(mock.patch(target, value))
+        with patched(patches):
             start = time.perf_counter()
             model.fit(fit_X, Y[train])
             seconds = time.perf_counter() - start

@@ -55,7 +55,6 @@ Models:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import os
 import sys
@@ -75,6 +74,7 @@ from benchmarks.common import (
     logistic_product,
     mfeat_views,
     mlp_concat,
+    patched,
     run_tasks,
     script_command,
     summarize_seeds,
@@ -206,13 +206,9 @@ def _i2m2(patch=None, **params):
     """
 
     def fit(X, y, seed):
-        from unittest import mock
-
         from sk_i2m2 import I2M2Classifier
 
-        with contextlib.ExitStack() as stack:
-            for target, value in (patch or {}).items():
-                stack.enter_context(mock.patch(target, value))
+        with patched(patch):
             start = time.perf_counter()
             clf = I2M2Classifier(random_state=seed, **params).fit(X, y)
             seconds = time.perf_counter() - start
