@@ -22,11 +22,29 @@ def test_history_keeps_per_batch_float_losses(small_data):
             assert isinstance(epoch["valid_loss"], float)
 
 
-def test_optimizer_uses_multi_tensor_implementation():
+def test_optimizer_uses_fused_or_multi_tensor_implementation():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert optimizer_speed_kwargs(torch.optim.AdamW, cpu) == {"foreach": True}
+    assert optimizer_speed_kwargs(torch.optim.AdamW, cpu) == {"fused": True}
     assert optimizer_speed_kwargs(torch.optim.AdamW, cuda) == {"fused": True}
+    assert optimizer_speed_kwargs(torch.optim.RMSprop, cpu) == {"foreach": True}  # not fused
     assert optimizer_speed_kwargs(torch.optim.LBFGS, cpu) == {}
+
+
+def test_fit_trains_with_the_fused_adamw_on_cpu(small_data):
+    X, y = small_data
+    clf = I2M2Classifier(max_epochs=2, finetune_epochs=1, random_state=0).fit(X, y)
+    assert clf.optimizer_ is torch.optim.AdamW
+    assert clf.pretrain_net_.optimizer_.defaults["fused"] is True
+
+
+def test_an_optimizer_whose_device_has_no_fused_kernel_takes_foreach():
+    class NoFusedKernel(torch.optim.AdamW):
+        def __init__(self, params, lr=1e-3, foreach=None, fused=None):
+            if fused:
+                raise RuntimeError("`fused=True` requires all the params to be on CUDA")
+            super().__init__(params, lr=lr, foreach=foreach)
+
+    assert optimizer_speed_kwargs(NoFusedKernel, torch.device("cpu")) == {"foreach": True}
 
 
 def test_mixed_precision_trains_on_cpu(small_data):
