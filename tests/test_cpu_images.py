@@ -29,6 +29,38 @@ def test_default_first_stride_brings_large_images_to_a_working_side(side, stride
     assert net(torch.zeros(2, 1, side, side)).shape == (2, net.out_features)
 
 
+@pytest.mark.parametrize(
+    "pool, torch_pool, shape",
+    [
+        ("FeaturePool2d", torch.nn.AdaptiveAvgPool2d, (3, 8, 2, 2)),
+        ("FeaturePool2d", torch.nn.AdaptiveAvgPool2d, (3, 8, 5, 7)),
+        ("FeaturePool3d", torch.nn.AdaptiveAvgPool3d, (3, 8, 2, 2, 2)),
+        ("FeaturePool3d", torch.nn.AdaptiveAvgPool3d, (3, 8, 4, 2, 2)),
+    ],
+)
+def test_feature_pool_is_torchs_adaptive_pool_and_skips_inputs_at_its_size(pool, torch_pool, shape):
+    from sk_i2m2.nn import encoder_modules
+
+    x = torch.randn(*shape, requires_grad=True)
+    x_reference = x.detach().clone().requires_grad_(True)
+    out, expected = getattr(encoder_modules, pool)(2)(x), torch_pool(2)(x_reference)
+    assert (out is x) == all(side == 2 for side in shape[2:])
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    weights = torch.randn_like(expected)
+    (out * weights).sum().backward()
+    (expected * weights).sum().backward()
+    torch.testing.assert_close(x.grad, x_reference.grad, rtol=0, atol=0)
+
+
+def test_small_images_reach_the_feature_pool_at_its_size_and_pass_through():
+    net = Conv2dEncoder().build((1, 8, 8))
+    seen = {}
+    pool = next(m for m in net.modules() if isinstance(m, torch.nn.AdaptiveAvgPool2d))
+    pool.register_forward_hook(lambda module, inputs, output: seen.update(same=output is inputs[0]))
+    net(torch.zeros(2, 1, 8, 8))
+    assert seen["same"]
+
+
 def test_first_stride_one_keeps_full_resolution_blocks():
     net = Conv2dEncoder(first_stride=1).build((1, 224, 224))
     assert [c.stride for c in _convs(net)] == [(1, 1)] * 4
