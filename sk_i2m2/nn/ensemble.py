@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .product import gaussian_fold_mean
+from .product import class_log_proba, gaussian_fold_mean
 
 __all__ = ["FoldEnsemble", "MeanFoldEnsemble", "GaussianFoldEnsemble"]
 
@@ -47,7 +46,7 @@ class FoldEnsemble(nn.Module):
     def forward(self, **X):
         # The folds share their frozen encoders' weights: compute those features once.
         X = self.folds[0].encode_frozen(X)
-        return torch.stack([F.log_softmax(fold(**X), dim=-1) for fold in self.folds]).mean(0)
+        return torch.stack([class_log_proba(fold(**X)) for fold in self.folds]).mean(0)
 
 
 class MeanFoldEnsemble(FoldEnsemble):

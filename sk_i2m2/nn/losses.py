@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .product import combine_gaussian, split_gaussian
+from .product import class_nll, combine_gaussian, split_gaussian
 
 __all__ = [
     "ExpertsNLLLoss",
@@ -83,12 +83,7 @@ class ExpertsNLLLoss(nn.Module):
 
     def expert_losses(self, expert_logits, y):
         """Unweighted sample losses of each expert, ``(n_experts, batch)``."""
-        n_experts, batch, n_classes = expert_logits.shape
-        return F.cross_entropy(
-            expert_logits.reshape(-1, n_classes),
-            y.repeat(n_experts),
-            reduction="none",
-        ).view(n_experts, batch)
+        return class_nll(expert_logits, y)
 
     def sample_weights(self, y, sample_weight=None):
         """Weight of each sample in the mean: class weight times sample weight, or None."""
@@ -139,12 +134,11 @@ class ProductOfExpertsNLLLoss(nn.Module):
         self.register_buffer("weight", weight)
 
     def forward(self, expert_logits, y, available=None, sample_weight=None):
-        logits = expert_logits.sum(0)
-        if sample_weight is None:
-            return F.cross_entropy(logits, y, weight=self.weight)
-        losses = F.cross_entropy(logits, y, reduction="none")
-        weights = sample_weight if self.weight is None else self.weight[y] * sample_weight
-        return _weighted_mean(losses, weights.to(losses.dtype))
+        losses = class_nll(expert_logits.sum(0), y)
+        weights = None if self.weight is None else self.weight[y]
+        if sample_weight is not None:
+            weights = sample_weight if weights is None else weights * sample_weight
+        return _weighted_mean(losses, None if weights is None else weights.to(losses.dtype))
 
 
 class ExpertsBCELoss(ExpertsNLLLoss):

@@ -24,7 +24,7 @@ from .._sizing import auto_n_folds
 from .._validation import as_python
 from ..nn.ensemble import FoldEnsemble
 from ..nn.losses import ExpertsNLLLoss, ProductOfExpertsNLLLoss
-from ..nn.product import combine, contributions
+from ..nn.product import class_log_proba, combine, contributions
 from ..training.calibration import calibrate_product
 from ..training.net import StageNet
 from ._base import (
@@ -131,9 +131,7 @@ class ClassesOutcome(Outcome):
     def calibrate(self, held_out, options, training_rows):
         # Each expert's log-probabilities: their sum is the product's, up to
         # a constant per row.
-        return calibrate_product(
-            self.calibration, held_out, options, lambda logits: logits.log_softmax(-1)
-        )
+        return calibrate_product(self.calibration, held_out, options, class_log_proba)
 
     def prediction_head(self, attributes):
         return PredictionHead(
