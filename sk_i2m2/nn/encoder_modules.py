@@ -80,8 +80,8 @@ class _PassThroughAtSize:
 
     On small images (8x8 after two conv blocks is 2x2) the pool has nothing
     to average, yet torch still runs a forward and a backward kernel for
-    it: about a tenth of a conv expert's training step on 64 rows of 8x8
-    images (``python -m benchmarks.step_kernels``).
+    it: 7-10 % of a conv expert's training step on 64 rows of 8x8 images
+    (``python -m benchmarks.step_kernels``).
     """
 
     def forward(self, x):

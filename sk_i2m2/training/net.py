@@ -473,7 +473,7 @@ def optimizer_speed_kwargs(optimizer, device):
     Fused kernels (one kernel for the whole update) where torch has them for
     the device: on CUDA, and on the CPU for Adam, AdamW, SGD and Adagrad.
     There the fused AdamW step takes a third of the ``foreach`` one's time
-    on a small cohort's fold model and a quarter to a third on 4 million
+    on a small cohort's fold model and about a quarter on 4 million
     parameters (``python -m benchmarks.step_kernels``).
     Otherwise ``foreach`` (one kernel per group of parameters instead of
     one per parameter); empty for optimizers that take neither.
