@@ -16,6 +16,7 @@ import os
 import platform
 import re
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -364,6 +365,22 @@ def run_tasks(function, tasks, n_jobs, describe):
             print(describe(row), flush=True)
         rows += task_rows
     return rows
+
+
+def median_seconds(call, repeats, warm=3):
+    """Median wall time of ``call()`` over ``repeats`` calls, after ``warm`` untimed ones.
+
+    The warm-up calls allocate and plan (kernels, buffers) what the timed
+    ones reuse.
+    """
+    for _ in range(warm):
+        call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 @contextlib.contextmanager

@@ -27,7 +27,6 @@ Usage, from the repository root::
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -40,6 +39,7 @@ import sk_i2m2
 from benchmarks.common import (
     RESULTS,
     machine_description,
+    median_seconds,
     script_command,
     section_start,
     write_results,
@@ -58,17 +58,6 @@ def image_sequence_data(n=1000, seed=0):
     image = rng.randn(n, 1, 28, 28).astype(np.float32) + 0.3 * y[:, None, None, None]
     sequence = rng.randn(n, 20, 8).astype(np.float32) + 0.2 * y[:, None, None]
     return {"image": image, "sequence": sequence}, y
-
-
-def median_seconds(call, repeats):
-    for _ in range(3):  # warm-up: first calls allocate and plan
-        call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def time_model(name, clf, X, threads):
