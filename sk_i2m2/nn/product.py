@@ -47,8 +47,8 @@ def class_log_proba(logits):
     time in a small cohort's linear solve (15 copies of 210 rows, 10
     classes, float64) and less than half on a batch of 128 rows of 10
     classes (``python -m benchmarks.step_kernels``); the values are the
-    same to rounding. A graph being compiled or exported takes the plain softmax:
-    its size test would make the batch size a constant of the graph.
+    same to rounding. A graph being compiled or exported takes the plain
+    softmax: the size test would make the batch size a constant of it.
     """
     classes_first = (
         logits.device.type == "cpu"
