@@ -9,8 +9,8 @@ inner cross-fitting, linear vector experts and full-batch L-BFGS; measured
 in ``benchmarks/small_cohorts.py`` and ``benchmarks/multilabel_small.py``.
 Fits that keep a mini-batch optimizer (conv or recurrent encoders,
 augmentation, the regressor's Gaussian experts) on fewer than
-:data:`FEW_TRAINING_ROWS` rows take larger batches at a proportionally larger learning rate
-(:func:`auto_lr_schedule`); measured in
+:data:`FEW_TRAINING_ROWS` rows take larger batches at a proportionally
+larger learning rate (:func:`auto_lr_schedule`); measured in
 ``benchmarks/small_conv_regimes.py``.
 """
 
@@ -21,9 +21,9 @@ import torch
 __all__ = [
     "SMALL_COHORT",
     "MULTILABEL_SMALL_COHORT",
+    "FULL_BATCH_PATIENCE",
     "auto_optimizer",
     "auto_patience",
-    "FULL_BATCH_PATIENCE",
     "auto_weight_decay",
     "full_batch_fits",
     "auto_batch_size",
