@@ -1,11 +1,11 @@
-"""Kernels of a training step on the CPU: AdamW, the class log-softmax, a conv feature pool.
+"""Kernels of a training step on the CPU: AdamW, the class log-softmax, a conv feature pool, the linear solve.
 
 Run from the repository root::
 
     python -m benchmarks.step_kernels
     python -m benchmarks.step_kernels --seeds 0 1 2 3 4 --no-write
 
-Four measurements, with the 1-minute load average of the machine before and after:
+Five measurements, with the 1-minute load average of the machine before and after:
 
 - **AdamW update**: one ``optimizer.step()`` with ``foreach=True`` (sk-i2m2's
   former CPU choice) and with ``fused=True`` (its choice now, see
@@ -25,10 +25,18 @@ Four measurements, with the 1-minute load average of the machine before and afte
   a fit, one thread), its final feature pool as
   ``sk_i2m2.nn.encoder_modules.FeaturePool2d`` (which passes a 2x2 input
   through) and as ``torch.nn.AdaptiveAvgPool2d``.
+- **Linear solve evaluation**: the loss and gradient of the small-cohort
+  linear experts' joint solve (``sk_i2m2.training.linear_experts``: every
+  expert of 5 fold models, float64, one thread), each expert's logits as
+  the product of its features and weights laid out rows first (``(rows x
+  features) @ (features x classes)``, the former layout) and outputs first
+  (``(classes x features) @ (features x rows)``, the solver's layout now),
+  at the shapes of three small-cohort sets.
 - **Fits**: ``I2M2Classifier(random_state=seed)`` with default settings on
   sets of ``benchmarks/small_cohorts.py``, with the kernels as they are now
   and as they were (``foreach`` AdamW, classes last, torch's pool), taking
-  turns; mean fit time and test accuracy over the seeds.
+  turns; mean fit time and test accuracy over the seeds. Both solve the
+  linear experts outputs first.
 
 The section between ``<!-- step_kernels:start -->`` and
 ``<!-- step_kernels:end -->`` of ``benchmarks/RESULTS.md`` is rewritten.
@@ -59,12 +67,20 @@ FIT_SETS = (
 )
 #: (experts x rows, classes, dtype, what the shape is)
 LOSS_SHAPES = (
-    (15, 210, 10, torch.float64, "mfeat-300 linear solve: 3 experts x 5 folds"),
-    (20, 398, 2, torch.float64, "breast cancer n=569 linear solve: 4 experts x 5 folds"),
+    (10, 210, 10, torch.float64, "mfeat-300 linear solve: 2 experts x 5 folds"),
+    (15, 398, 2, torch.float64, "breast cancer n=569 linear solve: 3 experts x 5 folds"),
     (4, 56, 2, torch.float32, "breast cancer n=80 stage closure: 4 experts"),
     (4, 128, 2, torch.float32, "batch of 128, 2 classes, 4 experts"),
     (4, 128, 10, torch.float32, "batch of 128, 10 classes, 4 experts"),
 )
+
+#: (feature widths of the linear experts, rows, classes, what the shape is), 5 folds
+SOLVE_SHAPES = (
+    ((76, 47), 210, 10, "mfeat fou+zer n=300: 2 experts x 5 folds"),
+    ((10, 10, 10), 398, 2, "breast cancer n=569: 3 experts x 5 folds"),
+    ((10, 10, 10), 56, 2, "breast cancer n=80: 3 experts x 5 folds"),
+)
+SOLVE_FOLDS = 5
 
 
 def _median_ms(step, repeats):
@@ -137,6 +153,60 @@ def loss_rows(repeats):
                 for layout in (_classes_last, _classes_first)
             ]
             rows.append((f"{experts} x {n} x {classes}, {str(dtype)[6:]}", what, *ms))
+    finally:
+        torch.set_num_threads(default_threads)
+    return rows
+
+
+def _solve_evaluation(widths, n, classes, outputs_first):
+    """One loss-and-gradient evaluation of a linear solve, as a callable."""
+    from sk_i2m2.nn.product import class_nll
+
+    generator = torch.Generator().manual_seed(0)
+    blocks = [
+        torch.randn(SOLVE_FOLDS, n, width, dtype=torch.float64, generator=generator)
+        for width in widths
+    ]
+    parts = [slice(first, first + w) for first, w in zip(np.cumsum([0, *widths[:-1]]), widths)]
+    y = torch.randint(0, classes, (n,), generator=generator)
+    bias = torch.zeros(SOLVE_FOLDS, len(widths), classes, dtype=torch.float64, requires_grad=True)
+    if outputs_first:
+        shape = (SOLVE_FOLDS, classes, sum(widths))
+        blocks = [block.transpose(1, 2).contiguous() for block in blocks]
+    else:
+        shape = (SOLVE_FOLDS, sum(widths), classes)
+    weight = (0.1 * torch.randn(shape, dtype=torch.float64, generator=generator)).requires_grad_()
+
+    def evaluate():
+        weight.grad = bias.grad = None
+        if outputs_first:
+            logits = torch.stack([torch.bmm(weight[:, :, p], b) for b, p in zip(blocks, parts)])
+            logits = logits + bias.transpose(0, 1).unsqueeze(3)
+            logits = logits.reshape(-1, classes, n).transpose(1, 2)
+        else:
+            logits = torch.stack(
+                [torch.einsum("knf,kfc->knc", b, weight[:, p]) for b, p in zip(blocks, parts)]
+            )
+            logits = (logits + bias.transpose(0, 1).unsqueeze(2)).reshape(-1, n, classes)
+        class_nll(logits, y).sum().backward()
+
+    return evaluate
+
+
+def solve_rows(repeats):
+    """``(shape, what, rows-first ms, outputs-first ms)`` of a linear solve's evaluation."""
+    default_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    rows = []
+    try:
+        for widths, n, classes, what in SOLVE_SHAPES:
+            ms = [
+                _median_ms(_solve_evaluation(widths, n, classes, outputs_first), repeats)
+                for outputs_first in (False, True)
+            ]
+            copies = SOLVE_FOLDS * len(widths)
+            shape = f"{copies} x {n} x {classes}, features {'+'.join(map(str, widths))}"
+            rows.append((shape, what, *ms))
     finally:
         torch.set_num_threads(default_threads)
     return rows
@@ -215,10 +285,11 @@ def _table(header, rows):
     return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
 
 
-def section(adamw, losses, conv, fits, seeds, duration, load):
+def section(adamw, losses, conv, solves, fits, seeds, duration, load):
     lines = common.section_start(
         SECTION,
-        "Training-step kernels on the CPU: fused AdamW, the class log-softmax, a conv feature pool",
+        "Training-step kernels on the CPU: fused AdamW, the class log-softmax, a conv feature "
+        "pool, the linear solve's layout",
         common.script_command("step_kernels"),
         duration=f"{duration / 60:.1f} min",
     )
@@ -229,7 +300,7 @@ def section(adamw, losses, conv, fits, seeds, duration, load):
         "`benchmarks/small_cohorts.py`, a garbage collection before each; `former` is "
         "`foreach` AdamW, the class log-softmax over the last axis and torch's "
         "`AdaptiveAvgPool2d`, `now` the fused AdamW, `class_log_proba` and `FeaturePool2d`, "
-        "fitted in turns.",
+        "fitted in turns; both solve the linear experts outputs first.",
     ]
     lines += _table(
         ("AdamW step on", "threads", "foreach (ms)", "fused (ms)", "foreach / fused"),
@@ -256,6 +327,19 @@ def section(adamw, losses, conv, fits, seeds, duration, load):
         [(label, f"{ms:.3f}") for label, ms in conv],
     )
     lines += _table(
+        (
+            "linear solve, loss + gradient (1 thread)",
+            "shape",
+            "rows first (ms)",
+            "outputs first (ms)",
+            "rows / outputs",
+        ),
+        [
+            (what, shape, f"{rows:.3f}", f"{outputs:.3f}", f"{rows / outputs:.2f}x")
+            for shape, what, rows, outputs in solves
+        ],
+    )
+    lines += _table(
         ("data set", "kernels", "fit (s)", "test accuracy"),
         [
             (name, kernels, f"{seconds:.3f}", f"{accuracy:.3f}")
@@ -278,9 +362,10 @@ def main(argv=None):
     adamw = adamw_rows(thread_counts, args.repeats)
     losses = loss_rows(args.repeats)
     conv = conv_step_rows(args.repeats)
+    solves = solve_rows(args.repeats)
     fits = fit_rows(args.seeds)
     load = (load_before, os.getloadavg()[0])
-    text = section(adamw, losses, conv, fits, args.seeds, time.perf_counter() - start, load)
+    text = section(adamw, losses, conv, solves, fits, args.seeds, time.perf_counter() - start, load)
     print(text)
     if not args.no_write:
         common.write_results(text, args.output, name=SECTION)

@@ -227,9 +227,13 @@ def solve_linear_experts(modules, names, tensors, y, splits, criterion, grid):
         sample_weight = sample_weight.double()
     inputs, present = modules[0].expert_inputs(tensors)
     n_experts, n_outputs = len(names), modules[0].experts[names[0]].head.out_features
-    # All experts' weights in one tensor (n_splits, all features, n_outputs),
-    # each expert's rows a slice of it: one parameter vector for the solver,
-    # and a loss evaluation is one small product per expert.
+    # All experts' weights in one tensor (n_splits, n_outputs, all features),
+    # each expert's columns a slice of it: one parameter vector for the
+    # solver, and a loss evaluation is one small product per expert. The
+    # products run outputs-first, (outputs x features) @ (features x rows):
+    # with a few outputs, a long last axis of rows is what the CPU kernels
+    # vectorise, for the products, their gradients and the class
+    # log-softmax (``class_log_proba``), which then needs no copy.
     features, masks, columns = [], [], []
     with torch.no_grad():
         for name in names:
@@ -238,7 +242,10 @@ def solve_linear_experts(modules, names, tensors, y, splits, criterion, grid):
             features.append(
                 torch.stack(
                     [m.experts[name].encoder(inputs[expert.modality], available) for m in modules]
-                ).double()
+                )
+                .double()
+                .transpose(1, 2)
+                .contiguous()
             )
             masks.append(train if available is None else train & available)
             columns.append(expert.head.in_features)
@@ -255,14 +262,11 @@ def solve_linear_experts(modules, names, tensors, y, splits, criterion, grid):
     def loss_sums(weight, bias, rows):
         # Loss sums and weights of each (expert, split) copy over its ``rows``.
         logits = torch.stack(
-            [
-                torch.einsum("knf,kfc->knc", block, weight[:, part])
-                for block, part in zip(features, slices)
-            ]
-        )
-        logits = logits + bias.transpose(0, 1).unsqueeze(2)
+            [torch.bmm(weight[:, :, part], block) for block, part in zip(features, slices)]
+        )  # (n_experts, n_splits, n_outputs, n)
+        logits = logits + bias.transpose(0, 1).unsqueeze(3)
         return criterion.per_expert_sums(
-            logits.reshape(n_experts * n_splits, len(y), n_outputs),
+            logits.reshape(n_experts * n_splits, n_outputs, len(y)).transpose(1, 2),
             y,
             rows.reshape(n_experts * n_splits, -1),
             sample_weight=sample_weight,
@@ -272,7 +276,7 @@ def solve_linear_experts(modules, names, tensors, y, splits, criterion, grid):
     # previous solution (a regularisation path): far fewer iterations than
     # one solve of every coefficient at once, whose conditioning is the
     # weakest coefficient's.
-    weight = torch.zeros(n_splits, sum(columns), n_outputs, dtype=torch.float64, device=device)
+    weight = torch.zeros(n_splits, n_outputs, sum(columns), dtype=torch.float64, device=device)
     bias = torch.zeros(n_splits, n_experts, n_outputs, dtype=torch.float64, device=device)
     path, n_iter = [], 0
     for l2 in grid:
@@ -313,7 +317,7 @@ def solve_linear_experts(modules, names, tensors, y, splits, criterion, grid):
     heads = [
         {
             name: (
-                path[chosen[name]][0][k, part].T.float().contiguous(),
+                path[chosen[name]][0][k, :, part].float().contiguous(),
                 path[chosen[name]][1][k, e].float(),
             )
             for e, (name, part) in enumerate(zip(names, slices))
