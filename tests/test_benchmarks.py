@@ -81,6 +81,28 @@ def test_write_results_replaces_only_its_section(tmp_path):
     assert text.count("<!-- compare:start -->") == 1
 
 
+def test_revisions_fits_each_revision_with_its_own_package():
+    """benchmarks.revisions: both workers fit, each importing its own checkout's sk_i2m2."""
+    if subprocess.run(["git", "-C", str(ROOT), "rev-parse"], capture_output=True).returncode:
+        pytest.skip("not a git checkout")
+    from benchmarks import revisions
+
+    worktrees_before = subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True
+    ).stdout
+    ((name, base_s, now_s, base_accuracy, now_accuracy),) = revisions.fit_rows(
+        "HEAD", ["synthetic-mixed-100"], [0]
+    )
+    assert name == "synthetic-mixed-100"
+    assert base_s > 0 and now_s > 0
+    # Both learned the binary labels of the split.
+    assert 0.5 < base_accuracy <= 1 and 0.5 < now_accuracy <= 1
+    worktrees_after = subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True
+    ).stdout
+    assert worktrees_after == worktrees_before  # the temporary worktree is removed
+
+
 def test_script_parses():
     result = subprocess.run(
         ["bash", "-n", str(BENCHMARKS / "gpu_check.sh")], capture_output=True, text=True

@@ -44,7 +44,7 @@ def class_log_proba(logits):
     rows, once there are enough of them (:data:`CLASSES_FIRST_ENTRIES`;
     below, the transposes cost more than they save). The forward and
     backward pass of the experts' cross-entropy then take a third of the
-    time in a small cohort's linear solve (15 copies of 210 rows, 10
+    time in a small cohort's linear solve (10 copies of 210 rows, 10
     classes, float64) and less than half on a batch of 128 rows of 10
     classes (``python -m benchmarks.step_kernels``); the values are the
     same to rounding. A graph being compiled or exported takes the plain
