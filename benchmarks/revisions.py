@@ -195,6 +195,12 @@ def main(argv=None):
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--output", default=str(common.RESULTS), help="RESULTS.md to update")
     args = parser.parse_args(argv)
+    known = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--verify", "--quiet", f"{args.base}^{{commit}}"],
+        capture_output=True,
+    )
+    if known.returncode:
+        parser.error(f"{args.base!r} is not a commit of the repository at {ROOT}")
     start, load_before = time.perf_counter(), os.getloadavg()[0]
     base, now = _describe(args.base), _describe()
     rows = fit_rows(args.base, args.sets, args.seeds)

@@ -103,6 +103,16 @@ def test_revisions_fits_each_revision_with_its_own_package():
     assert worktrees_after == worktrees_before  # the temporary worktree is removed
 
 
+def test_revisions_refuses_an_unknown_revision(capsys):
+    if subprocess.run(["git", "-C", str(ROOT), "rev-parse"], capture_output=True).returncode:
+        pytest.skip("not a git checkout")
+    from benchmarks import revisions
+
+    with pytest.raises(SystemExit):
+        revisions.main(["no-such-revision", "--no-write"])
+    assert "'no-such-revision' is not a commit" in capsys.readouterr().err
+
+
 def test_script_parses():
     result = subprocess.run(
         ["bash", "-n", str(BENCHMARKS / "gpu_check.sh")], capture_output=True, text=True
