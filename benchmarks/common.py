@@ -383,6 +383,34 @@ def median_seconds(call, repeats, warm=3):
     return statistics.median(times)
 
 
+def interleaved_medians(functions, device, min_rounds=7, min_seconds=0.5, max_seconds=2.0):
+    """Median wall time in ms of each of ``functions`` (a dict), the device synchronised.
+
+    The functions take turns, one call each per round, so that a shared
+    machine's load weighs on all of them alike; a first round warms them up.
+    At least ``min_rounds`` timed rounds and ``min_seconds``, unless rounds
+    are so slow that 2 of them pass ``max_seconds``.
+    """
+    import torch
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times = {name: [] for name in functions}
+    start, rounds = time.perf_counter(), -1
+    while True:
+        for name, function in functions.items():
+            sync()
+            begin = time.perf_counter()
+            function()
+            sync()
+            if rounds >= 0:
+                times[name].append(time.perf_counter() - begin)
+        rounds += 1
+        elapsed = time.perf_counter() - start
+        enough = rounds >= min_rounds and elapsed >= min_seconds
+        if enough or (rounds >= 2 and elapsed >= max_seconds) or rounds >= 100:
+            return {name: 1000 * statistics.median(t) for name, t in times.items()}
+
+
 @contextlib.contextmanager
 def busy_core(enabled):
     """A process spinning on one core while the block runs (nothing when not ``enabled``)."""

@@ -37,7 +37,6 @@ import argparse
 import copy
 import functools
 import os
-import statistics
 import time
 
 import numpy as np
@@ -401,32 +400,6 @@ def check(runners, l2):
     return found
 
 
-def interleaved_medians(functions, device, min_rounds=7, min_seconds=0.5, max_seconds=2.0):
-    """Median wall time in ms of each of ``functions`` (a dict), the device synchronised.
-
-    The functions take turns, one call each per round, so that a shared
-    machine's load weighs on all of them alike; a first round warms them up.
-    At least ``min_rounds`` timed rounds and ``min_seconds``, unless rounds
-    are so slow that 2 of them pass ``max_seconds``.
-    """
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    times = {name: [] for name in functions}
-    start, rounds = time.perf_counter(), -1
-    while True:
-        for name, function in functions.items():
-            sync()
-            begin = time.perf_counter()
-            function()
-            sync()
-            if rounds >= 0:
-                times[name].append(time.perf_counter() - begin)
-        rounds += 1
-        elapsed = time.perf_counter() - start
-        enough = rounds >= min_rounds and elapsed >= min_seconds
-        if enough or (rounds >= 2 and elapsed >= max_seconds) or rounds >= 100:
-            return {name: 1000 * statistics.median(t) for name, t in times.items()}
-
-
 def adam_step(runner, l2):
     """Forward, loss, backward and ``AdamW.step`` (its decoupled weight decay: no ``l2``)."""
     runner.evaluate(0.0)
@@ -474,7 +447,7 @@ def measure_set(name, device, threads):
         torch.set_num_threads(n_threads)
         for step in STEPS:
             timed = {m: functools.partial(STEP_FUNCTIONS[step], r, l2) for m, r in runners.items()}
-            for method, value in interleaved_medians(timed, device).items():
+            for method, value in common.interleaved_medians(timed, device).items():
                 ms[(n_threads, step, method)] = value
         for m in runners:
             adam, lbfgs = ms[(n_threads, "adam", m)], ms[(n_threads, "lbfgs", m)]

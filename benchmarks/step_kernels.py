@@ -285,6 +285,14 @@ def _table(header, rows):
     return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
 
 
+def _layouts_table(title, former, now, rows):
+    """A table of ``(shape, what, former ms, now ms)`` rows of two layouts, and their ratio."""
+    return _table(
+        (title, "shape", f"{former} (ms)", f"{now} (ms)", f"{former} / {now}"),
+        [(what, shape, f"{a:.3f}", f"{b:.3f}", f"{a / b:.2f}x") for shape, what, a, b in rows],
+    )
+
+
 def section(adamw, losses, conv, solves, fits, seeds, duration, load):
     lines = common.section_start(
         SECTION,
@@ -309,35 +317,18 @@ def section(adamw, losses, conv, solves, fits, seeds, duration, load):
             for name, threads, foreach, fused in adamw
         ],
     )
-    lines += _table(
-        (
-            "experts' cross-entropy, forward + backward (1 thread)",
-            "shape",
-            "classes last (ms)",
-            "classes first (ms)",
-            "last / first",
-        ),
-        [
-            (what, shape, f"{last:.3f}", f"{first:.3f}", f"{last / first:.2f}x")
-            for shape, what, last, first in losses
-        ],
+    lines += _layouts_table(
+        "experts' cross-entropy, forward + backward (1 thread)",
+        "classes last",
+        "classes first",
+        losses,
     )
     lines += _table(
         ("digits image expert, training step of 64 rows (1 thread)", "ms"),
         [(label, f"{ms:.3f}") for label, ms in conv],
     )
-    lines += _table(
-        (
-            "linear solve, loss + gradient (1 thread)",
-            "shape",
-            "rows first (ms)",
-            "outputs first (ms)",
-            "rows / outputs",
-        ),
-        [
-            (what, shape, f"{rows:.3f}", f"{outputs:.3f}", f"{rows / outputs:.2f}x")
-            for shape, what, rows, outputs in solves
-        ],
+    lines += _layouts_table(
+        "linear solve, loss + gradient (1 thread)", "rows first", "outputs first", solves
     )
     lines += _table(
         ("data set", "kernels", "fit (s)", "test accuracy"),
