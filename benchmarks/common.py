@@ -72,6 +72,56 @@ def patched(constants):
         yield
 
 
+class LBFGSCounts:
+    """What :func:`counting_lbfgs` adds up: closure evaluations, their seconds, the steps' seconds."""
+
+    def __init__(self):
+        self.calls, self.closure_seconds, self.step_seconds = 0, 0.0, 0.0
+
+
+@contextlib.contextmanager
+def counting_lbfgs():
+    """Count and time the L-BFGS closure evaluations and steps of the fits in the block.
+
+    Where ``optimizer="auto"`` chooses a full-batch (L-BFGS) class, the fit
+    gets a subclass of that very class whose ``step`` times itself and each
+    closure evaluation, so the fit is timed as fitted. Yields the
+    :class:`LBFGSCounts` the steps add to; ``step_seconds`` includes the
+    closures.
+    """
+    from sk_i2m2 import _fit
+    from sk_i2m2._sizing import is_full_batch
+
+    counts, choose = LBFGSCounts(), _fit.auto_optimizer
+
+    def counting(optimizer):
+        class Counting(optimizer):
+            def step(self, closure):
+                def timed():
+                    begin = time.perf_counter()
+                    try:
+                        return closure()
+                    finally:
+                        counts.calls += 1
+                        counts.closure_seconds += time.perf_counter() - begin
+
+                begin = time.perf_counter()
+                try:
+                    return super().step(timed)
+                finally:
+                    counts.step_seconds += time.perf_counter() - begin
+
+        Counting.__name__ = Counting.__qualname__ = f"Counting{optimizer.__name__}"
+        return Counting
+
+    def auto_optimizer(*args, **kwargs):
+        optimizer = choose(*args, **kwargs)
+        return counting(optimizer) if is_full_batch(optimizer) else optimizer
+
+    with patched({"sk_i2m2._fit.auto_optimizer": auto_optimizer}):
+        yield counts
+
+
 @functools.cache
 def warm_up():
     """One small I2M2 fit per process, so that no timed fit pays the first fit's set-up."""

@@ -19,7 +19,7 @@ Sets: three small cohorts of ``small_cohorts.py`` (full batch) and two of
 2000 rows with batches of 256 (``mfeat``: MLP experts, ``kspace``: conv
 experts). On a small set whose default fit trains with L-BFGS, that fit's
 closure evaluations are counted and timed too (the most that batching them
-could save), and so is the rest of ``torch.optim.LBFGS``'s steps: its own
+could save), and so is the rest of the L-BFGS steps: the optimizer's own
 bookkeeping (the two-loop recursion and the line search), which a batched
 L-BFGS would do once for the 5 folds. The section goes to RESULTS.md
 (``fold_batching``) or ``--output``.
@@ -105,45 +105,24 @@ def without_dropout(module):
     return module
 
 
-class CountingLBFGS(torch.optim.LBFGS):
-    """``torch.optim.LBFGS`` that counts and times its closure evaluations and steps (on the class)."""
-
-    calls, seconds, step_seconds = 0, 0.0, 0.0
-
-    def step(self, closure):
-        def timed():
-            begin = time.perf_counter()
-            loss = closure()
-            CountingLBFGS.calls += 1
-            CountingLBFGS.seconds += time.perf_counter() - begin
-            return loss
-
-        begin = time.perf_counter()
-        try:
-            return super().step(timed)
-        finally:
-            CountingLBFGS.step_seconds += time.perf_counter() - begin
-
-
 def closure_share(X, y, device):
     """``(fit s, closure evaluations, their s, L-BFGS steps' s)`` of a default fit, or None.
 
     ``None`` when the default fit does not train with L-BFGS. The fit keeps
-    ``optimizer="auto"`` (an explicit optimizer would change the regime):
-    the class it chooses is the counting one for the timed fit.
+    ``optimizer="auto"`` (an explicit optimizer would change the regime);
+    :func:`benchmarks.common.counting_lbfgs` counts in the class it chooses.
     """
     from sk_i2m2 import I2M2Classifier
+    from sk_i2m2._sizing import is_full_batch
 
     warm = I2M2Classifier(random_state=0, device=device).fit(X, y)  # also pays one-off costs
-    if not issubclass(warm.optimizer_, torch.optim.LBFGS):
+    if not is_full_batch(warm.optimizer_):
         return None
-    CountingLBFGS.calls, CountingLBFGS.seconds, CountingLBFGS.step_seconds = 0, 0.0, 0.0
-    with common.patched({"torch.optim.LBFGS": CountingLBFGS}):
+    with common.counting_lbfgs() as counts:
         start = time.perf_counter()
-        fitted = I2M2Classifier(random_state=0, device=device).fit(X, y)
+        I2M2Classifier(random_state=0, device=device).fit(X, y)
         seconds = time.perf_counter() - start
-    assert fitted.optimizer_ is CountingLBFGS
-    return seconds, CountingLBFGS.calls, CountingLBFGS.seconds, CountingLBFGS.step_seconds
+    return seconds, counts.calls, counts.closure_seconds, counts.step_seconds
 
 
 def fold_models(X, y):
@@ -517,7 +496,7 @@ def reading(results, threads):
         )
         lines.append(
             f"- `{r['name']}`, default fit: {calls} L-BFGS closure evaluations (both stages) "
-            f"take {seconds:.2f} s of {fit:.2f} s, and `torch.optim.LBFGS`'s own bookkeeping "
+            f"take {seconds:.2f} s of {fit:.2f} s, and the optimizer's own bookkeeping "
             f"around them {step_seconds - seconds:.2f} s; {m} closures ({x:.2f}× at {t} "
             f"thread(s)) would save about {seconds * (1 - 1 / x):.2f} s at most, given a "
             "per-fold batched L-BFGS."

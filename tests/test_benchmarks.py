@@ -101,6 +101,24 @@ def test_revisions_fits_each_revision_with_its_own_package():
     assert worktrees_after == worktrees_before  # the temporary worktree is removed
 
 
+def test_fit_breakdown_counts_the_parts_of_a_default_fit():
+    """benchmarks.fit_breakdown: the parts of a default L-BFGS fit, timed as fitted."""
+    from benchmarks import fit_breakdown
+    from benchmarks.small_cohorts import load_split
+
+    X_train, _, y_train, _ = load_split("bc-80", 0)
+    parts = fit_breakdown.measure(X_train, y_train, 0)
+    # Each epoch of a stage net is one L-BFGS step of at least one closure
+    # evaluation, then one validation pass over the fold's held-out rows.
+    assert parts.evaluations >= parts.epochs > 0
+    assert parts.validation_passes == parts.epochs
+    shares = (parts.closures, parts.validation, parts.lbfgs, parts.epoch_loop, parts.rest)
+    assert all(share > 0 for share in shares)
+    assert sum(shares) == pytest.approx(parts.instrumented)
+    assert 0 < parts.floor < parts.instrumented
+    assert parts.fit > 0 and parts.mlp > 0
+
+
 def test_revisions_refuses_an_unknown_revision(capsys):
     from benchmarks import revisions
 
