@@ -83,16 +83,15 @@ class LBFGSCounts:
 def counting_lbfgs():
     """Count and time the L-BFGS closure evaluations and steps of the fits in the block.
 
-    Where ``optimizer="auto"`` chooses a full-batch (L-BFGS) class, the fit
-    gets a subclass of that very class whose ``step`` times itself and each
-    closure evaluation, so the fit is timed as fitted. Yields the
-    :class:`LBFGSCounts` the steps add to; ``step_seconds`` includes the
-    closures.
+    Each full-batch stage net trains with a subclass of the very class it
+    would train with (:func:`sk_i2m2.training.flat_lbfgs.full_batch_optimizer`),
+    whose ``step`` times itself and each closure evaluation, so the fit is
+    timed as fitted. Yields the :class:`LBFGSCounts` the steps add to;
+    ``step_seconds`` includes the closures.
     """
-    from sk_i2m2 import _fit
-    from sk_i2m2._sizing import is_full_batch
+    from sk_i2m2.training import stages
 
-    counts, choose = LBFGSCounts(), _fit.auto_optimizer
+    counts, choose = LBFGSCounts(), stages.full_batch_optimizer
 
     def counting(optimizer):
         class Counting(optimizer):
@@ -114,11 +113,7 @@ def counting_lbfgs():
         Counting.__name__ = Counting.__qualname__ = f"Counting{optimizer.__name__}"
         return Counting
 
-    def auto_optimizer(*args, **kwargs):
-        optimizer = choose(*args, **kwargs)
-        return counting(optimizer) if is_full_batch(optimizer) else optimizer
-
-    with patched({"sk_i2m2._fit.auto_optimizer": auto_optimizer}):
+    with patched({"sk_i2m2.training.stages.full_batch_optimizer": lambda o: counting(choose(o))}):
         yield counts
 
 

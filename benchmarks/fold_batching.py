@@ -110,7 +110,8 @@ def closure_share(X, y, device):
 
     ``None`` when the default fit does not train with L-BFGS. The fit keeps
     ``optimizer="auto"`` (an explicit optimizer would change the regime);
-    :func:`benchmarks.common.counting_lbfgs` counts in the class it chooses.
+    :func:`benchmarks.common.counting_lbfgs` counts in the class each stage net
+    trains with.
     """
     from sk_i2m2 import I2M2Classifier
     from sk_i2m2._sizing import is_full_batch

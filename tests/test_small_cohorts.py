@@ -13,6 +13,7 @@ from sk_i2m2.nn.ensemble import FoldEnsemble
 from sk_i2m2.nn.product import combine
 from sk_i2m2.outcomes.classes import ClassesOutcome
 from sk_i2m2.training import linear_experts
+from sk_i2m2.training.flat_lbfgs import FlatLBFGS
 from sk_i2m2.training.linear_experts import SOLVER_TOL
 
 
@@ -110,6 +111,13 @@ def test_explicit_encoders_are_kept_on_small_data():
 def test_small_cohorts_train_full_batch_with_lbfgs(small_fit):
     clf, _, y = small_fit
     assert clf.optimizer_ is torch.optim.LBFGS
+    # The stage nets run torch's L-BFGS with the parameters as one flat tensor.
+    assert all(
+        net.optimizer is FlatLBFGS and isinstance(net.optimizer_, FlatLBFGS)
+        for nets in clf.fold_nets_
+        for net in nets
+        if net is not None
+    )
     train_rows = len(y) - len(clf.fold_nets_[0][0].train_split.keywords["valid_ds"])
     assert clf.batch_size_ == train_rows  # every training row in one batch
     assert clf.fusion_.dropout == 0.0  # a line search needs a deterministic loss

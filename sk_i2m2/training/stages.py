@@ -31,6 +31,7 @@ from .callbacks import (
     interactive_output,
     stopped_by_callback,
 )
+from .flat_lbfgs import full_batch_optimizer
 from .net import ACCELERATED, optimizer_speed_kwargs
 from .schedule import lr_schedule_callbacks
 
@@ -222,11 +223,13 @@ def _make_net(
     if is_full_batch(plan.optimizer):
         # L-BFGS: its line search sets the step (no learning rate, no
         # schedule); the L2 penalty is part of the loss it minimises, and
-        # the stage ends once it has converged.
+        # the stage ends once it has converged. torch's runs as FlatLBFGS.
+        optimizer = full_batch_optimizer(plan.optimizer)
         optimizer_kwargs = {f"optimizer__{k}": v for k, v in LBFGS_OPTIONS.items()}
         lr, penalty = 1.0, {"l2": plan.weight_decay}
         schedule = [("converged", Converged())]
     else:
+        optimizer = plan.optimizer
         optimizer_kwargs = {
             f"optimizer__{k}": v
             for k, v in optimizer_speed_kwargs(plan.optimizer, plan.device).items()
@@ -256,7 +259,7 @@ def _make_net(
         criterion=criterion,
         **{f"criterion__{k}": v for k, v in plan.stage.criterion_kwargs.items()},
         **plan.stage.net_kwargs,
-        optimizer=plan.optimizer,
+        optimizer=optimizer,
         **optimizer_kwargs,
         **penalty,
         lr=lr,
