@@ -4,6 +4,7 @@ import copy
 
 import pytest
 import torch
+from conftest import requires_cuda
 from torch import nn
 
 from sk_i2m2.training.flat_lbfgs import FlatLBFGS, full_batch_optimizer
@@ -11,12 +12,12 @@ from sk_i2m2.training.flat_lbfgs import FlatLBFGS, full_batch_optimizer
 OPTIONS = {"max_iter": 5, "history_size": 10, "line_search_fn": "strong_wolfe"}
 
 
-def _problem(seed=0):
+def _problem(seed=0, device="cpu"):
     torch.manual_seed(seed)
     module = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 3))
     X = torch.randn(64, 10)
     y = torch.randint(0, 3, (64,))
-    return module, X, y
+    return module.to(device), X.to(device), y.to(device)
 
 
 def _train(module, optimizer_class, X, y, steps=6, before_step=None):
@@ -43,8 +44,9 @@ def _assert_same_parameters(a, b):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
 
 
-def test_same_iterates_as_torch_lbfgs():
-    module, X, y = _problem()
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=requires_cuda)])
+def test_same_iterates_as_torch_lbfgs(device):
+    module, X, y = _problem(device=device)
     reference = copy.deepcopy(module)
     optimizer, losses = _train(module, FlatLBFGS, X, y)
     _, reference_losses = _train(reference, torch.optim.LBFGS, X, y)
@@ -52,6 +54,7 @@ def test_same_iterates_as_torch_lbfgs():
     assert losses[-1] < 0.5 * losses[0]  # it trained
     _assert_same_parameters(module, reference)
     assert optimizer.state[optimizer._params[0]]["func_evals"] > 6
+    assert optimizer._flat.device == module[0].weight.device
 
 
 def test_parameters_are_views_of_one_tensor():
