@@ -90,8 +90,9 @@ def test_replaced_parameter_data_is_flattened_again():
     _, reference_losses = _train(reference, torch.optim.LBFGS, X, y)
     assert losses == pytest.approx(reference_losses, rel=1e-5)
     _assert_same_parameters(module, reference)
-    first = module[0].weight
-    assert optimizer._flat.data_ptr() <= first.data_ptr()  # views of the new flat tensor
+    flat = optimizer._flat  # a new flat tensor, which the parameters are views of
+    start, end = flat.data_ptr(), flat.data_ptr() + flat.numel() * flat.element_size()
+    assert all(start <= p.data_ptr() < end for p in module.parameters())
 
 
 def test_parameters_of_several_dtypes_move_one_at_a_time():

@@ -5,13 +5,13 @@ parameters to the trial point and back one tensor at a time
 (``_add_grad``, ``_set_param``), and at every iteration it copies them one
 tensor at a time (``_clone_param``). On the small models of a small
 cohort's full-batch stages each of these loops costs more than the
-arithmetic it does, and the optimizer's bookkeeping is about a fifth of a
-default fit (``benchmarks/fit_breakdown.py``). :class:`FlatLBFGS` makes the
-parameters views of one flat tensor, so that each move is one operation
-on it; the algorithm and its arithmetic are torch's. The stage nets train
-with it wherever the fit's optimizer is ``torch.optim.LBFGS``
-(:func:`full_batch_optimizer`), as they take AdamW's fused kernel for
-AdamW: ``optimizer_`` still names ``torch.optim.LBFGS``.
+arithmetic it does: with them, the optimizer's bookkeeping took 15-24 % of
+a default fit (``benchmarks/fit_breakdown.py`` run before this class; 11-19 %
+with it). :class:`FlatLBFGS` makes the parameters views of one flat tensor,
+so that each move is one operation on it; the algorithm and its arithmetic
+are torch's. The stage nets train with it wherever the fit's optimizer is
+``torch.optim.LBFGS`` (:func:`full_batch_optimizer`), as they take AdamW's
+fused kernel for AdamW: ``optimizer_`` still names ``torch.optim.LBFGS``.
 """
 
 from __future__ import annotations
