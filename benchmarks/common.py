@@ -72,6 +72,20 @@ def patched(constants):
         yield
 
 
+@contextlib.contextmanager
+def torch_threads(n_threads=None):
+    """torch's intra-op threads set to ``n_threads`` for the block (if given), restored after it."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if n_threads is not None:
+        torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 class LBFGSCounts:
     """What :func:`counting_lbfgs` adds up: closure evaluations, their seconds, the steps' seconds."""
 

@@ -107,9 +107,8 @@ def adamw_rows(thread_counts, repeats):
             [torch.randn(1024, 1024, requires_grad=True) for _ in range(4)],
         ),
     ]
-    default_threads = torch.get_num_threads()
     rows = []
-    try:
+    with common.torch_threads():
         for name, params in cases:
             for p in params:
                 p.grad = torch.randn_like(p)
@@ -121,8 +120,6 @@ def adamw_rows(thread_counts, repeats):
                     for kwargs in ({"foreach": True}, {"fused": True})
                 ]
                 rows.append((f"{name}: {len(params)} tensors, {n:,} values", threads, *ms))
-    finally:
-        torch.set_num_threads(default_threads)
     return rows
 
 
@@ -136,10 +133,8 @@ def _classes_first(logits):
 
 def loss_rows(repeats):
     """``(shape, what, classes-last ms, classes-first ms)`` of the experts' cross-entropy."""
-    default_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     rows = []
-    try:
+    with common.torch_threads(1):
         for experts, n, classes, dtype, what in LOSS_SHAPES:
             logits = torch.randn(experts, n, classes, dtype=dtype, requires_grad=True)
             y = torch.randint(0, classes, (n,)).expand(experts, n).unsqueeze(-1)
@@ -153,8 +148,6 @@ def loss_rows(repeats):
                 for layout in (_classes_last, _classes_first)
             ]
             rows.append((f"{experts} x {n} x {classes}, {str(dtype)[6:]}", what, *ms))
-    finally:
-        torch.set_num_threads(default_threads)
     return rows
 
 
@@ -195,10 +188,8 @@ def _solve_evaluation(widths, n, classes, outputs_first):
 
 def solve_rows(repeats):
     """``(shape, what, rows-first ms, outputs-first ms)`` of a linear solve's evaluation."""
-    default_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     rows = []
-    try:
+    with common.torch_threads(1):
         for widths, n, classes, what in SOLVE_SHAPES:
             ms = [
                 _median_ms(_solve_evaluation(widths, n, classes, outputs_first), repeats)
@@ -207,8 +198,6 @@ def solve_rows(repeats):
             copies = SOLVE_FOLDS * len(widths)
             shape = f"{copies} x {n} x {classes}, features {'+'.join(map(str, widths))}"
             rows.append((shape, what, *ms))
-    finally:
-        torch.set_num_threads(default_threads)
     return rows
 
 
@@ -217,10 +206,8 @@ def conv_step_rows(repeats):
     from sk_i2m2.encoders import Conv2dEncoder
     from sk_i2m2.nn.encoder_modules import FeaturePool2d
 
-    default_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     rows = []
-    try:
+    with common.torch_threads(1):
         for label, pool in (
             ("FeaturePool2d (passes 2x2 through)", None),
             ("torch.nn.AdaptiveAvgPool2d", nn.AdaptiveAvgPool2d),
@@ -240,8 +227,6 @@ def conv_step_rows(repeats):
                 nn.functional.cross_entropy(head(net(x)), y).backward()
 
             rows.append((label, _median_ms(step, repeats)))
-    finally:
-        torch.set_num_threads(default_threads)
     return rows
 
 
