@@ -21,6 +21,7 @@ from sklearn.utils import check_random_state
 
 from ._allocator import cpu_allocator
 from ._device import cudnn_autotune, data_device, resolve_device, to_channels_last
+from ._gc import collector_paused
 from ._inference import expert_logits
 from ._lazy import LazyRows, materialize, take
 from ._missing import check_fit_options, check_samples_have_an_expert
@@ -91,6 +92,9 @@ class FitDescription:
         the linear experts train with the other experts in stage 1.
     kept_l2 : dict
         ``warm_start``: the L2 coefficients of the kept experts.
+    small_cohort : bool
+        Whether the training rows are a small cohort
+        (:func:`~sk_i2m2._sizing.is_small_cohort`).
     """
 
     tensors: dict
@@ -108,6 +112,7 @@ class FitDescription:
     kept: list | None
     linear_l2_grid: tuple | None = None
     kept_l2: dict | None = None
+    small_cohort: bool = False
 
 
 @dataclass(frozen=True)
@@ -245,6 +250,7 @@ def describe_fit(estimator, X, y, sample_weight=None):
         kept=kept,
         linear_l2_grid=linear_l2_grid,
         kept_l2=dict(getattr(estimator, "expert_weight_decay_", {})) if kept else {},
+        small_cohort=small,
     )
 
 
@@ -283,9 +289,10 @@ def _sizes(params, outcome, n_train, optimizer):
 def train(fit):
     """Build and train the model of every split of ``fit``; calibrate; return a :class:`FitResult`.
 
-    Runs with torch's threads chosen for the work (:mod:`sk_i2m2._threads`)
-    and a forked random stream seeded with the fit's seed, so that the
-    caller's stream is left as it was.
+    Runs with torch's threads chosen for the work (:mod:`sk_i2m2._threads`),
+    Python's garbage collector paused on a small cohort
+    (:mod:`sk_i2m2._gc`), and a forked random stream seeded with the fit's
+    seed, so that the caller's stream is left as it was.
     """
     device = fit.plan.device
     fork_devices = [device.index or 0] if device.type == "cuda" else []
@@ -294,6 +301,7 @@ def train(fit):
         torch.random.fork_rng(devices=fork_devices),
         cudnn_autotune(device.type == "cuda"),
         cpu_allocator(device),
+        collector_paused(fit.small_cohort),
     ):
         torch.manual_seed(fit.plan.seed)
         return _train_splits(fit, use_threads)

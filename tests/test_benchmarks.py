@@ -119,6 +119,18 @@ def test_fit_breakdown_counts_the_parts_of_a_default_fit():
     assert parts.fit > 0 and parts.mlp > 0
 
 
+def test_collector_measures_a_first_fit_in_a_fresh_process_both_ways():
+    """benchmarks.collector: a paused fit runs no full collection; both report their heap."""
+    from benchmarks import collector
+
+    paused = collector.measure("first fit", "paused", "synthetic-mixed-100", 1)
+    running = collector.measure("first fit", "running", "synthetic-mixed-100", 1)
+    assert paused["collections"] == 0 and paused["collection_seconds"] == 0
+    for figures in (paused, running):
+        assert figures["seconds"] > 0
+        assert 0 < figures["tracked"] < figures["tracked_after"]
+
+
 def test_revisions_refuses_an_unknown_revision(capsys):
     from benchmarks import revisions
 

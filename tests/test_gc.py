@@ -1,0 +1,109 @@
+"""Python's garbage collector during fit: paused on a small cohort, resumed after."""
+
+import gc
+import threading
+
+import pytest
+from conftest import make_independent
+from skorch.callbacks import Callback
+
+from sk_i2m2 import I2M2Classifier, _gc, _sizing
+
+
+class CollectorProbe(Callback):
+    """Records whether automatic garbage collection runs, in every epoch of a stage."""
+
+    def on_epoch_end(self, net, **kwargs):
+        net.history.record("gc_enabled", gc.isenabled())
+
+
+class Explode(Callback):
+    def on_epoch_end(self, net, **kwargs):
+        raise RuntimeError("boom")
+
+
+@pytest.fixture(autouse=True)
+def collector_running():
+    """Every test starts with the collector running and leaves it running."""
+    was_enabled = gc.isenabled()
+    gc.enable()
+    yield
+    assert _gc._depth == 0
+    if not was_enabled:
+        gc.disable()
+    else:
+        gc.enable()
+
+
+def fit_small(**params):
+    X, y = make_independent(120, n_modalities=2)
+    params = {"max_epochs": 3, "random_state": 0, "callbacks": [CollectorProbe()], **params}
+    return I2M2Classifier(**params).fit(X, y)
+
+
+def collector_in_training(clf):
+    nets = [net for pair in clf.fold_nets_ or [] for net in pair if net is not None]
+    nets = nets or [clf.pretrain_net_]
+    return {enabled for net in nets for enabled in net.history[:, "gc_enabled"]}
+
+
+def test_a_small_cohort_trains_with_the_collector_paused_and_resumes_it():
+    clf = fit_small()
+    assert clf.n_folds_ == 5
+    assert collector_in_training(clf) == {False}
+    assert gc.isenabled()
+
+
+def test_the_collector_resumes_after_an_error():
+    with pytest.raises(RuntimeError, match="boom"):
+        fit_small(callbacks=[Explode()])
+    assert gc.isenabled()
+
+
+def test_a_collector_the_user_disabled_stays_disabled():
+    gc.disable()
+    clf = fit_small()
+    assert collector_in_training(clf) == {False}
+    assert not gc.isenabled()
+
+
+def test_a_large_data_set_trains_with_the_collector_running(monkeypatch):
+    monkeypatch.setattr(_sizing, "SMALL_COHORT", 100)  # 120 rows are large data now
+    clf = fit_small(cv=None)
+    assert clf.optimizer_.__name__ != "LBFGS"  # the mini-batch regime of large data
+    assert collector_in_training(clf) == {True}
+    assert gc.isenabled()
+
+
+def test_nested_blocks_pause_once_and_resume_at_the_outermost_end():
+    with pytest.raises(RuntimeError, match="boom"):
+        with _gc.collector_paused():
+            with _gc.collector_paused():
+                assert not gc.isenabled()
+            assert not gc.isenabled()
+            raise RuntimeError("boom")
+    assert gc.isenabled()
+    with _gc.collector_paused(False):
+        assert gc.isenabled()
+
+
+def test_blocks_of_two_threads_resume_when_the_last_one_ends():
+    entered, release = threading.Event(), threading.Event()
+    seen = {}
+
+    def other_fit():
+        with _gc.collector_paused():
+            entered.set()
+            release.wait(timeout=10)
+        seen["after_other"] = gc.isenabled()
+
+    with _gc.collector_paused():
+        worker = threading.Thread(target=other_fit)
+        worker.start()
+        assert entered.wait(timeout=10)
+    # This block ended first; the other thread's block still runs.
+    assert not gc.isenabled()
+    release.set()
+    worker.join(timeout=10)
+    assert seen == {"after_other": True}
+    assert gc.isenabled()
