@@ -2,15 +2,14 @@
 
 A fit creates tens of thousands of short-lived Python objects: skorch's
 history rows and callbacks, copies of the fold models, optimizer and
-autograd bookkeeping. Reference counting frees almost all of them, but
-those that outlive two young collections first move to the oldest
-generation, and once the objects moved there since the last full
-collection reach a quarter of it, Python runs a full collection. That
-visits every object the process tracks, hundreds of thousands once torch,
-scikit-learn and sk-i2m2 are imported, and takes about as long as a whole
-small-cohort fit: the fit pays for a pause that finds little of its own
-to collect. ``benchmarks/collector.py`` measures it on a first fit in a
-fresh process and on fits in a loop, as ``GridSearchCV`` runs them.
+autograd bookkeeping. Reference counting frees almost all of them, yet
+their numbers set off the cyclic collector, and now and then a collection
+of its oldest generation visits every object the process tracks: hundreds
+of thousands once torch, scikit-learn and sk-i2m2 have run a fit. Such a
+collection takes about as long as a whole small-cohort fit and finds
+little of the fit's own to collect. ``benchmarks/collector.py`` measures
+the pause on a first fit in a fresh process and on fits in a row, as
+``GridSearchCV`` runs them.
 
 While a small cohort trains, automatic collection is paused. Nothing is
 computed differently; garbage held only in reference cycles waits for the
@@ -23,13 +22,15 @@ The collector's state is process-wide, so the pause is re-entrant and
 thread-safe like the allocator's settings (:mod:`sk_i2m2._allocator`):
 the outermost block pauses the collector and resumes it at its end, only
 if the collector was running when the block began. A collector the user
-disabled stays disabled.
+disabled stays disabled. A process forked inside a block (a data loader's
+worker) starts with the collector as it was before the block.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import threading
 
 __all__ = ["collector_paused"]
@@ -62,3 +63,17 @@ def collector_paused(pause=True):
             _depth -= 1
             if _depth == 0 and _resume:
                 gc.enable()
+
+
+def _reset_after_fork():
+    # A forked child (a data loader's worker) collects as the process did
+    # before the blocks began; if it leaves them, they count down as in the
+    # parent. Its lock is new, in case another thread held it at the fork.
+    global _lock
+    _lock = threading.Lock()
+    if _depth and _resume:
+        gc.enable()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_reset_after_fork)

@@ -1,6 +1,7 @@
 """Python's garbage collector during fit: paused on a small cohort, resumed after."""
 
 import gc
+import os
 import threading
 
 import pytest
@@ -85,6 +86,22 @@ def test_nested_blocks_pause_once_and_resume_at_the_outermost_end():
     assert gc.isenabled()
     with _gc.collector_paused(False):
         assert gc.isenabled()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_process_forked_in_a_block_collects_as_before_the_block():
+    read, write = os.pipe()
+    with _gc.collector_paused():
+        pid = os.fork()
+        if pid == 0:  # the child: report, then leave without unwinding
+            os.write(write, b"1" if gc.isenabled() else b"0")
+            os._exit(0)
+        assert not gc.isenabled()
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1" and os.waitstatus_to_exitcode(status) == 0
+    os.close(read)
+    assert gc.isenabled()
 
 
 def test_blocks_of_two_threads_resume_when_the_last_one_ends():
