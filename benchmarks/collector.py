@@ -180,7 +180,7 @@ def results_section(results, *, command, duration, rounds, loop_fits):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sets", nargs="+", default=list(DEFAULT_SETS), choices=sorted(SETS))
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--loop-fits", type=int, default=10)
     parser.add_argument("--no-search", action="store_true", help="skip the GridSearchCV")
     parser.add_argument("--no-write", action="store_true", help="print, leave RESULTS.md")
