@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from skorch.callbacks import Callback
 
 # The test models are tiny: a second intra-op thread costs more than it saves,
 # and on a busy machine the threads contend and each fit gets several times slower.
@@ -34,6 +35,31 @@ def pytest_collection_modifyitems(config, items):
         + [item for item in items if item in waiting]
         + [item for item in items if item in last]
     )
+
+
+class EpochProbe(Callback):
+    """Records ``read()`` in the history under ``key`` at the end of every epoch of a stage."""
+
+    def __init__(self, key, read):
+        self.key = key
+        self.read = read
+
+    def on_epoch_end(self, net, **kwargs):
+        net.history.record(self.key, self.read())
+
+
+class Explode(Callback):
+    """Raises ``RuntimeError("boom")`` at the end of the first epoch."""
+
+    def on_epoch_end(self, net, **kwargs):
+        raise RuntimeError("boom")
+
+
+def recorded_in_training(clf, key):
+    """The values an :class:`EpochProbe` recorded under ``key`` in the stage nets of ``clf``."""
+    nets = [net for pair in clf.fold_nets_ or [] for net in pair if net is not None]
+    nets = nets or [clf.pretrain_net_]
+    return {value for net in nets for value in net.history[:, key]}
 
 
 # Small, fast settings shared by the tests that train.

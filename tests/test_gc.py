@@ -5,22 +5,9 @@ import os
 import threading
 
 import pytest
-from conftest import make_independent
-from skorch.callbacks import Callback
+from conftest import EpochProbe, Explode, make_independent, recorded_in_training
 
 from sk_i2m2 import I2M2Classifier, _gc, _sizing
-
-
-class CollectorProbe(Callback):
-    """Records whether automatic garbage collection runs, in every epoch of a stage."""
-
-    def on_epoch_end(self, net, **kwargs):
-        net.history.record("gc_enabled", gc.isenabled())
-
-
-class Explode(Callback):
-    def on_epoch_end(self, net, **kwargs):
-        raise RuntimeError("boom")
 
 
 @pytest.fixture(autouse=True)
@@ -38,14 +25,17 @@ def collector_running():
 
 def fit_small(**params):
     X, y = make_independent(120, n_modalities=2)
-    params = {"max_epochs": 3, "random_state": 0, "callbacks": [CollectorProbe()], **params}
+    params = {
+        "max_epochs": 3,
+        "random_state": 0,
+        "callbacks": [EpochProbe("gc_enabled", gc.isenabled)],
+        **params,
+    }
     return I2M2Classifier(**params).fit(X, y)
 
 
 def collector_in_training(clf):
-    nets = [net for pair in clf.fold_nets_ or [] for net in pair if net is not None]
-    nets = nets or [clf.pretrain_net_]
-    return {enabled for net in nets for enabled in net.history[:, "gc_enabled"]}
+    return recorded_in_training(clf, "gc_enabled")
 
 
 def test_a_small_cohort_trains_with_the_collector_paused_and_resumes_it():

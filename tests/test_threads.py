@@ -3,22 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from conftest import make_independent
-from skorch.callbacks import Callback
+from conftest import EpochProbe, Explode, make_independent, recorded_in_training
 
 from sk_i2m2 import I2M2Classifier, _parallel, _threads
-
-
-class ThreadProbe(Callback):
-    """Records torch's intra-op threads in every epoch of a stage."""
-
-    def on_epoch_end(self, net, **kwargs):
-        net.history.record("torch_threads", torch.get_num_threads())
-
-
-class Explode(Callback):
-    def on_epoch_end(self, net, **kwargs):
-        raise RuntimeError("boom")
 
 
 @pytest.fixture
@@ -36,14 +23,17 @@ def default_threads(monkeypatch):
 
 def fit_small(**params):
     X, y = make_independent(120, n_modalities=2)
-    params = {"max_epochs": 3, "random_state": 0, "callbacks": [ThreadProbe()], **params}
+    params = {
+        "max_epochs": 3,
+        "random_state": 0,
+        "callbacks": [EpochProbe("torch_threads", torch.get_num_threads)],
+        **params,
+    }
     return I2M2Classifier(**params).fit(X, y), X
 
 
 def threads_in_training(clf):
-    nets = [net for pair in clf.fold_nets_ or [] for net in pair if net is not None]
-    nets = nets or [clf.pretrain_net_]
-    return {t for net in nets for t in net.history[:, "torch_threads"]}
+    return recorded_in_training(clf, "torch_threads")
 
 
 def test_a_small_fit_trains_with_one_thread_and_restores_the_default(default_threads):
