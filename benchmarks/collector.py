@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -43,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import RESULTS, script_command, section_start, write_results
+from benchmarks.common import RESULTS, checkout_env, script_command, section_start, write_results
 from benchmarks.small_cohorts import SETS
 
 SECTION = "collector"
@@ -101,13 +100,10 @@ print(json.dumps({"seconds": seconds, "collections": timing["count"],
 
 def measure(way, variant, name, n_fits):
     """One fresh process's figures (see ``_WORKER``)."""
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-    )
     done = subprocess.run(
         [sys.executable, "-c", _WORKER, way, variant, name, str(n_fits)],
         cwd=ROOT,
-        env=env,
+        env=checkout_env(),
         check=True,
         capture_output=True,
         text=True,

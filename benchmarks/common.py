@@ -485,6 +485,16 @@ def busy_core(enabled):
         spinner.wait()
 
 
+def checkout_env():
+    """The environment for a fresh Python process that imports this checkout's packages.
+
+    The repository root comes first on ``PYTHONPATH``, so that ``sk_i2m2``
+    and ``benchmarks`` import from the checkout whatever the working directory.
+    """
+    root = str(RESULTS.parent.parent)
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+
+
 def script_command(module, argv=None):
     """The command line that reruns script ``module`` (e.g. ``"targets"``) with ``argv``.
 

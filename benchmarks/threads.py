@@ -23,7 +23,6 @@ of ``benchmarks/RESULTS.md`` is rewritten.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import subprocess
 import sys
@@ -31,7 +30,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import RESULTS, busy_core, script_command, section_start, write_results
+from benchmarks.common import (
+    RESULTS,
+    busy_core,
+    checkout_env,
+    script_command,
+    section_start,
+    write_results,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "threads"
@@ -122,9 +128,7 @@ def user_commands(quick):
 
 def wall_seconds(argv, one_thread):
     """Wall time of ``python argv`` in a fresh process, in a scratch directory."""
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-    )
+    env = checkout_env()
     env.pop("OMP_NUM_THREADS", None)
     if one_thread:
         env["OMP_NUM_THREADS"] = "1"
