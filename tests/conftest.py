@@ -62,6 +62,24 @@ def recorded_in_training(clf, key):
     return {value for net in nets for value in net.history[:, key]}
 
 
+def fit_probed(key, read, **params):
+    """A small default fit recording ``read()`` under ``key`` each epoch; returns ``(clf, X)``.
+
+    ``params`` override the defaults, ``callbacks`` (the probe) included.
+    """
+    # Imported here, after the thread count above is set for the whole session.
+    from sk_i2m2 import I2M2Classifier
+
+    X, y = make_independent(120, n_modalities=2)
+    params = {
+        "max_epochs": 3,
+        "random_state": 0,
+        "callbacks": [EpochProbe(key, read)],
+        **params,
+    }
+    return I2M2Classifier(**params).fit(X, y), X
+
+
 # Small, fast settings shared by the tests that train.
 FAST = dict(max_epochs=30, n_iter_no_change=5, random_state=0)
 

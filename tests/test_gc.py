@@ -5,9 +5,9 @@ import os
 import threading
 
 import pytest
-from conftest import EpochProbe, Explode, make_independent, recorded_in_training
+from conftest import Explode, fit_probed, recorded_in_training
 
-from sk_i2m2 import I2M2Classifier, _gc, _sizing
+from sk_i2m2 import _gc, _sizing
 
 
 @pytest.fixture(autouse=True)
@@ -24,14 +24,7 @@ def collector_running():
 
 
 def fit_small(**params):
-    X, y = make_independent(120, n_modalities=2)
-    params = {
-        "max_epochs": 3,
-        "random_state": 0,
-        "callbacks": [EpochProbe("gc_enabled", gc.isenabled)],
-        **params,
-    }
-    return I2M2Classifier(**params).fit(X, y)
+    return fit_probed("gc_enabled", gc.isenabled, **params)[0]
 
 
 def collector_in_training(clf):

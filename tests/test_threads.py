@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from conftest import EpochProbe, Explode, make_independent, recorded_in_training
+from conftest import Explode, fit_probed, recorded_in_training
 
-from sk_i2m2 import I2M2Classifier, _parallel, _threads
+from sk_i2m2 import _parallel, _threads
 
 
 @pytest.fixture
@@ -22,14 +22,7 @@ def default_threads(monkeypatch):
 
 
 def fit_small(**params):
-    X, y = make_independent(120, n_modalities=2)
-    params = {
-        "max_epochs": 3,
-        "random_state": 0,
-        "callbacks": [EpochProbe("torch_threads", torch.get_num_threads)],
-        **params,
-    }
-    return I2M2Classifier(**params).fit(X, y), X
+    return fit_probed("torch_threads", torch.get_num_threads, **params)
 
 
 def threads_in_training(clf):
